@@ -1,0 +1,262 @@
+"""Command line and YAML configuration for darts_search.py and darts_train.py.
+
+Flag names and short forms follow the NNabla DARTS example so its command
+lines keep working. A run can also be described by a YAML file (--config);
+values given on the command line override the file, and the resolved
+settings are written next to the run's outputs by save_config so the run
+can be repeated with `--config <monitor dir>/config.yaml`.
+"""
+
+import argparse
+import os
+
+import yaml
+
+CONFIG_FILE_NAME = "config.yaml"
+
+_TRUE_WORDS = ("true", "1", "yes")
+_FALSE_WORDS = ("false", "0", "no")
+
+
+class ConfigError(Exception):
+    """A --config file that cannot be used; the message is one line."""
+
+
+def str2bool(s):
+    """True/False from true/false, yes/no, 1/0 in any case (or a bool)."""
+    if isinstance(s, bool):
+        return s
+    word = str(s).strip().lower()
+    if word in _TRUE_WORDS:
+        return True
+    if word in _FALSE_WORDS:
+        return False
+    # ArgumentTypeError so argparse prints this message as is.
+    raise argparse.ArgumentTypeError(
+        f"not a boolean: {s!r} (use true/false, yes/no or 1/0)")
+
+
+def expanded_path(path):
+    return os.path.expanduser(path)
+
+
+def _add_bool(parser, flag, default, help):
+    # nargs='?' with const=True: "--flag" alone means True, "--flag no" False.
+    # (type=bool, as in the NNabla example, makes "--flag False" True.)
+    parser.add_argument(flag, type=str2bool, nargs="?", const=True,
+                        default=default, metavar="BOOL", help=help)
+
+
+def _common_parser(description):
+    parser = argparse.ArgumentParser(
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        # Prefix matching would let "--second" mean --second-order today
+        # and become an error (or something else) when a flag is added.
+        allow_abbrev=False)
+    add = parser.add_argument
+
+    add("--config", type=str, default=None, metavar="FILE.yaml",
+        help="YAML file of settings (keys are the long flag names); "
+             "flags given on the command line override it")
+    add("--context", "-c", choices=["cpu", "cudnn"], default="cpu",
+        help="NNabla extension to run on")
+    add("--device-id", "-d", type=str, default="0",
+        help="GPU to use; only used with -c cudnn")
+    add("--type-config", "-t", choices=["float", "half"], default="float",
+        help="computation type")
+    add("--seed", type=int, default=0)
+
+    add("--dataset",
+        choices=["cifar10", "cifar100", "fashion-mnist", "mnist", "digits"],
+        default="cifar10")
+    add("--data-dir", type=expanded_path, default="~/nnabla_data",
+        help="where data sets are downloaded and cached")
+    add("--cutout-length", type=int, default=16,
+        help="side of the square cutout mask")
+
+    add("--epoch", "-e", type=int)
+    add("--batch-size", "-b", type=int)
+    add("--num-cells", type=int, help="number of cells in the network")
+    add("--output-filter", type=int, default=16,
+        help="initial channel count C")
+
+    add("--lr", type=float, default=0.025,
+        help="initial learning rate of the network weights")
+    add("--lr-min", type=float, help="learning rate at the end of the "
+                                      "cosine schedule")
+    add("--momentum", type=float, default=0.9)
+    add("--weight-decay", type=float, default=3e-4)
+    add("--grad-clip", type=float, default=5.0,
+        help="max global norm of the weight gradients")
+
+    add("--monitor-path", "-m", type=str,
+        help="directory for logs, checkpoints and config.yaml")
+    add("--model-save-path", "-o", type=str, default=None,
+        help="where parameters are saved (default: the monitor path)")
+    _add_bool(parser, "--resume", False,
+              "continue from the last checkpoint in the monitor path")
+    return parser
+
+
+def search_parser():
+    """Parser for darts_search.py (architecture search)."""
+    parser = _common_parser("DARTS architecture search.")
+    add = parser.add_argument
+    add("--model-arch-name", type=str, default="DARTS_arch.json",
+        help="file the found architecture is written to")
+    _add_bool(parser, "--cutout", False, "apply cutout to training images")
+    _add_bool(parser, "--second-order", False,
+              "use the second order approximation for the architecture "
+              "gradient")
+    add("--train-portion", type=float, default=0.5,
+        help="share of the training set used for the weights; the rest "
+             "trains the architecture")
+    add("--arch-lr", type=float, default=3e-4)
+    add("--arch-beta1", type=float, default=0.5)
+    add("--arch-beta2", type=float, default=0.999)
+    add("--arch-weight-decay", type=float, default=1e-3)
+    _add_bool(parser, "--draw-every-epoch", False,
+              "draw the cells found after every epoch")
+    parser.set_defaults(epoch=50, batch_size=64, num_cells=8, lr_min=0.001,
+                        monitor_path="search.monitor")
+    return parser
+
+
+def train_parser():
+    """Parser for darts_train.py (training a found architecture)."""
+    parser = _common_parser("Train a DARTS architecture from scratch.")
+    add = parser.add_argument
+    add("--model-arch-name", type=str, default="DARTS_arch.json",
+        help="architecture JSON file, a genotype string, or DARTS_V1 / "
+             "DARTS_V2")
+    add("--additional-filters-on-retrain", "-f", type=int, default=20,
+        help="channels added to --output-filter: C = output-filter + this")
+    _add_bool(parser, "--cutout", True, "apply cutout to training images")
+    _add_bool(parser, "--auxiliary", True, "train with the auxiliary head")
+    add("--auxiliary-weight", type=float, default=0.4)
+    add("--drop-path-prob", type=float, default=0.2)
+    add("--save-interval", type=int, default=10,
+        help="save parameters every N epochs")
+    _add_bool(parser, "--summary", False, "print a summary of the network")
+    add("--evaluate", type=str, default=None, metavar="PARAMS.h5",
+        help="only evaluate these parameters on the test set")
+    parser.set_defaults(epoch=600, batch_size=96, num_cells=20, lr_min=0.0,
+                        monitor_path="result.monitor")
+    return parser
+
+
+def _config_actions(parser):
+    """Map each flag's dest to its action; these are the allowed YAML keys."""
+    actions = {}
+    for action in parser._actions:
+        if action.dest in ("help", "config"):
+            continue
+        actions[action.dest] = action
+    return actions
+
+
+def _convert(action, key, value, path):
+    """Check one YAML value the way argparse checks a command line value."""
+    where = f"config {path}: '{key}'"
+    if value is None:
+        # Only settings whose default is None (e.g. model_save_path) may be
+        # null, so a saved config with those keys loads again.
+        if action.default is None:
+            return None
+        raise ConfigError(f"{where}: must not be null")
+    if isinstance(value, (list, dict)):
+        raise ConfigError(f"{where}: expected a single value, got {value!r}")
+    if action.type is str2bool:
+        try:
+            return str2bool(value)
+        except argparse.ArgumentTypeError as err:
+            raise ConfigError(f"{where}: {err}") from None
+    if isinstance(value, bool):
+        # str(True) would pass as a path or a choice; that is a mistake.
+        expected = action.type.__name__ if action.type else "str"
+        raise ConfigError(f"{where}: expected a {expected}, got {value!r}")
+    # Through str so that YAML floats do not silently become ints (int(3.7)),
+    # and so that "3e-4", which YAML reads as a string, becomes a float.
+    converted = str(value)
+    if action.type is not None:
+        try:
+            converted = action.type(converted)
+        except (ValueError, TypeError):
+            raise ConfigError(f"{where}: invalid {action.type.__name__} "
+                              f"value: {value!r}") from None
+    if action.choices is not None and converted not in action.choices:
+        choices = ", ".join(map(str, action.choices))
+        raise ConfigError(f"{where}: invalid choice: {value!r} "
+                          f"(choose from {choices})")
+    return converted
+
+
+def _load_config(parser, path):
+    """Read a YAML config into {dest: value}, validated against parser."""
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: "
+                          f"{err.strerror}") from None
+    except yaml.YAMLError as err:
+        one_line = " ".join(str(err).split())
+        raise ConfigError(f"broken YAML in config file {path}: "
+                          f"{one_line}") from None
+    if data is None:  # empty file, or comments only
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must be a mapping of flag "
+                          f"names to values, got {type(data).__name__}")
+
+    actions = _config_actions(parser)
+    values = {}
+    for key, value in data.items():
+        dest = str(key).replace("-", "_")
+        if dest == "config":
+            raise ConfigError(f"config {path}: '{key}' cannot be set inside "
+                              f"a config file")
+        if dest not in actions:
+            raise ConfigError(f"config {path}: unknown key '{key}'")
+        if dest in values:
+            raise ConfigError(f"config {path}: '{key}' is given twice "
+                              f"(as '_' and '-' spellings)")
+        values[dest] = _convert(actions[dest], key, value, path)
+    return values
+
+
+def parse_args(parser, argv=None):
+    """Parse argv (default sys.argv[1:]), applying --config under it.
+
+    Precedence: command line, then the config file, then the defaults.
+    """
+    args = parser.parse_args(argv)
+    if args.config is None:
+        return args
+    try:
+        values = _load_config(parser, args.config)
+    except ConfigError as err:
+        parser.error(str(err))  # exits 2 with usage, no traceback
+    # argparse only fills in a default when the namespace lacks the
+    # attribute, and always sets the flags that were given. Starting from
+    # the file's values therefore lets every given flag win, even one whose
+    # value equals the default.
+    return parser.parse_args(argv, namespace=argparse.Namespace(**values))
+
+
+def save_config(args, monitor_path):
+    """Write args as YAML to <monitor_path>/config.yaml; return the path.
+
+    args must be a Namespace from parse_args: every key is loaded back
+    through --config, so an attribute the parser does not know would make
+    the file unusable.
+    """
+    os.makedirs(monitor_path, exist_ok=True)
+    settings = {k: v for k, v in vars(args).items() if k != "config"}
+    path = os.path.join(monitor_path, CONFIG_FILE_NAME)
+    with open(path, "w") as f:
+        yaml.safe_dump(settings, f, sort_keys=False, default_flow_style=False)
+    return path
