@@ -118,6 +118,10 @@ def search_parser():
     add("--arch-weight-decay", type=float, default=1e-3)
     _add_bool(parser, "--draw-every-epoch", False,
               "draw the cells found after every epoch")
+    add("--alpha-epoch", type=int, default=None, metavar="N",
+        help="do not search: derive the architecture of epoch N from "
+             "<monitor-path>/alpha_history.npz and write it to "
+             "--model-arch-name (0 = the initial alphas)")
     parser.set_defaults(epoch=50, batch_size=64, num_cells=8, lr_min=0.001,
                         monitor_path="search.monitor")
     return parser

@@ -1,0 +1,149 @@
+"""DARTS architecture search: learns a normal and a reduction cell and writes them as DARTS_arch.json.
+
+    python darts_search.py --context cpu --dataset digits --epoch 5 --monitor-path runs/search
+"""
+import os
+import sys
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from args import parse_args, save_config, search_parser
+from models.genotype import derive_architecture, save_architecture
+from utils.bilevel import BilevelOptimizer
+from utils.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from utils.data_pipeline import BatchLoader, split_indices
+from utils.monitoring import EpochSeries
+from utils.optim import SGD, Adam, cosine_lr
+from utils.run import RunningMean, build_graph, classification_error, fail_cleanly, seed_everything
+
+SERIES = ("Training loss", "Training error", "Validation loss", "Validation error", "Epoch time")
+ALPHA_HISTORY = "alpha_history.npz"
+
+
+def write_alpha_history(monitor_path, history):
+    """alpha_history.npz: `normal` and `reduction`, (epochs so far + 1, 14, 8), row 0 the initial alphas."""
+    path = os.path.join(monitor_path, ALPHA_HISTORY)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, normal=np.stack(history["normal"]), reduction=np.stack(history["reduction"]))
+    os.replace(tmp, path)
+
+
+def derive_from_history(history_path, epoch, arch_path):
+    """The architecture the alphas gave after `epoch` epochs (0 = the initial alphas), written to arch_path."""
+    from models.genotype import ArchitectureError
+    try:
+        history = np.load(history_path)
+        normal, reduction = history["normal"], history["reduction"]
+    except (OSError, KeyError, ValueError) as err:
+        raise ArchitectureError(f"cannot read alpha history {history_path}: {err}") from None
+    if not 0 <= epoch < len(normal):
+        raise ArchitectureError(f"--alpha-epoch {epoch} is not in {history_path}, which has epochs 0..{len(normal) - 1}")
+    arch = derive_architecture(normal[epoch], reduction[epoch])
+    save_architecture(arch, arch_path)
+    return arch
+
+
+def search(args):
+    from models.search_network import (alpha_parameters, all_weight_state, create_alphas, search_network,
+                                       weight_parameters)
+    from utils.context import set_context
+    from utils.datasets import load_dataset
+
+    set_context(args.context, args.device_id, args.type_config)
+    data = load_dataset(args.dataset, args.data_dir)
+    os.makedirs(args.monitor_path, exist_ok=True)
+    save_config(args, args.monitor_path)
+    checkpoint_path = os.path.join(args.model_save_path or args.monitor_path, CHECKPOINT_NAME)
+
+    rng = seed_everything(args.seed)
+    alphas = create_alphas(rng)
+    shape = (args.batch_size,) + data.train_x.shape[1:]
+
+    def network(x):
+        return search_network(x, alphas, data.num_classes, args.output_filter, args.num_cells)
+    train_graph = build_graph(network, shape)
+    val_graph = build_graph(network, shape)
+    weights = weight_parameters()
+    weight_opt = SGD(weights, args.lr, args.momentum, args.weight_decay, args.grad_clip)
+    alpha_opt = Adam(alpha_parameters(), args.arch_lr, args.arch_beta1, args.arch_beta2, args.arch_weight_decay)
+    optimizer = BilevelOptimizer(train_graph, val_graph, weights, all_weight_state(), alpha_parameters(),
+                                 weight_opt, alpha_opt, args.second_order)
+    checkpoint_params = {**all_weight_state(), **{f"arch/{k}": v for k, v in alpha_parameters().items()}}
+    checkpoint_solvers = {"weights": weight_opt.solver, "alphas": alpha_opt.solver}
+
+    history = {"normal": [alphas["alpha_normal"].d.copy()], "reduction": [alphas["alpha_reduction"].d.copy()]}
+    start_epoch = 0
+    if args.resume and os.path.exists(checkpoint_path):
+        meta = load_checkpoint(checkpoint_path, checkpoint_params, checkpoint_solvers)
+        start_epoch = meta["epoch"]
+        weight_opt.lr = meta["weight_lr"]
+        weight_opt.solver.set_learning_rate(weight_opt.lr)
+        history = {k: list(meta["arrays"][k]) for k in ("normal", "reduction")}
+        print(f"resuming from {checkpoint_path} after epoch {start_epoch}")
+
+    weights_idx, arch_idx = split_indices(len(data.train_y), args.train_portion, args.seed)
+    cutout = args.cutout_length if args.cutout else 0
+
+    def loader(idx, seed):
+        return BatchLoader(data.train_x[idx], data.train_y[idx], args.batch_size, data.mean, data.std,
+                           augment=True, hflip=data.hflip, cutout_length=cutout, seed=seed,
+                           start_epoch=start_epoch)
+    train_loader, val_loader = loader(weights_idx, args.seed), loader(arch_idx, args.seed + 1)
+    steps = min(train_loader.steps_per_epoch, val_loader.steps_per_epoch)
+    monitor = EpochSeries(args.monitor_path, SERIES, first_epoch=start_epoch)
+
+    for epoch in range(start_epoch, args.epoch):
+        started = time.time()
+        weight_opt.set_learning_rate(cosine_lr(epoch, args.epoch, args.lr, args.lr_min))
+        stats = {name: RunningMean() for name in SERIES[:4]}
+        bar = tqdm(range(steps), desc=f"search epoch {epoch + 1}/{args.epoch}", leave=False,
+                   disable=not sys.stderr.isatty())
+        for _ in bar:
+            train_batch, val_batch = train_loader.next(), val_loader.next()
+            optimizer.step(train_batch, val_batch)
+            stats["Training loss"].add(float(train_graph.loss.d))
+            stats["Training error"].add(classification_error(train_graph.logits.d, train_batch[1]))
+            stats["Validation loss"].add(float(val_graph.loss.d))
+            stats["Validation error"].add(classification_error(val_graph.logits.d, val_batch[1]))
+            bar.set_postfix(loss=f"{stats['Training loss'].mean:.3f}",
+                            acc=f"{1 - stats['Training error'].mean:.3f}")
+
+        values = {name: s.mean for name, s in stats.items()}
+        values["Epoch time"] = time.time() - started
+        monitor.add(epoch, values)
+        history["normal"].append(alphas["alpha_normal"].d.copy())
+        history["reduction"].append(alphas["alpha_reduction"].d.copy())
+        write_alpha_history(args.monitor_path, history)
+        arch = derive_architecture(history["normal"][-1], history["reduction"][-1])
+        save_architecture(arch, os.path.join(args.monitor_path, "arch", f"epoch_{epoch + 1:03d}.json"))
+        save_checkpoint(checkpoint_path, checkpoint_params, checkpoint_solvers,
+                        {"epoch": epoch + 1, "weight_lr": weight_opt.lr,
+                         "arrays": {k: np.stack(v) for k, v in history.items()}})
+        print(f"epoch {epoch + 1}/{args.epoch}  lr {weight_opt.lr:.5f}  "
+              f"train loss {values['Training loss']:.4f} err {values['Training error']:.4f}  "
+              f"val loss {values['Validation loss']:.4f} err {values['Validation error']:.4f}  "
+              f"{values['Epoch time']:.1f}s", flush=True)
+    train_loader.close()
+    val_loader.close()
+
+    arch = derive_architecture(history["normal"][-1], history["reduction"][-1])
+    save_architecture(arch, args.model_arch_name)
+    print(f"architecture written to {args.model_arch_name}")
+    return arch
+
+
+def main(argv=None):
+    args = parse_args(search_parser(), argv)
+    with fail_cleanly():
+        if args.alpha_epoch is not None:
+            derive_from_history(os.path.join(args.monitor_path, ALPHA_HISTORY), args.alpha_epoch,
+                                args.model_arch_name)
+            print(f"architecture of epoch {args.alpha_epoch} written to {args.model_arch_name}")
+        else:
+            search(args)
+
+
+if __name__ == "__main__":
+    main()

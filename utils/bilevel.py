@@ -1,0 +1,114 @@
+"""The DARTS bilevel step: an alpha step on a validation batch, then a weight step on a training batch.
+
+Both graphs are built once; every step only writes new values into the existing variables. In
+particular the second-order step moves the weights by writing into their data arrays, because a
+graph that is already built keeps reading the variables it was built with (rebinding parameters
+with nn.parameter.set_parameter would leave the graph on the old weights and make the step a no-op).
+"""
+from collections import namedtuple
+
+import nnabla as nn
+
+from utils.optim import global_norm
+
+# One static graph: its input and label variables, and what it computes from them.
+Graph = namedtuple("Graph", "x y logits loss")
+
+
+def feed(graph, batch):
+    graph.x.d, graph.y.d = batch
+
+
+def forward_backward(graph):
+    graph.loss.forward(clear_no_need_grad=True)
+    graph.loss.backward(clear_buffer=True)
+
+
+def snapshot(arrays):
+    """Device-side copies of a {name: NdArray} dict."""
+    copies = {}
+    for name, array in arrays.items():
+        copies[name] = nn.NdArray(array.shape)
+        copies[name].copy_from(array)
+    return copies
+
+
+def restore(variables, copies):
+    for name, v in variables.items():
+        v.data.copy_from(copies[name])
+
+
+class BilevelOptimizer:
+    """Owns the two static graphs and the two solvers of a DARTS search.
+
+    weights: {name: Variable} trained on the training half; network_state: weights plus batch-norm
+    running statistics (everything a virtual step must leave untouched); alphas: {name: Variable}.
+    """
+
+    def __init__(self, train_graph, val_graph, weights, network_state, alphas, weight_optimizer,
+                 alpha_optimizer, second_order):
+        self.train_graph = train_graph
+        self.val_graph = val_graph
+        self.weights = weights
+        self.network_state = network_state
+        self.alphas = alphas
+        self.weight_optimizer = weight_optimizer
+        self.alpha_optimizer = alpha_optimizer
+        self.second_order = second_order
+
+    def step(self, train_batch, val_batch):
+        """One search step; the graphs keep their outputs (loss, logits) for the caller to read."""
+        feed(self.train_graph, train_batch)
+        feed(self.val_graph, val_batch)
+        self.alpha_optimizer.zero_grad()
+        if self.second_order:
+            self.unrolled_alpha_gradient()
+        else:
+            forward_backward(self.val_graph)
+        self.alpha_optimizer.step()
+
+        self.weight_optimizer.zero_grad()
+        forward_backward(self.train_graph)
+        self.weight_optimizer.step()
+
+    def unrolled_alpha_gradient(self):
+        """Leaves dL_val(w', a)/da - xi * (dL_train(w+, a)/da - dL_train(w-, a)/da) / (2 eps) in the alpha grads.
+
+        w' = w - xi * (momentum * v + dL_train(w, a)/dw + wd * w) with xi the current weight learning
+        rate, w+- = w +- eps * g with g = dL_val(w', a)/dw' and eps = 0.01 / ||g||. The weights and
+        batch-norm statistics are left exactly as they were.
+        """
+        xi = self.weight_optimizer.lr
+        saved = snapshot({name: v.data for name, v in self.network_state.items()})
+
+        self.weight_optimizer.zero_grad()
+        forward_backward(self.train_graph)
+        self.virtual_step(xi)
+
+        self.weight_optimizer.zero_grad()
+        forward_backward(self.val_graph)
+        val_alpha_grads = snapshot({name: a.grad for name, a in self.alphas.items()})
+        direction = snapshot({name: w.grad for name, w in self.weights.items()})
+
+        restore(self.network_state, saved)
+        eps = 0.01 / global_norm(direction.values())
+        train_alpha_grads = []
+        for sign in (1.0, -1.0):
+            for name, w in self.weights.items():
+                w.data.copy_from(saved[name] + direction[name] * (sign * eps))
+            self.alpha_optimizer.zero_grad()
+            forward_backward(self.train_graph)
+            train_alpha_grads.append(snapshot({name: a.grad for name, a in self.alphas.items()}))
+        restore(self.network_state, saved)
+
+        plus, minus = train_alpha_grads
+        for name, a in self.alphas.items():
+            a.grad.copy_from(val_alpha_grads[name] - (plus[name] - minus[name]) * (xi / (2.0 * eps)))
+
+    def virtual_step(self, xi):
+        """w <- w - xi * (momentum * v + grad + wd * w), written into the weights' own arrays."""
+        opt = self.weight_optimizer
+        velocity = opt.scaled_velocity()  # xi * v, since xi is the current learning rate
+        for name, w in self.weights.items():
+            update = velocity[name] * opt.momentum + (w.grad + w.data * opt.weight_decay) * xi
+            w.data.copy_from(w.data - update)

@@ -1,0 +1,22 @@
+"""Selecting the nnabla backend (cpu or cudnn) with an error a user can act on."""
+import nnabla as nn
+
+
+class ContextError(Exception):
+    """The requested backend cannot be used; the message is one line."""
+
+
+def set_context(context, device_id="0", type_config="float"):
+    """Makes `context` the default for every graph built afterwards and returns it."""
+    if context == "cudnn":
+        try:
+            import nnabla_ext.cudnn  # noqa: F401  (only to tell whether the extension is installed)
+        except ImportError:
+            raise ContextError("--context cudnn needs the CUDA extension: pip install nnabla-ext-cuda120==1.39.0 "
+                               "(or `make env CUDA=120`), or run with --context cpu") from None
+    elif type_config == "half":
+        raise ContextError("--type-config half needs --context cudnn; nnabla's cpu backend computes in float")
+    from nnabla.ext_utils import get_extension_context
+    ctx = get_extension_context(context, device_id=device_id, type_config=type_config)
+    nn.set_default_context(ctx)
+    return ctx
