@@ -6,14 +6,18 @@ import os
 import sys
 import time
 
+import nnabla as nn
 import numpy as np
 from tqdm import tqdm
 
 from args import parse_args, save_config, search_parser
-from models.genotype import derive_architecture, save_architecture
+from models.genotype import ArchitectureError, derive_architecture, save_architecture
+from models.search_network import alpha_parameters, all_weight_state, create_alphas, search_network, weight_parameters
 from utils.bilevel import BilevelOptimizer
 from utils.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from utils.context import set_context
 from utils.data_pipeline import BatchLoader, split_indices
+from utils.datasets import load_dataset
 from utils.monitoring import EpochSeries
 from utils.optim import SGD, Adam, cosine_lr
 from utils.run import RunningMean, build_graph, classification_error, fail_cleanly, seed_everything
@@ -32,7 +36,6 @@ def write_alpha_history(monitor_path, history):
 
 def derive_from_history(history_path, epoch, arch_path):
     """The architecture the alphas gave after `epoch` epochs (0 = the initial alphas), written to arch_path."""
-    from models.genotype import ArchitectureError
     try:
         history = np.load(history_path)
         normal, reduction = history["normal"], history["reduction"]
@@ -46,17 +49,13 @@ def derive_from_history(history_path, epoch, arch_path):
 
 
 def search(args):
-    from models.search_network import (alpha_parameters, all_weight_state, create_alphas, search_network,
-                                       weight_parameters)
-    from utils.context import set_context
-    from utils.datasets import load_dataset
-
     set_context(args.context, args.device_id, args.type_config)
     data = load_dataset(args.dataset, args.data_dir)
     os.makedirs(args.monitor_path, exist_ok=True)
     save_config(args, args.monitor_path)
     checkpoint_path = os.path.join(args.model_save_path or args.monitor_path, CHECKPOINT_NAME)
 
+    nn.clear_parameters()  # a run owns the global parameter registry from here on
     rng = seed_everything(args.seed)
     alphas = create_alphas(rng)
     shape = (args.batch_size,) + data.train_x.shape[1:]

@@ -86,6 +86,7 @@ class BilevelOptimizer:
         self.virtual_step(xi)
 
         self.weight_optimizer.zero_grad()
+        self.alpha_optimizer.zero_grad()  # the virtual step's backward left training-loss gradients there
         forward_backward(self.val_graph)
         val_alpha_grads = snapshot({name: a.grad for name, a in self.alphas.items()})
         direction = snapshot({name: w.grad for name, w in self.weights.items()})

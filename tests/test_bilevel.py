@@ -1,0 +1,198 @@
+"""The alpha gradients of the bilevel optimiser against finite differences of the objectives they claim to differentiate."""
+import nnabla as nn
+import nnabla.functions as F
+import nnabla.parametric_functions as PF
+import numpy as np
+import pytest
+
+from models.search_network import alpha_parameters, all_weight_state, create_alphas, search_network, weight_parameters
+from utils.bilevel import BilevelOptimizer, feed, forward_backward
+from utils.optim import SGD, Adam
+from utils.run import build_graph, seed_everything
+
+BATCH, CLASSES = 8, 4
+# Central differences in float32 on a loss near 1.4: a step of 0.01 keeps the rounding error
+# of the difference (~1e-7 / 0.02) far below the gradient entries (~1e-2) and the truncation error
+# (step^2 times a third derivative of tanh/softmax, ~1e-4) small too.
+STEP = 0.01
+# Relative error allowed between the analytic and the finite-difference gradient. Measured: about 2e-5
+# (first order) and 1e-4 (second order, which also carries the O(eps^2) error of its finite-difference
+# Hessian-vector product). The first-order gradient misses the second-order objective by over a
+# hundred times this (asserted below), so the check tells the two apart.
+TOLERANCE = 1e-3
+
+
+def smooth_bilevel_problem(rng):
+    """A softmax(alpha)-weighted mixture of three tanh layers: smooth in weights and alphas.
+
+    The search network's unrolled objective L_val(w - xi * dL_train/dw, a) is only piecewise smooth:
+    dL_train/dw jumps wherever a ReLU or a max pooling switches, so finite differences of it are
+    noise. The optimiser's gradient identity is checked on this smooth problem instead.
+    """
+    alphas = {"alpha": nn.parameter.get_parameter_or_create(
+        "arch/alpha", (1, 3), rng.randn(1, 3).astype(np.float32), need_grad=True)}
+
+    def network(x):
+        with nn.parameter_scope("net"):
+            hidden = F.tanh(PF.affine(x, 6, name="in"))
+            weights = F.split(F.softmax(alphas["alpha"], axis=1), axis=1)
+            mixed = sum(F.tanh(PF.affine(hidden, 6, name=f"op{k}")) * F.reshape(w, (1, 1))
+                        for k, w in enumerate(weights))
+            return PF.affine(mixed, CLASSES, name="out")
+    train_graph = build_graph(network, (BATCH, 5))
+    val_graph = build_graph(network, (BATCH, 5))
+    for graph in (train_graph, val_graph):
+        feed(graph, (rng.randn(BATCH, 5).astype(np.float32), rng.randint(0, CLASSES, (BATCH, 1))))
+    with nn.parameter_scope("net"):
+        weights = nn.get_parameters()
+    return alphas, train_graph, val_graph, weights, weights
+
+
+def search_network_problem(rng):
+    alphas = create_alphas(rng)
+    for a in alphas.values():  # away from uniform, so every op matters differently
+        a.d = rng.randn(*a.shape) * 0.5
+
+    def network(x):
+        return search_network(x, alphas, CLASSES, channels=4, num_cells=3)
+    train_graph = build_graph(network, (BATCH, 1, 8, 8))
+    val_graph = build_graph(network, (BATCH, 1, 8, 8))
+    for graph in (train_graph, val_graph):
+        feed(graph, (rng.randn(BATCH, 1, 8, 8).astype(np.float32), rng.randint(0, CLASSES, (BATCH, 1))))
+    return alphas, train_graph, val_graph, weight_parameters(), all_weight_state()
+
+
+def make_setup(problem):
+    nn.clear_parameters()
+    rng = seed_everything(0)
+    alphas, train_graph, val_graph, weights, network_state = problem(rng)
+
+    def optimizer(xi):
+        # No momentum history and no weight decay: the virtual step is exactly w - xi * dL_train/dw.
+        return BilevelOptimizer(train_graph, val_graph, weights, network_state, alphas,
+                                SGD(weights, xi, 0.9, 0.0, 5.0), Adam(alphas, 3e-4, 0.5, 0.999, 0.0),
+                                second_order=True)
+    return alphas, train_graph, val_graph, weights, optimizer, rng
+
+
+@pytest.fixture
+def smooth():
+    yield make_setup(smooth_bilevel_problem)
+    nn.clear_parameters()
+
+
+@pytest.fixture
+def setup():
+    yield make_setup(search_network_problem)
+    nn.clear_parameters()
+
+
+def val_loss(val_graph):
+    val_graph.loss.forward(clear_no_need_grad=True)
+    return float(val_graph.loss.d)
+
+
+def unrolled_val_loss(train_graph, val_graph, weights, xi):
+    """L_val(w - xi * dL_train(w, a)/dw, a), leaving w as it was."""
+    saved = {k: w.d.copy() for k, w in weights.items()}
+    for w in weights.values():
+        w.grad.zero()
+    forward_backward(train_graph)
+    for w in weights.values():
+        w.d = w.d - xi * w.g
+    loss = val_loss(val_graph)
+    for k, w in weights.items():
+        w.d = saved[k]
+    return loss
+
+
+def finite_difference(alphas, entries, objective):
+    grads = []
+    for name, index in entries:
+        a = alphas[name]
+        original = a.d.copy()
+        values = []
+        for sign in (1, -1):
+            shifted = original.copy()
+            shifted[index] += sign * STEP
+            a.d = shifted
+            values.append(objective())
+        a.d = original
+        grads.append((values[0] - values[1]) / (2 * STEP))
+    return np.array(grads)
+
+
+def every_entry(alphas):
+    return [(name, index) for name, a in alphas.items() for index in np.ndindex(*a.shape)]
+
+
+def analytic(alphas, entries):
+    return np.array([alphas[name].g[index] for name, index in entries])
+
+
+def relative_error(a, b):
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+def first_order_gradient(alphas, val_graph):
+    for a in alphas.values():
+        a.grad.zero()
+    forward_backward(val_graph)
+    return {k: a.g.copy() for k, a in alphas.items()}
+
+
+def second_order_gradient(alphas, optimizer, xi):
+    for a in alphas.values():
+        a.grad.zero()
+    optimizer(xi).unrolled_alpha_gradient()
+    return {k: a.g.copy() for k, a in alphas.items()}
+
+
+def test_first_order_gradient_matches_finite_differences_of_val_loss(smooth):
+    alphas, train_graph, val_graph, weights, optimizer, rng = smooth
+    entries = every_entry(alphas)
+    first_order_gradient(alphas, val_graph)
+    grad = analytic(alphas, entries)
+    numeric = finite_difference(alphas, entries, lambda: val_loss(val_graph))
+    assert relative_error(grad, numeric) < TOLERANCE
+
+
+def test_second_order_gradient_matches_finite_differences_of_unrolled_loss(smooth):
+    alphas, train_graph, val_graph, weights, optimizer, rng = smooth
+    xi = 0.5  # large, so that the second-order term is a large share of the gradient
+    entries = every_entry(alphas)
+    first = first_order_gradient(alphas, val_graph)
+    second_order_gradient(alphas, optimizer, xi)
+    grad = analytic(alphas, entries)
+    numeric = finite_difference(alphas, entries, lambda: unrolled_val_loss(train_graph, val_graph, weights, xi))
+    assert relative_error(grad, numeric) < TOLERANCE
+    first_at_entries = np.array([first[name][index] for name, index in entries])
+    assert relative_error(first_at_entries, numeric) > 100 * TOLERANCE
+
+
+def test_second_order_equals_first_order_at_zero_xi_and_differs_otherwise(setup):
+    alphas, train_graph, val_graph, weights, optimizer, rng = setup
+    first = first_order_gradient(alphas, val_graph)
+    at_zero = second_order_gradient(alphas, optimizer, 0.0)
+    at_lr = second_order_gradient(alphas, optimizer, 0.025)
+    for name in first:
+        np.testing.assert_allclose(at_zero[name], first[name], rtol=1e-5, atol=1e-8)
+        assert not np.allclose(at_lr[name], first[name], rtol=1e-3, atol=0)
+
+
+def test_unrolled_gradient_leaves_weights_and_bn_statistics_exactly_as_they_were(setup):
+    alphas, train_graph, val_graph, weights, optimizer, rng = setup
+    before = {k: v.d.copy() for k, v in all_weight_state().items()}
+    second_order_gradient(alphas, optimizer, 0.1)
+    for k, v in all_weight_state().items():
+        assert np.array_equal(v.d, before[k]), k
+
+
+def test_a_search_step_moves_alphas_with_the_second_order_gradient(setup):
+    alphas, train_graph, val_graph, weights, optimizer, rng = setup
+    before = {k: a.d.copy() for k, a in alphas.items()}
+    opt = optimizer(0.025)
+    batch = (train_graph.x.d.copy(), train_graph.y.d.copy())
+    opt.step(batch, (val_graph.x.d.copy(), val_graph.y.d.copy()))
+    for k, a in alphas.items():
+        assert not np.array_equal(a.d, before[k])

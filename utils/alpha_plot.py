@@ -1,0 +1,137 @@
+"""How the op weights of every edge moved during a search, from alpha_history.npz.
+
+The file holds `normal` and `reduction`, each (epochs + 1, 14, 8): the raw alphas after every
+epoch (row 0 = the initial ones), edges in models.genotype.EDGES order, ops in OP_NAMES order.
+"""
+import os
+import zipfile
+
+import numpy as np
+
+from models.genotype import EDGES, NODES, OP_NAMES, ZERO_OP
+from utils.curves import save_figure
+
+CELL_TYPES = ("normal", "reduction")
+INPUT_NAMES = ("c_{k-2}", "c_{k-1}")
+
+
+class AlphaHistoryError(ValueError):
+    """An alpha history that cannot be plotted; the message names the file."""
+
+
+def node_name(node):
+    """The cell diagrams' name of a node: the two inputs, then the intermediate nodes from 0."""
+    return INPUT_NAMES[node] if node < len(INPUT_NAMES) else str(node - len(INPUT_NAMES))
+
+
+def load_alpha_history(source):
+    """{cell type: (epochs + 1, 14, 8) float array} from a .npz path or a mapping of arrays."""
+    where = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "(arrays)"
+    if isinstance(source, (str, os.PathLike)):
+        if not os.path.isfile(source):
+            raise AlphaHistoryError(f"alpha history {where} does not exist")
+        # np.load would take any other file for a pickle and complain about that instead.
+        if not zipfile.is_zipfile(source):
+            raise AlphaHistoryError(f"alpha history {where} is not an .npz archive")
+        try:
+            with np.load(source, allow_pickle=False) as data:
+                source = {key: data[key] for key in data.files}
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise AlphaHistoryError(f"cannot read alpha history {where}: {detail}") from None
+    expected = (len(EDGES), len(OP_NAMES))
+    history = {}
+    for cell_type in CELL_TYPES:
+        if cell_type not in source:
+            raise AlphaHistoryError(f"alpha history {where} has no {cell_type!r} array "
+                                    f"(has: {', '.join(sorted(source)) or 'nothing'})")
+        array = np.asarray(source[cell_type])
+        if array.ndim != 3 or array.shape[1:] != expected or array.shape[0] == 0:
+            raise AlphaHistoryError(f"alpha history {where}: {cell_type!r} has shape {array.shape}, "
+                                    f"expected (epochs + 1, {expected[0]}, {expected[1]})")
+        if not np.issubdtype(array.dtype, np.number):
+            raise AlphaHistoryError(f"alpha history {where}: {cell_type!r} is not numeric ({array.dtype})")
+        if not np.all(np.isfinite(array)):
+            raise AlphaHistoryError(f"alpha history {where}: {cell_type!r} has non-finite values")
+        history[cell_type] = array.astype(np.float64)
+    if len(history["normal"]) != len(history["reduction"]):
+        raise AlphaHistoryError(f"alpha history {where}: {len(history['normal'])} normal epochs but "
+                                f"{len(history['reduction'])} reduction epochs")
+    return history
+
+
+def op_weights(alphas):
+    """Softmax over the ops of each edge, for every epoch: what the mixed op actually used."""
+    shifted = alphas - alphas.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def _op_style(op_id):
+    # The zero op is not an op the cell can keep, so it is drawn apart, grey and dotted.
+    if op_id == ZERO_OP:
+        return {"color": "0.45", "linestyle": ":"}
+    return {"color": f"C{op_id}", "linestyle": "-"}
+
+
+def plot_alpha_history(source, out_path):
+    """Draw the op weights of every edge over the epochs into out_path; returns the Figure.
+
+    Each cell type is a triangle of small plots: one row per intermediate node, one column per
+    input node, as in the cell diagrams; the empty corner holds the cell's title and the legend.
+    """
+    # Here rather than at the top: loading a history and AlphaHistoryError should not cost matplotlib.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    history = load_alpha_history(source)
+    epochs = np.arange(len(history["normal"]))
+    columns = max(NODES)  # input nodes 0..4
+    rows_per_cell = len(NODES)
+    figure = Figure(figsize=(2.3 * columns, 1.8 * rows_per_cell * len(CELL_TYPES) + 0.9))
+    FigureCanvasAgg(figure)
+    # One fixed grid, a spacer row between the cell types: a layout engine over 28 small axes
+    # would cost more than all the drawing, and a run redraws this every epoch.
+    # DARTS weights often stay within 0.1..0.3 for the whole search; a fixed 0..1 axis would flatten
+    # them, so every panel shares an axis fitted to the largest weight.
+    top_weight = min(1.0, 1.1 * max(op_weights(history[cell_type]).max() for cell_type in CELL_TYPES))
+    spacer = 0.45
+    grid = figure.add_gridspec(2 * rows_per_cell + 1, columns,
+                               height_ratios=[1] * rows_per_cell + [spacer] + [1] * rows_per_cell,
+                               left=0.065, right=0.99, top=0.955, bottom=0.04, hspace=0.6, wspace=0.07)
+    for block, cell_type in enumerate(CELL_TYPES):
+        first_row = block * (rows_per_cell + 1)
+        weights = op_weights(history[cell_type])
+        first_ax = None
+        for edge, (input_node, node) in enumerate(EDGES):
+            ax = figure.add_subplot(grid[first_row + node - NODES[0], input_node],
+                                    sharex=first_ax, sharey=first_ax)
+            first_ax = first_ax or ax
+            for op_id in range(len(OP_NAMES)):
+                # A history of the initial alphas only is one point per op: a line alone would not show it.
+                ax.plot(epochs, weights[:, edge, op_id], linewidth=1.6,
+                        marker="o" if len(epochs) == 1 else None, **_op_style(op_id))
+            ax.set_title(f"${node_name(input_node)}$ → {node_name(node)}", fontsize=10, pad=3)
+            ax.set_ylim(0, top_weight)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
+            ax.tick_params(labelsize=8)
+            ax.grid(True, alpha=0.3)
+            # Only the outer plots carry tick labels and axis names; the grid shares them.
+            if input_node == 0:
+                ax.set_ylabel("weight", fontsize=9)
+            else:
+                ax.tick_params(labelleft=False)
+            if input_node == node - 1:
+                ax.set_xlabel("epoch", fontsize=9)
+        top = grid[first_row, 0].get_position(figure).y1
+        figure.text(0.01, top + 0.022, f"{cell_type.capitalize()} cell: softmax weight of each op on each edge",
+                    ha="left", va="bottom", fontsize=14, fontweight="bold")
+        # The upper right of each triangle is free: the legend goes there, clear of every curve.
+        legend_ax = figure.add_subplot(grid[first_row:first_row + 2, 3:])
+        legend_ax.axis("off")
+        handles = [Line2D([], [], linewidth=2.5, **_op_style(op_id)) for op_id in range(len(OP_NAMES))]
+        legend_ax.legend(handles, OP_NAMES, loc="center", ncol=2, fontsize=11, frameon=False)
+    save_figure(figure, out_path)
+    return figure

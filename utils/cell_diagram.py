@@ -1,0 +1,92 @@
+"""Pictures of the two cells of an architecture, drawn by Graphviz.
+
+Node names follow the DARTS paper: the inputs c_{k-2} and c_{k-1}, the intermediate nodes 0..3
+(nodes 2..5 of models.genotype) and the output c_{k}, which concatenates every intermediate node.
+Without Graphviz's `dot` program the .dot source is written instead, so a run never fails for it.
+"""
+import os
+import sys
+
+import graphviz
+
+from models.genotype import NODES, OP_NAMES
+
+FORMATS = ("png", "pdf", "svg")
+CELL_TYPES = ("normal", "reduction")
+_FONT = "Helvetica"
+# HTML-like labels, so that k-2 is set as a subscript as in the paper.
+_INPUT_LABELS = ("<c<sub>k-2</sub>>", "<c<sub>k-1</sub>>")
+_OUTPUT_LABEL = "<c<sub>k</sub>>"
+# The colours of matplotlib's default cycle, by op id, so an edge has the colour of its op in alphas.png.
+OP_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+_notice_printed = False
+
+
+def _node_id(node):
+    return f"n{node}"
+
+
+def cell_graph(cell, title):
+    """A left-to-right Digraph of one cell {node: ((op_id, input_node), ...)}."""
+    graph = graphviz.Digraph(name=title, graph_attr={
+        "rankdir": "LR", "label": title, "labelloc": "t", "fontsize": "22", "fontname": _FONT,
+        "nodesep": "0.35", "ranksep": "0.9", "pad": "0.2", "dpi": "110"})
+    graph.attr("node", shape="box", style="rounded,filled", fontname=_FONT, fontsize="18",
+               penwidth="1.5", height="0.55", width="0.8")
+    graph.attr("edge", fontname=_FONT, fontsize="15", penwidth="1.5", arrowsize="0.8")
+    for node, label in enumerate(_INPUT_LABELS):
+        graph.node(_node_id(node), label, fillcolor="#a6cee3")
+    for node in NODES:
+        graph.node(_node_id(node), str(node - len(_INPUT_LABELS)), fillcolor="#fdf5c0")
+    graph.node("out", _OUTPUT_LABEL, fillcolor="#b2df8a")
+    for node in NODES:
+        for op_id, input_node in cell[node]:
+            # Coloured by op: where edges cross, the colour tells which label belongs to which edge.
+            graph.edge(_node_id(input_node), _node_id(node), label=OP_NAMES[op_id],
+                       color=OP_COLORS[op_id], fontcolor=OP_COLORS[op_id])
+    for node in NODES:
+        graph.edge(_node_id(node), "out", color="gray55")
+    return graph
+
+
+def _write_atomically(path, data):
+    # A run redraws these every epoch; a viewer open on them must never read half a file.
+    tmp_path = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        with open(tmp_path, "wb") as f:
+            f.write(data)
+        os.replace(tmp_path, path)
+    finally:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+
+
+def _print_dot_notice(out_dir, fmt):
+    global _notice_printed
+    if not _notice_printed:
+        _notice_printed = True
+        print(f"notice: graphviz's dot is not installed; wrote .dot source to {out_dir} instead of "
+              f"{fmt.upper()}; install graphviz (e.g. apt-get install graphviz) to get {fmt.upper()}",
+              file=sys.stderr)
+
+
+def draw_architecture(arch, out_dir, fmt="png", prefix=""):
+    """Write <prefix>normal.<fmt> and <prefix>reduction.<fmt> into out_dir; returns their paths.
+
+    Without `dot`, <prefix>normal.dot and <prefix>reduction.dot are written and returned instead.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown picture format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    os.makedirs(out_dir, exist_ok=True)
+    written = []
+    for cell_type, cell in zip(CELL_TYPES, (arch.normal, arch.reduction)):
+        graph = cell_graph(cell, f"{cell_type} cell")
+        try:
+            data, ext = graph.pipe(format=fmt), fmt
+        except graphviz.ExecutableNotFound:
+            _print_dot_notice(out_dir, fmt)
+            data, ext = graph.source.encode("utf-8"), "dot"
+        path = os.path.join(out_dir, f"{prefix}{cell_type}.{ext}")
+        _write_atomically(path, data)
+        written.append(path)
+    return written

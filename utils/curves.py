@@ -1,0 +1,164 @@
+"""Learning curves from nnabla.monitor series files (`<name with - for spaces>.series.txt`).
+
+Each line of such a file is `index value`; the index is the epoch in our runs and the iteration
+in the NNabla example's, so the reader keeps it as it is and the plot only names the axis.
+"""
+import glob
+import os
+
+import numpy as np
+
+SERIES_SUFFIX = ".series.txt"
+X_LABELS = {"epoch": "Epoch", "iteration": "Iteration"}
+# Fewer points than this get markers: a run's first epoch is a single point, which a line alone hides.
+_MARKER_MAX_POINTS = 40
+
+
+class SeriesError(ValueError):
+    """A series file or monitor directory that cannot be plotted; the message names it."""
+
+
+def read_series(path):
+    """(index, value) float arrays of one series file; SeriesError if it is empty or damaged."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or "not a text file"
+        raise SeriesError(f"cannot read series file {path}: {reason}") from None
+    indices, values = [], []
+    for number, line in enumerate(lines, start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) < 2:
+            raise SeriesError(f"series file {path} is truncated: line {number} has no value "
+                              f"({line.strip()!r}); expected 'index value'")
+        if len(fields) > 2:
+            raise SeriesError(f"series file {path} is malformed: line {number} has {len(fields)} "
+                              f"fields ({line.strip()!r}); expected 'index value'")
+        try:
+            indices.append(float(fields[0]))
+            values.append(float(fields[1]))
+        except ValueError:
+            raise SeriesError(f"series file {path} is malformed: line {number} is not numeric "
+                              f"({line.strip()!r}); expected 'index value'") from None
+    if not indices:
+        raise SeriesError(f"series file {path} is empty")
+    return np.array(indices), np.array(values)
+
+
+def find_series(monitor_dir):
+    """{series name: path} of the series files in a monitor directory, by name."""
+    if not os.path.isdir(monitor_dir):
+        raise SeriesError(f"monitor directory {monitor_dir} does not exist")
+    paths = glob.glob(os.path.join(glob.escape(monitor_dir), "*" + SERIES_SUFFIX))
+    # MonitorSeries replaced the spaces of the name by '-'; put them back for the legend.
+    return {os.path.basename(path)[:-len(SERIES_SUFFIX)].replace("-", " "): path
+            for path in sorted(paths)}
+
+
+def _panel_of(name):
+    """Which panel a series goes to: losses together, errors together, anything else on its own."""
+    lowered = name.lower()
+    if "loss" in lowered:
+        return "Loss"
+    if "error" in lowered:
+        return "Error"
+    return name
+
+
+def _is_held_out(name):
+    return name.lower().startswith(("validation", "valid", "test"))
+
+
+def _series_order(name):
+    # Training first, so that within a directory the training curve always gets the first colour.
+    return (_is_held_out(name), name)
+
+
+def _directory_labels(monitor_dirs):
+    names = [os.path.basename(os.path.normpath(d)) or d for d in monitor_dirs]
+    # Two runs called "search.monitor" in different places would be indistinguishable by basename.
+    if len(set(names)) < len(names):
+        return [os.path.normpath(d) for d in monitor_dirs]
+    return names
+
+
+def plot_curves(monitor_dirs, out_path, labels=None, x="epoch"):
+    """Draw the series of every directory, overlaid, into out_path; returns the Figure.
+
+    Panels side by side: loss, error, then one per other series (e.g. epoch time). Every line is
+    labelled "<directory label>: <series name>"; validation and test series are dashed.
+    """
+    if isinstance(monitor_dirs, (str, os.PathLike)):
+        monitor_dirs = [monitor_dirs]
+    monitor_dirs = [os.fspath(d) for d in monitor_dirs]
+    if x not in X_LABELS:
+        raise ValueError(f"x must be one of {', '.join(X_LABELS)}, got {x!r}")
+    if labels is None:
+        labels = _directory_labels(monitor_dirs)
+    if len(labels) != len(monitor_dirs):
+        raise ValueError(f"{len(labels)} labels for {len(monitor_dirs)} directories")
+
+    panels = {}  # panel title -> [(legend label, index, value, is held out)]
+    for monitor_dir, label in zip(monitor_dirs, labels):
+        series = find_series(monitor_dir)
+        if not series:
+            raise SeriesError(f"no *{SERIES_SUFFIX} files in {monitor_dir}")
+        for name in sorted(series, key=_series_order):
+            index, value = read_series(series[name])
+            panels.setdefault(_panel_of(name), []).append(
+                (f"{label}: {name}", index, value, _is_held_out(name)))
+    order = [title for title in ("Loss", "Error") if title in panels]
+    order += sorted(title for title in panels if title not in ("Loss", "Error"))
+
+    # Imported here, not at the top: a damaged series file is reported without matplotlib's import.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    figure = Figure(figsize=(5.5 * len(order), 5.0), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, len(order), squeeze=False)[0]
+    for ax, title in zip(axes, order):
+        lines = panels[title]
+        for color, (legend_label, index, value, held_out) in enumerate(lines):
+            ax.plot(index, value, color=f"C{color % 10}", linestyle="--" if held_out else "-",
+                    linewidth=1.8, marker="o" if len(index) <= _MARKER_MAX_POINTS else None,
+                    markersize=3.5, label=legend_label)
+        _widen_single_index(ax, np.concatenate([index for _, index, _, _ in lines]))
+        ax.set_title(title, fontsize=14)
+        ax.set_xlabel(X_LABELS[x], fontsize=12)
+        ax.set_ylabel(title.lower() if title in ("Loss", "Error") else title, fontsize=12)
+        ax.tick_params(labelsize=11)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3)
+        # Below the axes, so that no curve is ever hidden behind it.
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=10, frameon=False,
+                  ncol=1 if len(lines) <= 4 else 2)
+    save_figure(figure, out_path)
+    return figure
+
+
+def _widen_single_index(ax, indices):
+    # After a run's first epoch all points share one index; matplotlib would then label the x axis
+    # in fractions of an epoch around it.
+    if indices.max() - indices.min() < 1:
+        ax.set_xlim(indices.min() - 1, indices.max() + 1)
+
+
+def save_figure(figure, out_path):
+    """Write through a temporary file, so a viewer never opens a half-written picture mid-run."""
+    directory = os.path.dirname(os.path.abspath(out_path))
+    os.makedirs(directory, exist_ok=True)
+    root, ext = os.path.splitext(os.path.basename(out_path))
+    tmp_path = os.path.join(directory, f".{root}.{os.getpid()}.tmp{ext}")
+    try:
+        figure.savefig(tmp_path, dpi=100)
+        os.replace(tmp_path, out_path)
+    except OSError as error:  # name the picture asked for, not the temporary file
+        raise OSError(error.errno, f"cannot write {out_path}: {error.strerror}") from None
+    finally:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)

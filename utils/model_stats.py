@@ -1,0 +1,55 @@
+"""Size and cost of an nnabla network: learned weights by scope, multiply-accumulates from the graph.
+
+Weights are the parameters with need_grad (convolution and affine weights, batch-norm scale and
+shift), as quark0's count_parameters_in_MB counts torch parameters; batch-norm running statistics
+are state, not weights.
+
+MACs count the layers that dominate the cost, read off the built graph: convolutions (grouped ones
+included), depthwise convolutions and affine layers. Batch normalisation, pooling, activations and
+additions are left out, as is usual for reported multiply-adds.
+"""
+import numpy as np
+
+
+def count_parameters(params, exclude_scope=None):
+    """Total size of {name: Variable}, leaving out the names under `exclude_scope` if given."""
+    prefix = None if exclude_scope is None else exclude_scope.rstrip("/") + "/"
+    return int(sum(v.size for name, v in params.items() if prefix is None or not name.startswith(prefix)))
+
+
+def parameters_by_scope(params, depth=1):
+    """{scope: size} grouped by the first `depth` components of each name ("cell3/..." -> "cell3")."""
+    counts = {}
+    for name, v in params.items():
+        scope = "/".join(name.split("/")[:depth])
+        counts[scope] = counts.get(scope, 0) + int(v.size)
+    return counts
+
+
+def _function_macs(function):
+    kind = function.info.type_name
+    if kind in ("Convolution", "DepthwiseConvolution"):
+        # Weight (out, in / group, kh, kw) or (channels * multiplier, kh, kw): each output element
+        # takes size / shape[0] products either way.
+        weight = function.inputs[1]
+        return int(np.prod(function.outputs[0].shape)) * (weight.size // weight.shape[0])
+    if kind == "Affine":
+        base_axis = function.info.args.get("base_axis", 1)
+        samples = int(np.prod(function.inputs[0].shape[:base_axis]))
+        return samples * function.inputs[1].size
+    return 0
+
+
+def count_macs(output):
+    """Multiply-accumulates of one forward pass of the graph that computes `output` (all of its batch)."""
+    total = [0]
+
+    def add(function):
+        total[0] += _function_macs(function)
+    output.visit(add)
+    return total[0]
+
+
+def macs_per_image(output):
+    """count_macs for one sample; `output` has the batch on axis 0 (logits, say)."""
+    return count_macs(output) // output.shape[0]

@@ -1,0 +1,82 @@
+"""Every picture a monitor directory supports, redrawn by runs after each epoch and by darts_plot.py.
+
+A picture that fails costs a one-line warning, never the run that asked for it.
+"""
+import glob
+import os
+import sys
+
+ALPHA_HISTORY = "alpha_history.npz"
+FINAL_ARCH = "DARTS_arch.json"
+
+
+def latest_architecture_file(monitor_dir):
+    """The newest of DARTS_arch.json and the last arch/epoch_*.json, or None.
+
+    During a search the epoch files are the fresh ones and a DARTS_arch.json may be left from an
+    earlier run; once the search ends, DARTS_arch.json is written last. So the newer file wins.
+    """
+    candidates = sorted(glob.glob(os.path.join(glob.escape(monitor_dir), "arch", "epoch_*.json")))[-1:]
+    final = os.path.join(monitor_dir, FINAL_ARCH)
+    if os.path.isfile(final):
+        candidates.append(final)
+    if not candidates:
+        return None
+    return max(candidates, key=os.path.getmtime)  # on a tie max keeps the first, the epoch file
+
+
+def print_warning(message):
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+# Each picture imports its own drawing code: a run that never draws does not pay for matplotlib,
+# and a broken install costs a warning like any other failure.
+def _draw_curves(monitor_dir, fmt, x):
+    if not glob.glob(os.path.join(glob.escape(monitor_dir), "*.series.txt")):
+        return []
+    from utils.curves import plot_curves
+    out_path = os.path.join(monitor_dir, "curves.png")
+    plot_curves([monitor_dir], out_path, x=x)
+    return [out_path]
+
+
+def _draw_alphas(monitor_dir, fmt, x):
+    history_path = os.path.join(monitor_dir, ALPHA_HISTORY)
+    if not os.path.exists(history_path):
+        return []
+    from utils.alpha_plot import plot_alpha_history
+    out_path = os.path.join(monitor_dir, "alphas.png")
+    plot_alpha_history(history_path, out_path)
+    return [out_path]
+
+
+def _draw_cells(monitor_dir, fmt, x):
+    arch_file = latest_architecture_file(monitor_dir)
+    if arch_file is None:
+        return []
+    from models.genotype import load_architecture
+    from utils.cell_diagram import draw_architecture
+    return draw_architecture(load_architecture(arch_file), os.path.join(monitor_dir, "cells"), fmt)
+
+
+PICTURES = (("curves.png", _draw_curves), ("alphas.png", _draw_alphas), ("cells/", _draw_cells))
+
+
+def draw_run(monitor_dir, fmt="png", x="epoch", warn=print_warning):
+    """Draw curves.png, alphas.png and cells/ for whatever monitor_dir holds; returns the paths written.
+
+    fmt is the format of the cell diagrams, x names the series index (epoch or iteration). Each
+    failure goes to warn(message) as one line and the other pictures are still drawn.
+    """
+    monitor_dir = os.fspath(monitor_dir)
+    if not os.path.isdir(monitor_dir):
+        warn(f"monitor directory {monitor_dir} does not exist")
+        return []
+    written = []
+    for what, draw in PICTURES:
+        try:
+            written.extend(draw(monitor_dir, fmt, x))
+        except Exception as error:  # a picture is never worth a crashed run
+            detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            warn(f"could not draw {what} in {monitor_dir}: {detail}")
+    return written
