@@ -30,7 +30,7 @@ def cell_graph(cell, title):
     """A left-to-right Digraph of one cell {node: ((op_id, input_node), ...)}."""
     graph = graphviz.Digraph(name=title, graph_attr={
         "rankdir": "LR", "label": title, "labelloc": "t", "fontsize": "22", "fontname": _FONT,
-        "nodesep": "0.35", "ranksep": "0.9", "pad": "0.2", "dpi": "110"})
+        "nodesep": "0.35", "ranksep": "0.9", "pad": "0.2"})
     graph.attr("node", shape="box", style="rounded,filled", fontname=_FONT, fontsize="18",
                penwidth="1.5", height="0.55", width="0.8")
     graph.attr("edge", fontname=_FONT, fontsize="15", penwidth="1.5", arrowsize="0.8")
@@ -81,6 +81,8 @@ def draw_architecture(arch, out_dir, fmt="png", prefix=""):
     written = []
     for cell_type, cell in zip(CELL_TYPES, (arch.normal, arch.reduction)):
         graph = cell_graph(cell, f"{cell_type} cell")
+        if fmt == "png":  # sharper text than the default 96 dpi; vector formats keep their own size
+            graph.graph_attr["dpi"] = "110"
         try:
             data, ext = graph.pipe(format=fmt), fmt
         except graphviz.ExecutableNotFound:

@@ -89,7 +89,8 @@ def plot_curves(monitor_dirs, out_path, labels=None, x="epoch"):
     """Draw the series of every directory, overlaid, into out_path; returns the Figure.
 
     Panels side by side: loss, error, then one per other series (e.g. epoch time). Every line is
-    labelled "<directory label>: <series name>"; validation and test series are dashed.
+    labelled "<directory label>: <series name>"; validation and test series are dashed and,
+    when several directories are overlaid, each directory has its own colour.
     """
     if isinstance(monitor_dirs, (str, os.PathLike)):
         monitor_dirs = [monitor_dirs]
@@ -101,15 +102,15 @@ def plot_curves(monitor_dirs, out_path, labels=None, x="epoch"):
     if len(labels) != len(monitor_dirs):
         raise ValueError(f"{len(labels)} labels for {len(monitor_dirs)} directories")
 
-    panels = {}  # panel title -> [(legend label, index, value, is held out)]
-    for monitor_dir, label in zip(monitor_dirs, labels):
+    panels = {}  # panel title -> [(legend label, index, value, is held out, directory number)]
+    for number, (monitor_dir, label) in enumerate(zip(monitor_dirs, labels)):
         series = find_series(monitor_dir)
         if not series:
             raise SeriesError(f"no *{SERIES_SUFFIX} files in {monitor_dir}")
         for name in sorted(series, key=_series_order):
             index, value = read_series(series[name])
             panels.setdefault(_panel_of(name), []).append(
-                (f"{label}: {name}", index, value, _is_held_out(name)))
+                (f"{label}: {name}", index, value, _is_held_out(name), number))
     order = [title for title in ("Loss", "Error") if title in panels]
     order += sorted(title for title in panels if title not in ("Loss", "Error"))
 
@@ -123,11 +124,13 @@ def plot_curves(monitor_dirs, out_path, labels=None, x="epoch"):
     axes = figure.subplots(1, len(order), squeeze=False)[0]
     for ax, title in zip(axes, order):
         lines = panels[title]
-        for color, (legend_label, index, value, held_out) in enumerate(lines):
+        for line_number, (legend_label, index, value, held_out, dir_number) in enumerate(lines):
+            # Overlaid runs are told apart by colour, their training and held-out curves by dashes.
+            color = dir_number if len(monitor_dirs) > 1 else line_number
             ax.plot(index, value, color=f"C{color % 10}", linestyle="--" if held_out else "-",
                     linewidth=1.8, marker="o" if len(index) <= _MARKER_MAX_POINTS else None,
                     markersize=3.5, label=legend_label)
-        _widen_single_index(ax, np.concatenate([index for _, index, _, _ in lines]))
+        _widen_single_index(ax, np.concatenate([line[1] for line in lines]))
         ax.set_title(title, fontsize=14)
         ax.set_xlabel(X_LABELS[x], fontsize=12)
         ax.set_ylabel(title.lower() if title in ("Loss", "Error") else title, fontsize=12)

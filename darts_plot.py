@@ -1,0 +1,113 @@
+"""Pictures of earlier runs: learning curves, alpha histories and cell diagrams.
+
+    python darts_plot.py curves DIR [DIR ...] [-o curves.png] [--labels A B] [--x epoch|iteration]
+    python darts_plot.py cells ARCH [-o OUTDIR] [--format png|pdf|svg]
+    python darts_plot.py alphas ALPHA_HISTORY.npz [-o alphas.png]
+    python darts_plot.py run DIR [--format png|pdf|svg] [--x epoch|iteration]
+
+DIR is a monitor directory of ours or of the NNabla example (whose series are indexed by
+iteration: pass --x iteration). ARCH is a JSON file, a Genotype(...) string, DARTS_V1 or DARTS_V2.
+"""
+import argparse
+import sys
+
+X_CHOICES = ("epoch", "iteration")
+FORMATS = ("png", "pdf", "svg")
+
+
+class PlotError(Exception):
+    """A failure the user can fix; reported as one line."""
+
+
+def _curves(args):
+    from utils.curves import plot_curves
+    if args.labels is not None and len(args.labels) != len(args.dirs):
+        raise PlotError(f"--labels has {len(args.labels)} label(s) for {len(args.dirs)} directories")
+    plot_curves(args.dirs, args.output, labels=args.labels, x=args.x)
+    return [args.output]
+
+
+def _cells(args):
+    from models.genotype import load_architecture
+    from utils.cell_diagram import draw_architecture
+    return draw_architecture(load_architecture(args.arch), args.output, fmt=args.format)
+
+
+def _alphas(args):
+    from utils.alpha_plot import plot_alpha_history
+    plot_alpha_history(args.history, args.output)
+    return [args.output]
+
+
+def _run(args):
+    from utils.run_pictures import draw_run
+    failures = []
+
+    def report(message):
+        failures.append(message)
+        print(f"error: {message}", file=sys.stderr)
+
+    written = draw_run(args.dir, fmt=args.format, x=args.x, warn=report)
+    if failures:
+        sys.exit(1)
+    if not written:
+        raise PlotError(f"nothing to draw in {args.dir}: no *.series.txt, alpha_history.npz, "
+                        f"DARTS_arch.json or arch/epoch_*.json")
+    return written
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="darts_plot.py", description="Draw the pictures of a search or training run.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    curves = commands.add_parser("curves", help="loss and error curves of one or more monitor directories")
+    curves.add_argument("dirs", nargs="+", metavar="DIR", help="monitor directories, overlaid")
+    curves.add_argument("-o", "--output", default="curves.png", help="picture to write (default: %(default)s)")
+    curves.add_argument("--labels", nargs="+", metavar="LABEL",
+                        help="legend name of each directory (default: directory names)")
+    curves.add_argument("--x", choices=X_CHOICES, default="epoch",
+                        help="what the series index counts (default: %(default)s)")
+    curves.set_defaults(draw=_curves)
+
+    cells = commands.add_parser("cells", help="diagrams of the normal and reduction cells")
+    cells.add_argument("arch", metavar="ARCH",
+                       help="architecture JSON file, Genotype(...) string, DARTS_V1 or DARTS_V2")
+    cells.add_argument("-o", "--output", default=".", metavar="OUTDIR",
+                       help="directory for normal.<format> and reduction.<format> (default: .)")
+    cells.add_argument("--format", choices=FORMATS, default="png")
+    cells.set_defaults(draw=_cells)
+
+    alphas = commands.add_parser("alphas", help="op weights of every edge over a search")
+    alphas.add_argument("history", metavar="ALPHA_HISTORY.npz")
+    alphas.add_argument("-o", "--output", default="alphas.png", help="picture to write (default: %(default)s)")
+    alphas.set_defaults(draw=_alphas)
+
+    run = commands.add_parser("run", help="every picture one monitor directory supports")
+    run.add_argument("dir", metavar="DIR")
+    run.add_argument("--format", choices=FORMATS, default="png", help="format of the cell diagrams")
+    run.add_argument("--x", choices=X_CHOICES, default="epoch",
+                     help="what the series index counts (default: %(default)s)")
+    run.set_defaults(draw=_run)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    from models.genotype import ArchitectureError
+    from utils.alpha_plot import AlphaHistoryError
+    from utils.curves import SeriesError
+    try:
+        written = args.draw(args)
+    except (PlotError, SeriesError, ArchitectureError, AlphaHistoryError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as error:  # e.g. an output directory that cannot be written
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    for path in written:
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
