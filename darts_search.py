@@ -14,6 +14,7 @@ from args import parse_args, save_config, search_parser
 from models.genotype import ArchitectureError, derive_architecture, save_architecture
 from models.search_network import alpha_parameters, all_weight_state, create_alphas, search_network, weight_parameters
 from utils.bilevel import BilevelOptimizer
+from utils.cell_diagram import draw_architecture
 from utils.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from utils.context import set_context
 from utils.data_pipeline import BatchLoader, split_indices
@@ -21,6 +22,7 @@ from utils.datasets import load_dataset
 from utils.monitoring import EpochSeries
 from utils.optim import SGD, Adam, cosine_lr
 from utils.run import RunningMean, build_graph, classification_error, fail_cleanly, seed_everything
+from utils.run_pictures import draw_run
 
 SERIES = ("Training loss", "Training error", "Validation loss", "Validation error", "Epoch time")
 ALPHA_HISTORY = "alpha_history.npz"
@@ -117,6 +119,8 @@ def search(args):
         write_alpha_history(args.monitor_path, history)
         arch = derive_architecture(history["normal"][-1], history["reduction"][-1])
         save_architecture(arch, os.path.join(args.monitor_path, "arch", f"epoch_{epoch + 1:03d}.json"))
+        if args.draw_every_epoch:
+            draw_architecture(arch, os.path.join(args.monitor_path, "cells"), prefix=f"epoch_{epoch + 1:03d}_")
         save_checkpoint(checkpoint_path, checkpoint_params, checkpoint_solvers,
                         {"epoch": epoch + 1, "weight_lr": weight_opt.lr,
                          "arrays": {k: np.stack(v) for k, v in history.items()}})
@@ -124,6 +128,7 @@ def search(args):
               f"train loss {values['Training loss']:.4f} err {values['Training error']:.4f}  "
               f"val loss {values['Validation loss']:.4f} err {values['Validation error']:.4f}  "
               f"{values['Epoch time']:.1f}s", flush=True)
+        draw_run(args.monitor_path)
     train_loader.close()
     val_loader.close()
 

@@ -1,5 +1,6 @@
 """The evaluation network: hand-counted weights, drop path, auxiliary head, output shapes."""
 import nnabla as nn
+import nnabla.parametric_functions as PF
 import numpy as np
 import pytest
 
@@ -99,7 +100,6 @@ def test_darts_v2_on_cifar10_has_the_paper_size():
 
 def test_macs_count_convolutions_depthwise_and_affine():
     x = nn.Variable((3, 2, 5, 5))
-    import nnabla.parametric_functions as PF
     h = PF.convolution(x, 4, (3, 3), pad=(1, 1), with_bias=False, name="conv")  # 25*4 outputs, 2*9 each
     h = PF.depthwise_convolution(h, (3, 3), pad=(1, 1), with_bias=False, name="dw")  # 25*4 outputs, 9 each
     out = PF.affine(h, 7, name="fc")  # 100 inputs x 7 outputs

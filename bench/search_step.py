@@ -1,0 +1,107 @@
+"""Times one DARTS search step (alpha step + weight step) on 32x32 inputs, C=16, 8 cells, on cpu.
+
+    .venv/bin/python bench/search_step.py --batch-size 64 --second-order False
+
+Prints a table, then the share of the step each nnabla function type takes, and as its last line
+JSON with s_per_step (median), images_per_s and peak_rss_mb. Peak RSS is read before profiling.
+"""
+import argparse
+import collections
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import nnabla as nn  # noqa: E402
+import numpy as np  # noqa: E402
+
+from args import str2bool  # noqa: E402
+from models.search_network import (alpha_parameters, all_weight_state, create_alphas, search_network,  # noqa: E402
+                                   weight_parameters)
+from utils.bilevel import BilevelOptimizer  # noqa: E402
+from utils.optim import SGD, Adam  # noqa: E402
+from utils.run import build_graph, seed_everything  # noqa: E402
+
+
+class FunctionTimer:
+    """Wall time per nnabla function type, through the forward/backward function hooks."""
+
+    def __init__(self):
+        self.seconds = collections.Counter()
+        self.started = 0.0
+
+    def pre(self, f):
+        self.started = time.perf_counter()
+
+    def post(self, f):
+        self.seconds[f.info.type_name] += time.perf_counter() - self.started
+
+
+def profile_graphs(graphs):
+    """One forward and backward of each graph with every function timed."""
+    timer = FunctionTimer()
+    for graph in graphs:
+        graph.loss.forward(clear_no_need_grad=True, function_pre_hook=timer.pre, function_post_hook=timer.post)
+        graph.loss.backward(clear_buffer=True, function_pre_hook=timer.pre, function_post_hook=timer.post)
+    return timer.seconds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--second-order", type=str2bool, default=False)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
+    parser.add_argument("--channels", type=int, default=16)
+    parser.add_argument("--num-cells", type=int, default=8)
+    args = parser.parse_args()
+
+    rng = seed_everything(0)
+    alphas = create_alphas(rng)
+    shape = (args.batch_size, 3, 32, 32)
+
+    def network(x):
+        return search_network(x, alphas, 10, args.channels, args.num_cells)
+    built = time.perf_counter()
+    train_graph, val_graph = build_graph(network, shape), build_graph(network, shape)
+    build_seconds = time.perf_counter() - built
+    weights = weight_parameters()
+    optimizer = BilevelOptimizer(train_graph, val_graph, weights, all_weight_state(), alpha_parameters(),
+                                 SGD(weights, 0.025, 0.9, 3e-4, 5.0),
+                                 Adam(alpha_parameters(), 3e-4, 0.5, 0.999, 1e-3), args.second_order)
+
+    def batch():
+        return rng.randn(*shape).astype(np.float32), rng.randint(0, 10, (args.batch_size, 1))
+    times = []
+    for _ in range(args.steps + 1):
+        train_batch, val_batch = batch(), batch()
+        started = time.perf_counter()
+        optimizer.step(train_batch, val_batch)
+        times.append(time.perf_counter() - started)
+    times = times[1:]
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    s_per_step = statistics.median(times)
+    result = {"batch_size": args.batch_size, "second_order": args.second_order,
+              "weights": int(sum(w.size for w in weights.values())),
+              "s_per_step": round(s_per_step, 3), "images_per_s": round(args.batch_size / s_per_step, 3),
+              "peak_rss_mb": round(peak_rss_mb, 1)}
+
+    print(f"graph build: {build_seconds:.1f} s (once)")
+    print(f"{'order':<8}{'batch':>6}{'s/step':>10}{'img/s':>9}{'peak RSS':>12}")
+    print(f"{'second' if args.second_order else 'first':<8}{args.batch_size:>6}{s_per_step:>10.2f}"
+          f"{result['images_per_s']:>9.2f}{peak_rss_mb / 1024:>10.2f} GB")
+    print("steps (s): " + ", ".join(f"{t:.2f}" for t in times))
+
+    seconds = profile_graphs([train_graph, val_graph])
+    total = sum(seconds.values())
+    print(f"\none forward+backward of the training and the validation graph, by function ({total:.1f} s):")
+    for name, s in seconds.most_common(12):
+        print(f"  {name:<28}{s:>8.2f} s {100 * s / total:>6.1f} %")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

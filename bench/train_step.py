@@ -1,0 +1,103 @@
+"""Speed and memory of the DARTS evaluation network at its paper size, on random CIFAR-shaped data.
+
+Usage: .venv/bin/python bench/train_step.py [--context cpu] [--warmup 1] [--steps 3]
+DARTS_V2, C=36, 20 cells, 32x32x3 input, 10 classes. A training step is what darts_train.py does per
+batch (auxiliary head, drop path at 0.2, forward, backward, clipped SGD with weight decay) at batch
+32; inference is a test-graph forward at batch 64. Times are medians over the timed steps. Prints a
+table, then one JSON line with train_images_per_s, inference_images_per_s and peak_rss_mb.
+"""
+import argparse
+import json
+import logging
+import os
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import nnabla as nn  # noqa: E402
+from nnabla.logger import logger  # noqa: E402
+
+from models.eval_network import DropPath, build_test_graph, build_train_graph  # noqa: E402
+from models.genotype import load_architecture  # noqa: E402
+from utils.bilevel import forward_backward  # noqa: E402
+from utils.context import set_context  # noqa: E402
+from utils.optim import SGD  # noqa: E402
+
+ARCH, CHANNELS, CELLS, INPUT, CLASSES = "DARTS_V2", 36, 20, (3, 32, 32), 10
+TRAIN_BATCH, INFERENCE_BATCH = 32, 64
+
+
+def median_seconds(step, warmup, steps):
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def train_step_seconds(arch, rng, warmup, steps):
+    drop_path = DropPath()
+    drop_path.set_prob(0.2)
+    graph = build_train_graph(arch, (TRAIN_BATCH,) + INPUT, CLASSES, CHANNELS, CELLS,
+                              auxiliary=True, aux_weight=0.4, drop_path=drop_path)
+    optimizer = SGD(nn.get_parameters(grad_only=True), 0.025, 0.9, 3e-4, 5.0)
+    graph.x.d = rng.normal(size=graph.x.shape)
+    graph.y.d = rng.integers(0, CLASSES, graph.y.shape)
+
+    def step():
+        drop_path.resample(rng)
+        optimizer.zero_grad()
+        forward_backward(graph)
+        optimizer.step()
+    return median_seconds(step, warmup, steps)
+
+
+def inference_seconds(arch, rng, warmup, steps):
+    graph = build_test_graph(arch, (INFERENCE_BATCH,) + INPUT, CLASSES, CHANNELS, CELLS)
+    graph.x.d = rng.normal(size=graph.x.shape)
+    return median_seconds(lambda: graph.logits.forward(clear_buffer=True), warmup, steps)
+
+
+def peak_rss_mb():
+    # ru_maxrss is in KiB on Linux (bytes on macOS).
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 20
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--context", choices=["cpu", "cudnn"], default="cpu")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=3)
+    args = parser.parse_args()
+    logger.setLevel(logging.WARNING)
+    set_context(args.context)
+    nn.random.seed(0)
+    rng = np.random.default_rng(0)
+    arch = load_architecture(ARCH)
+
+    train_s = train_step_seconds(arch, rng, args.warmup, args.steps)
+    inference_s = inference_seconds(arch, rng, args.warmup, args.steps)
+    rss = peak_rss_mb()
+
+    print(f"{ARCH}, C={CHANNELS}, {CELLS} cells, input {INPUT}, {args.context}, "
+          f"{args.warmup} warm-up + {args.steps} timed steps (median)")
+    print(f"{'pass':<12}{'batch':>6}{'s/step':>9}{'img/s':>9}")
+    print(f"{'train':<12}{TRAIN_BATCH:>6}{train_s:>9.3f}{TRAIN_BATCH / train_s:>9.1f}")
+    print(f"{'inference':<12}{INFERENCE_BATCH:>6}{inference_s:>9.3f}{INFERENCE_BATCH / inference_s:>9.1f}")
+    print(f"peak RSS {rss:.0f} MB")
+    print(json.dumps({"train_images_per_s": round(TRAIN_BATCH / train_s, 2),
+                      "inference_images_per_s": round(INFERENCE_BATCH / inference_s, 2),
+                      "peak_rss_mb": round(rss, 1), "context": args.context,
+                      "warmup": args.warmup, "steps": args.steps}))
+
+
+if __name__ == "__main__":
+    main()

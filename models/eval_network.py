@@ -1,0 +1,174 @@
+"""The DARTS evaluation network: a discrete architecture stacked into a deep network trained from scratch.
+
+Cells follow the Architecture exactly: each intermediate node is the sum of its edges (however many
+there are), every edge carries one op, batch normalisation learns its scale and shift, and pooling
+edges have no batch normalisation after them. Two regularisers of the DARTS training exist only in
+training graphs:
+
+- drop path (DropPath): on every edge whose op is not an identity, each sample's path is kept with
+  probability 1 - p and scaled by 1 / (1 - p). As in quark0/darts, a stride-2 skip_connect is a
+  FactorizedReduce, not an identity, so it is dropped too.
+- the auxiliary head (auxiliary_head) after cell 2n//3, whose loss is added with a weight.
+
+Parameters live in the root scope (stem, cell<i>, classifier as in models.network) and the auxiliary
+head in AUX_SCOPE, so it can be left out of parameter counts as the paper does.
+"""
+import nnabla as nn
+import nnabla.functions as F
+import nnabla.parametric_functions as PF
+import numpy as np
+
+from models.genotype import NODES
+from models.network import cross_entropy, edge_stride, network
+from ops.operations import IDENTITY_OP, ZERO_OP, batch_norm, operation
+from utils.bilevel import Graph
+from utils.run import build_graph
+
+AUX_SCOPE = "auxiliary_head"
+# quark0's AuxiliaryHeadCIFAR, sized for the 8x8 map that a 32x32 input has after cell 2n//3.
+AUX_POOL_KERNEL = 5
+AUX_POOL_STRIDE = 3
+AUX_HIDDEN_CHANNELS = 128
+AUX_CONV_KERNEL = 2
+AUX_FEATURES = 768
+
+
+def drop_path_schedule(epoch, epochs, max_prob):
+    """Drop probability of `epoch` (0-based): max_prob * epoch / epochs, so training starts without it."""
+    return max_prob * epoch / epochs
+
+
+class DropPath:
+    """Per-sample dropping of edge outputs, with its probability and randomness fed rather than built in.
+
+    The probability is a variable, so one graph serves every epoch of the schedule. The uniform noise
+    that decides which samples keep their path is fed from numpy too, one (B, 1, 1, 1) variable per
+    edge: a run then draws the same masks from the same (seed, epoch, step) whether or not it was
+    resumed, which nnabla's own random functions (whose generator state no checkpoint holds) would not.
+    """
+
+    def __init__(self):
+        self.prob = nn.Variable((1, 1, 1, 1), need_grad=False)
+        self.prob.d = 0.0
+        # Shared by every edge: 1 / (1 - p).
+        self._inverse_keep_prob = F.r_div_scalar(F.r_sub_scalar(self.prob, 1.0), 1.0)
+        self.noise = []
+
+    def set_prob(self, p):
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"drop path probability {p} is not in [0, 1)")
+        self.prob.d = p
+
+    def resample(self, rng):
+        """New uniform noise for every edge, from a numpy Generator."""
+        if not self.noise:
+            return
+        batch = self.noise[0].shape[0]
+        values = rng.random((len(self.noise), batch, 1, 1, 1), dtype=np.float32)
+        for variable, noise in zip(self.noise, values):
+            variable.d = noise
+
+    def __call__(self, x):
+        noise = nn.Variable((x.shape[0], 1, 1, 1), need_grad=False)
+        noise.d = 0.5
+        self.noise.append(noise)
+        # noise >= p has probability 1 - p; at p = 0 it always holds, and x * 1 * 1 is x exactly.
+        keep = F.greater_equal(noise, self.prob)
+        return x * (keep * self._inverse_keep_prob)
+
+
+def is_dropped(op_id, stride):
+    """Drop path skips identities (as quark0) and the zero op, whose output is zero either way."""
+    if op_id == ZERO_OP:
+        return False
+    return not (op_id == IDENTITY_OP and stride == 1)
+
+
+def eval_nodes(arch, test, drop_path=None):
+    """build_nodes for models.network: each intermediate node sums the ops of its edges in `arch`."""
+    def build_nodes(s0, s1, channels, reduction):
+        cell = arch.reduction if reduction else arch.normal
+        states = [s0, s1]
+        for node in NODES:
+            total = None
+            for index, (op_id, input_node) in enumerate(cell[node]):
+                stride = edge_stride(reduction, input_node)
+                with nn.parameter_scope(f"node{node}_edge{index}"):
+                    out = operation(op_id, states[input_node], channels, stride, affine=True, test=test)
+                if drop_path is not None and is_dropped(op_id, stride):
+                    out = drop_path(out)
+                total = out if total is None else total + out
+            states.append(total)
+        return states[2:]
+    return build_nodes
+
+
+def auxiliary_head(x, num_classes, test):
+    """quark0's AuxiliaryHeadCIFAR: ReLU, 5x5/3 average pooling, 1x1 conv 128, 2x2 conv 768, affine.
+
+    It assumes an 8x8 map (32x32 input): the pooling gives 2x2 and the 2x2 conv 1x1. Smaller maps
+    (2x2 for 8x8 digits, 7x7 for 28x28 MNIST) would make one of the two windows larger than its input,
+    so each window is clipped to the map it reads: pooling kernel min(5, size), conv kernel
+    min(2, pooled size). An 8x8 map is unchanged; a 2x2 or 7x7 map is pooled to 1x1 and the second
+    conv becomes 1x1, so the head then has fewer weights than on CIFAR.
+    """
+    height, width = x.shape[2:]
+    pool = (min(AUX_POOL_KERNEL, height), min(AUX_POOL_KERNEL, width))
+    with nn.parameter_scope(AUX_SCOPE):
+        x = F.average_pooling(F.relu(x), pool, stride=(AUX_POOL_STRIDE, AUX_POOL_STRIDE),
+                              ignore_border=True, pad=(0, 0), including_pad=False)
+        x = PF.convolution(x, AUX_HIDDEN_CHANNELS, (1, 1), with_bias=False, name="conv1")
+        x = F.relu(batch_norm(x, affine=True, test=test, name="bn1"))
+        kernel = (min(AUX_CONV_KERNEL, x.shape[2]), min(AUX_CONV_KERNEL, x.shape[3]))
+        x = PF.convolution(x, AUX_FEATURES, kernel, with_bias=False, name="conv2")
+        x = F.relu(batch_norm(x, affine=True, test=test, name="bn2"))
+        return PF.affine(x, num_classes, name="classifier")
+
+
+def eval_network(x, arch, num_classes, channels, num_cells, test, drop_path=None, auxiliary=False):
+    """(logits, auxiliary logits) of the evaluation network; the second is None without `auxiliary`.
+
+    test=True uses the batch-norm running statistics; test graphs take neither drop path nor the
+    auxiliary head, which only regularise training.
+    """
+    if test and (drop_path is not None or auxiliary):
+        raise ValueError("drop path and the auxiliary head belong to training graphs only")
+    aux_cell = 2 * num_cells // 3
+    aux_logits = []
+
+    def after_cell(index, output):
+        if auxiliary and index == aux_cell:
+            aux_logits.append(auxiliary_head(output, num_classes, test))
+
+    logits = network(x, num_classes, channels, num_cells, affine=True, test=test,
+                     build_nodes=eval_nodes(arch, test, drop_path), after_cell=after_cell)
+    return logits, (aux_logits[0] if aux_logits else None)
+
+
+def training_loss(logits, aux_logits, labels, aux_weight):
+    """DARTS's objective: cross-entropy, plus aux_weight times the auxiliary head's cross-entropy."""
+    loss = cross_entropy(logits, labels)
+    if aux_logits is not None:
+        loss = loss + aux_weight * cross_entropy(aux_logits, labels)
+    return loss
+
+
+def build_train_graph(arch, input_shape, num_classes, channels, num_cells, *, auxiliary, aux_weight,
+                      drop_path=None):
+    """A static training graph (batch statistics); its loss includes the auxiliary loss."""
+    x = nn.Variable(input_shape)
+    y = nn.Variable((input_shape[0], 1))
+    logits, aux_logits = eval_network(x, arch, num_classes, channels, num_cells, test=False,
+                                      drop_path=drop_path, auxiliary=auxiliary)
+    loss = training_loss(logits, aux_logits, y, aux_weight)
+    # Read after forward(clear_no_need_grad) and backward(clear_buffer).
+    logits.persistent = True
+    loss.persistent = True
+    return Graph(x, y, logits, loss)
+
+
+def build_test_graph(arch, input_shape, num_classes, channels, num_cells):
+    """A static test graph: running statistics, no drop path, no auxiliary head."""
+    def logits(x):
+        return eval_network(x, arch, num_classes, channels, num_cells, test=True)[0]
+    return build_graph(logits, input_shape)

@@ -1,0 +1,161 @@
+"""darts_train.py end to end on the 8x8 digits: outputs, evaluation, resume, summary, user errors."""
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+import darts_train
+from darts_train import FINAL_PARAMS_NAME, SERIES, SUMMARY_KEYS, epoch_params_name
+from models.genotype import NAMED_ARCHITECTURES, save_architecture, to_genotype_string
+from utils.monitoring import series_path
+
+# 3 cells, C=4, 14 steps of 100 per epoch.
+TINY = ["--dataset", "digits", "--num-cells", "3", "--output-filter", "4", "-f", "0", "-b", "100",
+        "--save-interval", "1", "--model-arch-name", "DARTS_V2"]
+
+
+def train(monitor, *extra):
+    return darts_train.main(TINY + ["-m", str(monitor), *extra])
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_h5(path):
+    values = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, item: values.__setitem__(name, item[...]) if isinstance(item, h5py.Dataset) else None)
+    return values
+
+
+def series_values(monitor, name):
+    return np.loadtxt(series_path(str(monitor), name), ndmin=2)
+
+
+@pytest.fixture(scope="module")
+def two_epochs(tmp_path_factory):
+    monitor = tmp_path_factory.mktemp("two_epochs")
+    train(monitor, "--epoch", "2")
+    return monitor
+
+
+def test_training_writes_series_summary_parameters_and_config(two_epochs):
+    for name in SERIES:
+        values = series_values(two_epochs, name)
+        assert values[:, 0].tolist() == [0, 1]
+    errors = series_values(two_epochs, "Test error")[:, 1]
+    summary = read_json(two_epochs / "summary.json")
+    assert set(SUMMARY_KEYS) <= set(summary)
+    assert 0 < summary["params"] < summary["params_total"]
+    assert summary["macs"] > summary["params"]
+    assert summary["final_test_error"] == pytest.approx(errors[-1], abs=1e-6)
+    assert summary["best_test_error"] == pytest.approx(errors.min(), abs=1e-6)
+    for name in (epoch_params_name(1), epoch_params_name(2), FINAL_PARAMS_NAME, "checkpoint.npz"):
+        assert (two_epochs / name).is_file(), name
+    saved = read_h5(two_epochs / FINAL_PARAMS_NAME)
+    assert any(name.endswith("/mean") for name in saved)  # batch-norm statistics, needed to evaluate
+    with open(two_epochs / "config.yaml") as f:
+        config = yaml.safe_load(f)
+    assert config["epoch"] == 2 and config["num_cells"] == 3 and config["model_arch_name"] == "DARTS_V2"
+
+
+def test_evaluate_reproduces_the_final_test_error(two_epochs, tmp_path):
+    error = train(tmp_path, "--evaluate", str(two_epochs / FINAL_PARAMS_NAME))
+    assert error == read_json(two_epochs / "summary.json")["final_test_error"]
+    assert read_json(tmp_path / "evaluation.json")["test_error"] == error
+    # The parameters after epoch 1 are a different network state.
+    assert train(tmp_path, "--evaluate", str(two_epochs / epoch_params_name(1))) != error
+
+
+def test_resumed_run_equals_uninterrupted_run(two_epochs, tmp_path):
+    train(tmp_path, "--epoch", "1")
+    train(tmp_path, "--epoch", "2", "--resume")
+    expected, resumed = read_h5(two_epochs / FINAL_PARAMS_NAME), read_h5(tmp_path / FINAL_PARAMS_NAME)
+    assert expected.keys() == resumed.keys()
+    for name in expected:
+        np.testing.assert_array_equal(resumed[name], expected[name], err_msg=name)
+    for name in SERIES[:4]:
+        np.testing.assert_array_equal(series_values(tmp_path, name), series_values(two_epochs, name))
+
+
+def test_summary_reads_no_data(tmp_path):
+    empty = tmp_path / "data"
+    empty.mkdir()
+    sizes = {}
+    for dataset in ("cifar10", "cifar100"):
+        monitor = tmp_path / dataset
+        train(monitor, "--dataset", dataset, "--data-dir", str(empty), "--summary")
+        sizes[dataset] = read_json(monitor / "summary.json")
+    assert os.listdir(empty) == []
+    # 90 more classes: 90 more rows in the classifier (64 features + bias) and in the auxiliary
+    # classifier (768 + bias).
+    assert sizes["cifar100"]["params"] - sizes["cifar10"]["params"] == 90 * 65
+    assert sizes["cifar100"]["params_total"] - sizes["cifar10"]["params_total"] == 90 * 65 + 90 * 769
+    assert sizes["cifar100"]["final_test_error"] is None
+
+
+def summary_of(monitor, arch_spec):
+    return train(monitor, "--summary", "--model-arch-name", arch_spec, "--dataset", "cifar10")
+
+
+def test_every_architecture_form_builds_the_same_network(tmp_path):
+    arch = NAMED_ARCHITECTURES["DARTS_V2"]
+    json_path = tmp_path / "arch.json"
+    save_architecture(arch, str(json_path))
+    genotype_path = tmp_path / "genotype.txt"
+    genotype_path.write_text(to_genotype_string(arch))
+    named = summary_of(tmp_path / "named", "DARTS_V2")
+    for form, spec in (("json", str(json_path)), ("string", to_genotype_string(arch)),
+                       ("genotype_file", str(genotype_path))):
+        assert summary_of(tmp_path / form, spec) == named, spec
+    assert summary_of(tmp_path / "v1", "DARTS_V1")["params"] != named["params"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"arch_normal": {"2": [[9, 0], [2, 1]], "3": [[2, 0]], "4": [[2, 0]], "5": [[2, 0]]}, '
+     '"arch_reduction": {"2": [[4, 0]], "3": [[4, 0]], "4": [[4, 0]], "5": [[4, 0]]}}', "unknown op id 9"),
+    ("this is not an architecture", "neither architecture JSON nor"),
+    (None, "does not exist"),
+])
+def test_architecture_defects_exit_1_with_one_line(tmp_path, capsys, content, message):
+    path = tmp_path / "arch.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SystemExit) as exit_info:
+        train(tmp_path / "monitor", "--summary", "--model-arch-name", str(path))
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("make_file, message", [
+    (lambda path: None, "does not exist"),
+    (lambda path: path.write_text("not hdf5"), "cannot read parameter file"),
+])
+def test_bad_parameter_file_exits_1_with_one_line(tmp_path, capsys, make_file, message):
+    path = tmp_path / "params.h5"
+    make_file(path)
+    with pytest.raises(SystemExit) as exit_info:
+        train(tmp_path / "monitor", "--evaluate", str(path))
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_parameters_of_another_network_are_refused(two_epochs, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        darts_train.main(TINY + ["-m", str(tmp_path), "--num-cells", "4",
+                                 "--evaluate", str(two_epochs / FINAL_PARAMS_NAME)])
+    assert exit_info.value.code == 1
+    assert "does not fit this network" in capsys.readouterr().err
+
+
+def test_impossible_settings_are_usage_errors(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        train(tmp_path, "--drop-path-prob", "1")
+    assert exit_info.value.code == 2
