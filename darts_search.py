@@ -79,8 +79,7 @@ def search(args):
     if args.resume and os.path.exists(checkpoint_path):
         meta = load_checkpoint(checkpoint_path, checkpoint_params, checkpoint_solvers)
         start_epoch = meta["epoch"]
-        weight_opt.lr = meta["weight_lr"]
-        weight_opt.solver.set_learning_rate(weight_opt.lr)
+        weight_opt.resume_learning_rate(meta["weight_lr"])
         history = {k: list(meta["arrays"][k]) for k in ("normal", "reduction")}
         print(f"resuming from {checkpoint_path} after epoch {start_epoch}")
 

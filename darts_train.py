@@ -28,6 +28,7 @@ from tqdm import tqdm
 from args import parse_args, save_config, train_parser
 from utils.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from utils.run import RunningMean, classification_error, fail_cleanly, seed_everything
+from utils.run_pictures import draw_run
 
 SERIES = ("Training loss", "Training error", "Test loss", "Test error", "Epoch time")
 SUMMARY_NAME = "summary.json"
@@ -253,8 +254,7 @@ def train(args, arch):
     if args.resume and os.path.exists(checkpoint_path):
         meta = load_checkpoint(checkpoint_path, network_state, solvers)
         start_epoch = meta["epoch"]
-        optimizer.lr = meta["lr"]
-        optimizer.solver.set_learning_rate(optimizer.lr)
+        optimizer.resume_learning_rate(meta["lr"])
         summary["final_test_error"] = meta["final_test_error"]
         summary["best_test_error"] = meta["best_test_error"]
         print(f"resuming from {checkpoint_path} after epoch {start_epoch}")
@@ -290,6 +290,7 @@ def train(args, arch):
             print(f"epoch {epoch + 1}/{args.epoch}  lr {optimizer.lr:.5f}  "
                   f"train loss {train_loss:.4f} err {train_error:.4f}  "
                   f"test loss {test_loss:.4f} err {test_error:.4f}  {values['Epoch time']:.1f}s", flush=True)
+            draw_run(args.monitor_path)
     finally:
         loader.close()
 

@@ -19,6 +19,12 @@ def batch_norm(x, affine, test, name="bn"):
     return PF.batch_normalization(x, batch_stat=not test, no_scale=not affine, no_bias=not affine, name=name)
 
 
+def relu(x):
+    """ReLU whose output is recomputed in the backward pass instead of being kept from the forward."""
+    with nn.recompute():
+        return F.relu(x)
+
+
 def conv(x, c_out, kernel, stride=1, pad=0, name="conv"):
     return PF.convolution(x, c_out, (kernel, kernel), pad=(pad, pad), stride=(stride, stride),
                           with_bias=False, name=name)
@@ -42,7 +48,7 @@ def factorized_reduce(x, c_out, affine, test):
 def dil_conv(x, c_out, kernel, stride, affine, test):
     """ReLU, depthwise conv with dilation 2, pointwise conv, BN."""
     pad = kernel - 1  # dilation 2 keeps the size at stride 1
-    x = PF.depthwise_convolution(F.relu(x), (kernel, kernel), pad=(pad, pad), stride=(stride, stride),
+    x = PF.depthwise_convolution(relu(x), (kernel, kernel), pad=(pad, pad), stride=(stride, stride),
                                  dilation=(2, 2), with_bias=False, name="dw")
     return batch_norm(conv(x, c_out, 1, name="pw"), affine, test)
 
@@ -52,7 +58,7 @@ def sep_conv(x, c_out, kernel, stride, affine, test):
     c_in = x.shape[1]
     pad = kernel // 2
     for i, (channels, s) in enumerate(((c_in, stride), (c_out, 1))):
-        x = PF.depthwise_convolution(F.relu(x), (kernel, kernel), pad=(pad, pad), stride=(s, s),
+        x = PF.depthwise_convolution(relu(x), (kernel, kernel), pad=(pad, pad), stride=(s, s),
                                      with_bias=False, name=f"sep{i}_dw")
         x = batch_norm(conv(x, channels, 1, name=f"sep{i}_pw"), affine, test, name=f"sep{i}_bn")
     return x

@@ -55,6 +55,11 @@ class SGD:
         self.lr = lr
         self.solver.set_learning_rate(lr)
 
+    def resume_learning_rate(self, lr):
+        """Sets the learning rate a checkpoint's momentum buffers were scaled with, without rescaling them."""
+        self.lr = lr
+        self.solver.set_learning_rate(lr)
+
     def zero_grad(self):
         self.solver.zero_grad()
 
