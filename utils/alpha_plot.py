@@ -94,9 +94,12 @@ def plot_alpha_history(source, out_path):
     FigureCanvasAgg(figure)
     # One fixed grid, a spacer row between the cell types: a layout engine over 28 small axes
     # would cost more than all the drawing, and a run redraws this every epoch.
-    # DARTS weights often stay within 0.1..0.3 for the whole search; a fixed 0..1 axis would flatten
-    # them, so every panel shares an axis fitted to the largest weight.
-    top_weight = min(1.0, 1.1 * max(op_weights(history[cell_type]).max() for cell_type in CELL_TYPES))
+    # DARTS weights start at 1/8 and often move by less than 0.01 in a short search; an axis from 0
+    # would flatten them, so every panel shares an axis fitted to the range the weights cover.
+    all_weights = [op_weights(history[cell_type]) for cell_type in CELL_TYPES]
+    low, high = min(w.min() for w in all_weights), max(w.max() for w in all_weights)
+    margin = max(0.05 * (high - low), 1e-4)
+    y_range = (max(0.0, low - margin), min(1.0, high + margin))
     spacer = 0.45
     grid = figure.add_gridspec(2 * rows_per_cell + 1, columns,
                                height_ratios=[1] * rows_per_cell + [spacer] + [1] * rows_per_cell,
@@ -114,7 +117,7 @@ def plot_alpha_history(source, out_path):
                 ax.plot(epochs, weights[:, edge, op_id], linewidth=1.6,
                         marker="o" if len(epochs) == 1 else None, **_op_style(op_id))
             ax.set_title(f"${node_name(input_node)}$ → {node_name(node)}", fontsize=10, pad=3)
-            ax.set_ylim(0, top_weight)
+            ax.set_ylim(*y_range)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
             ax.tick_params(labelsize=8)
             ax.grid(True, alpha=0.3)
