@@ -13,7 +13,7 @@ from tqdm import tqdm
 from args import parse_args, save_config, search_parser
 from models.genotype import ArchitectureError, derive_architecture, save_architecture
 from models.search_network import alpha_parameters, all_weight_state, create_alphas, search_network, weight_parameters
-from utils.bilevel import BilevelOptimizer
+from utils.bilevel import BilevelOptimizer, build_search_graphs
 from utils.cell_diagram import draw_architecture
 from utils.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from utils.context import set_context
@@ -21,7 +21,7 @@ from utils.data_pipeline import BatchLoader, split_indices
 from utils.datasets import load_dataset
 from utils.monitoring import EpochSeries
 from utils.optim import SGD, Adam, cosine_lr
-from utils.run import RunningMean, build_graph, classification_error, fail_cleanly, seed_everything
+from utils.run import RunningMean, classification_error, fail_cleanly, seed_everything
 from utils.run_pictures import draw_run
 
 SERIES = ("Training loss", "Training error", "Validation loss", "Validation error", "Epoch time")
@@ -64,13 +64,12 @@ def search(args):
 
     def network(x):
         return search_network(x, alphas, data.num_classes, args.output_filter, args.num_cells)
-    train_graph = build_graph(network, shape)
-    val_graph = build_graph(network, shape)
+    graphs = build_search_graphs(network, shape, args.second_order)
+    train_graph, val_graph = graphs[:2]
     weights = weight_parameters()
     weight_opt = SGD(weights, args.lr, args.momentum, args.weight_decay, args.grad_clip)
     alpha_opt = Adam(alpha_parameters(), args.arch_lr, args.arch_beta1, args.arch_beta2, args.arch_weight_decay)
-    optimizer = BilevelOptimizer(train_graph, val_graph, weights, all_weight_state(), alpha_parameters(),
-                                 weight_opt, alpha_opt, args.second_order)
+    optimizer = BilevelOptimizer(graphs, weights, all_weight_state(), alpha_parameters(), weight_opt, alpha_opt)
     checkpoint_params = {**all_weight_state(), **{f"arch/{k}": v for k, v in alpha_parameters().items()}}
     checkpoint_solvers = {"weights": weight_opt.solver, "alphas": alpha_opt.solver}
 

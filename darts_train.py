@@ -198,7 +198,7 @@ def evaluate(args, arch):
 
 def train_epoch(graph, loader, optimizer, drop_path, seed, epoch, desc):
     """One epoch of SGD steps; returns the mean training loss and error."""
-    from utils.bilevel import feed, forward_backward
+    from utils.graph import feed, forward_backward
 
     loss, error = RunningMean(), RunningMean()
     bar = tqdm(range(loader.steps_per_epoch), desc=desc, leave=False, disable=not sys.stderr.isatty())

@@ -22,9 +22,9 @@ import numpy as np  # noqa: E402
 from args import str2bool  # noqa: E402
 from models.search_network import (alpha_parameters, all_weight_state, create_alphas, search_network,  # noqa: E402
                                    weight_parameters)
-from utils.bilevel import BilevelOptimizer  # noqa: E402
+from utils.bilevel import BilevelOptimizer, build_search_graphs  # noqa: E402
 from utils.optim import SGD, Adam  # noqa: E402
-from utils.run import build_graph, seed_everything  # noqa: E402
+from utils.run import seed_everything  # noqa: E402
 
 
 class FunctionTimer:
@@ -66,12 +66,11 @@ def main():
     def network(x):
         return search_network(x, alphas, 10, args.channels, args.num_cells)
     built = time.perf_counter()
-    train_graph, val_graph = build_graph(network, shape), build_graph(network, shape)
+    graphs = build_search_graphs(network, shape, args.second_order)
     build_seconds = time.perf_counter() - built
     weights = weight_parameters()
-    optimizer = BilevelOptimizer(train_graph, val_graph, weights, all_weight_state(), alpha_parameters(),
-                                 SGD(weights, 0.025, 0.9, 3e-4, 5.0),
-                                 Adam(alpha_parameters(), 3e-4, 0.5, 0.999, 1e-3), args.second_order)
+    optimizer = BilevelOptimizer(graphs, weights, all_weight_state(), alpha_parameters(),
+                                 SGD(weights, 0.025, 0.9, 3e-4, 5.0), Adam(alpha_parameters(), 3e-4, 0.5, 0.999, 1e-3))
 
     def batch():
         return rng.randn(*shape).astype(np.float32), rng.randint(0, 10, (args.batch_size, 1))
@@ -95,9 +94,9 @@ def main():
           f"{result['images_per_s']:>9.2f}{peak_rss_mb / 1024:>10.2f} GB")
     print("steps (s): " + ", ".join(f"{t:.2f}" for t in times))
 
-    seconds = profile_graphs([train_graph, val_graph])
+    seconds = profile_graphs([g for g in graphs if g is not None])
     total = sum(seconds.values())
-    print(f"\none forward+backward of the training and the validation graph, by function ({total:.1f} s):")
+    print(f"\none forward+backward of each graph of the step, by function ({total:.1f} s):")
     for name, s in seconds.most_common(12):
         print(f"  {name:<28}{s:>8.2f} s {100 * s / total:>6.1f} %")
     print(json.dumps(result))

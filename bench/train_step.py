@@ -23,7 +23,7 @@ from nnabla.logger import logger  # noqa: E402
 
 from models.eval_network import DropPath, build_test_graph, build_train_graph  # noqa: E402
 from models.genotype import load_architecture  # noqa: E402
-from utils.bilevel import forward_backward  # noqa: E402
+from utils.graph import forward_backward  # noqa: E402
 from utils.context import set_context  # noqa: E402
 from utils.optim import SGD  # noqa: E402
 

@@ -21,8 +21,7 @@ import numpy as np
 from models.genotype import NODES
 from models.network import cross_entropy, edge_stride, network
 from ops.operations import IDENTITY_OP, ZERO_OP, batch_norm, operation
-from utils.bilevel import Graph
-from utils.run import build_graph
+from utils.graph import build_graph, make_graph
 
 AUX_SCOPE = "auxiliary_head"
 # quark0's AuxiliaryHeadCIFAR, sized for the 8x8 map that a 32x32 input has after cell 2n//3.
@@ -160,11 +159,7 @@ def build_train_graph(arch, input_shape, num_classes, channels, num_cells, *, au
     y = nn.Variable((input_shape[0], 1))
     logits, aux_logits = eval_network(x, arch, num_classes, channels, num_cells, test=False,
                                       drop_path=drop_path, auxiliary=auxiliary)
-    loss = training_loss(logits, aux_logits, y, aux_weight)
-    # Read after forward(clear_no_need_grad) and backward(clear_buffer).
-    logits.persistent = True
-    loss.persistent = True
-    return Graph(x, y, logits, loss)
+    return make_graph(x, y, logits, training_loss(logits, aux_logits, y, aux_weight))
 
 
 def build_test_graph(arch, input_shape, num_classes, channels, num_cells):

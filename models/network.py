@@ -5,9 +5,8 @@ supplies as `build_nodes(s0, s1, channels, reduction) -> list of the four interm
 """
 import nnabla as nn
 import nnabla.functions as F
-import nnabla.parametric_functions as PF
 
-from ops.operations import batch_norm, conv, factorized_reduce, relu_conv_bn
+from ops.operations import batch_norm, conv, dense, factorized_reduce, relu_conv_bn
 
 STEM_MULTIPLIER = 3
 
@@ -55,7 +54,7 @@ def network(x, num_classes, channels, num_cells, affine, test, build_nodes, afte
             after_cell(i, s1)
     pooled = F.global_average_pooling(s1)
     with nn.parameter_scope("classifier"):
-        return PF.affine(pooled, num_classes)
+        return dense(pooled, num_classes)
 
 
 def cross_entropy(logits, labels):

@@ -5,6 +5,8 @@ the current parameter scope. One definition serves the search and the evaluation
 `affine` says whether batch normalisation learns a scale and a shift, `test` switches batch
 normalisation to its running statistics.
 """
+import contextlib
+
 import nnabla as nn
 import nnabla.functions as F
 import nnabla.parametric_functions as PF
@@ -14,9 +16,27 @@ from models.genotype import OP_NAMES, ZERO_OP
 POOLING_OPS = (4, 5)
 IDENTITY_OP = 6
 
+_weights_frozen = False
+
+
+@contextlib.contextmanager
+def frozen_weights():
+    """Graphs built inside read the same weights but never compute their gradients.
+
+    A pass that only needs the gradient of the alphas (DARTS' first-order alpha step, the two
+    Hessian-vector passes of the second-order one) skips a third of its backward work this way.
+    """
+    global _weights_frozen
+    _weights_frozen = True
+    try:
+        yield
+    finally:
+        _weights_frozen = False
+
 
 def batch_norm(x, affine, test, name="bn"):
-    return PF.batch_normalization(x, batch_stat=not test, no_scale=not affine, no_bias=not affine, name=name)
+    return PF.batch_normalization(x, batch_stat=not test, no_scale=not affine, no_bias=not affine,
+                                  fix_parameters=_weights_frozen, name=name)
 
 
 def relu(x):
@@ -27,7 +47,7 @@ def relu(x):
 
 def conv(x, c_out, kernel, stride=1, pad=0, name="conv"):
     return PF.convolution(x, c_out, (kernel, kernel), pad=(pad, pad), stride=(stride, stride),
-                          with_bias=False, name=name)
+                          with_bias=False, fix_parameters=_weights_frozen, name=name)
 
 
 def relu_conv_bn(x, c_out, affine, test, kernel=1, stride=1, pad=0):
@@ -49,7 +69,7 @@ def dil_conv(x, c_out, kernel, stride, affine, test):
     """ReLU, depthwise conv with dilation 2, pointwise conv, BN."""
     pad = kernel - 1  # dilation 2 keeps the size at stride 1
     x = PF.depthwise_convolution(relu(x), (kernel, kernel), pad=(pad, pad), stride=(stride, stride),
-                                 dilation=(2, 2), with_bias=False, name="dw")
+                                 dilation=(2, 2), with_bias=False, fix_parameters=_weights_frozen, name="dw")
     return batch_norm(conv(x, c_out, 1, name="pw"), affine, test)
 
 
@@ -59,9 +79,13 @@ def sep_conv(x, c_out, kernel, stride, affine, test):
     pad = kernel // 2
     for i, (channels, s) in enumerate(((c_in, stride), (c_out, 1))):
         x = PF.depthwise_convolution(relu(x), (kernel, kernel), pad=(pad, pad), stride=(s, s),
-                                     with_bias=False, name=f"sep{i}_dw")
+                                     with_bias=False, fix_parameters=_weights_frozen, name=f"sep{i}_dw")
         x = batch_norm(conv(x, channels, 1, name=f"sep{i}_pw"), affine, test, name=f"sep{i}_bn")
     return x
+
+
+def dense(x, n_out, name="affine"):
+    return PF.affine(x, n_out, fix_parameters=_weights_frozen, name=name)
 
 
 def max_pool(x, stride):

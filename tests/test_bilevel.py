@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from models.search_network import alpha_parameters, all_weight_state, create_alphas, search_network, weight_parameters
-from utils.bilevel import BilevelOptimizer, feed, forward_backward
+from utils.bilevel import BilevelOptimizer, build_search_graphs
+from utils.graph import feed, forward_backward
 from utils.optim import SGD, Adam
-from utils.run import build_graph, seed_everything
+from utils.run import seed_everything
 
 BATCH, CLASSES = 8, 4
 # Central differences in float32 on a loss near 1.4: a step of 0.01 keeps the rounding error
@@ -39,13 +40,10 @@ def smooth_bilevel_problem(rng):
             mixed = sum(F.tanh(PF.affine(hidden, 6, name=f"op{k}")) * F.reshape(w, (1, 1))
                         for k, w in enumerate(weights))
             return PF.affine(mixed, CLASSES, name="out")
-    train_graph = build_graph(network, (BATCH, 5))
-    val_graph = build_graph(network, (BATCH, 5))
-    for graph in (train_graph, val_graph):
-        feed(graph, (rng.randn(BATCH, 5).astype(np.float32), rng.randint(0, CLASSES, (BATCH, 1))))
+    graphs = build_search_graphs(network, (BATCH, 5), second_order=True)
     with nn.parameter_scope("net"):
         weights = nn.get_parameters()
-    return alphas, train_graph, val_graph, weights, weights
+    return alphas, graphs, weights, weights
 
 
 def search_network_problem(rng):
@@ -55,23 +53,26 @@ def search_network_problem(rng):
 
     def network(x):
         return search_network(x, alphas, CLASSES, channels=4, num_cells=3)
-    train_graph = build_graph(network, (BATCH, 1, 8, 8))
-    val_graph = build_graph(network, (BATCH, 1, 8, 8))
-    for graph in (train_graph, val_graph):
-        feed(graph, (rng.randn(BATCH, 1, 8, 8).astype(np.float32), rng.randint(0, CLASSES, (BATCH, 1))))
-    return alphas, train_graph, val_graph, weight_parameters(), all_weight_state()
+    graphs = build_search_graphs(network, (BATCH, 1, 8, 8), second_order=True)
+    return alphas, graphs, weight_parameters(), all_weight_state()
 
 
 def make_setup(problem):
     nn.clear_parameters()
     rng = seed_everything(0)
-    alphas, train_graph, val_graph, weights, network_state = problem(rng)
+    alphas, graphs, weights, network_state = problem(rng)
+    train_graph, val_graph, hessian_graph = graphs
+    input_shape = train_graph.x.shape
+    train_batch, val_batch = [(rng.randn(*input_shape).astype(np.float32), rng.randint(0, CLASSES, (BATCH, 1)))
+                              for _ in range(2)]
+    feed(train_graph, train_batch)
+    feed(hessian_graph, train_batch)
+    feed(val_graph, val_batch)
 
     def optimizer(xi):
         # No momentum history and no weight decay: the virtual step is exactly w - xi * dL_train/dw.
-        return BilevelOptimizer(train_graph, val_graph, weights, network_state, alphas,
-                                SGD(weights, xi, 0.9, 0.0, 5.0), Adam(alphas, 3e-4, 0.5, 0.999, 0.0),
-                                second_order=True)
+        return BilevelOptimizer(graphs, weights, network_state, alphas,
+                                SGD(weights, xi, 0.9, 0.0, 5.0), Adam(alphas, 3e-4, 0.5, 0.999, 0.0))
     return alphas, train_graph, val_graph, weights, optimizer, rng
 
 
@@ -196,3 +197,18 @@ def test_a_search_step_moves_alphas_with_the_second_order_gradient(setup):
     opt.step(batch, (val_graph.x.d.copy(), val_graph.y.d.copy()))
     for k, a in alphas.items():
         assert not np.array_equal(a.d, before[k])
+
+
+def test_frozen_validation_graph_gives_the_same_alpha_gradient_and_no_weight_gradient(setup):
+    alphas, train_graph, val_graph, weights, optimizer, rng = setup
+    full = first_order_gradient(alphas, val_graph)
+    network = lambda x: search_network(x, alphas, CLASSES, channels=4, num_cells=3)
+    _, frozen_val, hessian = build_search_graphs(network, val_graph.x.shape, second_order=False)
+    assert hessian is None
+    feed(frozen_val, (val_graph.x.d.copy(), val_graph.y.d.copy()))
+    for w in weights.values():
+        w.grad.zero()
+    frozen = first_order_gradient(alphas, frozen_val)
+    for name in full:
+        np.testing.assert_array_equal(frozen[name], full[name])
+    assert all(not np.any(w.g) for w in weights.values())

@@ -5,23 +5,31 @@ particular the second-order step moves the weights by writing into their data ar
 graph that is already built keeps reading the variables it was built with (rebinding parameters
 with nn.parameter.set_parameter would leave the graph on the old weights and make the step a no-op).
 """
-from collections import namedtuple
-
 import nnabla as nn
 
+from ops.operations import frozen_weights
+from utils.graph import build_graph, feed, forward_backward
 from utils.optim import global_norm
 
-# One static graph: its input and label variables, and what it computes from them.
-Graph = namedtuple("Graph", "x y logits loss")
 
+def build_search_graphs(network, input_shape, second_order):
+    """(train, val, hessian) graphs of a search, each built once.
 
-def feed(graph, batch):
-    graph.x.d, graph.y.d = batch
-
-
-def forward_backward(graph):
-    graph.loss.forward(clear_no_need_grad=True)
-    graph.loss.backward(clear_buffer=True)
+    Where a pass needs only the alpha gradient its graph is built with frozen weights: the
+    validation pass of first-order DARTS, the two Hessian-vector passes of second-order DARTS
+    (which run on the training batch). Second order needs the weight gradient of the validation
+    loss, so there the validation graph is a full one. hessian is None for first order.
+    """
+    train = build_graph(network, input_shape)
+    if second_order:
+        val = build_graph(network, input_shape)
+        with frozen_weights():
+            hessian = build_graph(network, input_shape)
+    else:
+        with frozen_weights():
+            val = build_graph(network, input_shape)
+        hessian = None
+    return train, val, hessian
 
 
 def snapshot(arrays):
@@ -39,27 +47,28 @@ def restore(variables, copies):
 
 
 class BilevelOptimizer:
-    """Owns the two static graphs and the two solvers of a DARTS search.
+    """Owns the static graphs and the two solvers of a DARTS search.
 
+    The graphs are those of build_search_graphs; with a hessian graph the step is second order.
     weights: {name: Variable} trained on the training half; network_state: weights plus batch-norm
     running statistics (everything a virtual step must leave untouched); alphas: {name: Variable}.
     """
 
-    def __init__(self, train_graph, val_graph, weights, network_state, alphas, weight_optimizer,
-                 alpha_optimizer, second_order):
-        self.train_graph = train_graph
-        self.val_graph = val_graph
+    def __init__(self, graphs, weights, network_state, alphas, weight_optimizer, alpha_optimizer):
+        self.train_graph, self.val_graph, self.hessian_graph = graphs
         self.weights = weights
         self.network_state = network_state
         self.alphas = alphas
         self.weight_optimizer = weight_optimizer
         self.alpha_optimizer = alpha_optimizer
-        self.second_order = second_order
+        self.second_order = self.hessian_graph is not None
 
     def step(self, train_batch, val_batch):
         """One search step; the graphs keep their outputs (loss, logits) for the caller to read."""
         feed(self.train_graph, train_batch)
         feed(self.val_graph, val_batch)
+        if self.second_order:
+            feed(self.hessian_graph, train_batch)
         self.alpha_optimizer.zero_grad()
         if self.second_order:
             self.unrolled_alpha_gradient()
@@ -98,7 +107,7 @@ class BilevelOptimizer:
             for name, w in self.weights.items():
                 w.data.copy_from(saved[name] + direction[name] * (sign * eps))
             self.alpha_optimizer.zero_grad()
-            forward_backward(self.train_graph)
+            forward_backward(self.hessian_graph)
             train_alpha_grads.append(snapshot({name: a.grad for name, a in self.alphas.items()}))
         restore(self.network_state, saved)
 

@@ -6,8 +6,6 @@ import sys
 import nnabla as nn
 import numpy as np
 
-from models.network import cross_entropy
-from utils.bilevel import Graph
 
 # nnabla logs every data source and iterator it creates at INFO; a run's own lines are what matter.
 logging.getLogger("nnabla").setLevel(logging.WARNING)
@@ -18,18 +16,6 @@ def seed_everything(seed):
     nn.random.seed(seed)
     np.random.seed(seed)
     return np.random.RandomState(seed)
-
-
-def build_graph(network, input_shape):
-    """One static graph: input and label variables, logits and the mean cross-entropy, built once."""
-    x = nn.Variable(input_shape)
-    y = nn.Variable((input_shape[0], 1))
-    logits = network(x)
-    loss = cross_entropy(logits, y)
-    # Kept through forward(clear_no_need_grad) and backward(clear_buffer) so they can be read afterwards.
-    logits.persistent = True
-    loss.persistent = True
-    return Graph(x, y, logits, loss)
 
 
 def classification_error(logits, labels):
