@@ -93,7 +93,7 @@ def _common_parser(description):
     add("--monitor-path", "-m", type=str,
         help="directory for logs, checkpoints and config.yaml")
     add("--model-save-path", "-o", type=str, default=None,
-        help="where parameters are saved (default: the monitor path)")
+        help="where parameters and checkpoints are saved (default: the monitor path)")
     _add_bool(parser, "--resume", False,
               "continue from the last checkpoint in the monitor path")
     return parser

@@ -15,12 +15,16 @@ import darts_search
 import darts_train
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/demo", help="where everything goes")
     parser.add_argument("--search-epochs", type=int, default=6)
     parser.add_argument("--train-epochs", type=int, default=20)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
 
     search_dir = os.path.join(args.out, "search")
     train_dir = os.path.join(args.out, "train")

@@ -39,11 +39,15 @@ def images_per_second(images, labels, batch_size, steps, options):
         loader.close()
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=500)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     logger.setLevel(logging.WARNING)  # the loaders' INFO lines would break up the table
 
     rng = np.random.default_rng(0)

@@ -50,14 +50,18 @@ def profile_graphs(graphs):
     return timer.seconds
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--second-order", type=str2bool, default=False)
     parser.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--num-cells", type=int, default=8)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
 
     rng = seed_everything(0)
     alphas = create_alphas(rng)
