@@ -13,7 +13,9 @@ find_uv() {
     if command -v uv >/dev/null 2>&1; then command -v uv; return; fi
     if [ -x "$HOME/.local/bin/uv" ]; then echo "$HOME/.local/bin/uv"; return; fi
     say "installing uv with pip (user install)"
-    python3 -m pip install --user --quiet uv >&2 || { say "could not install uv; install it: https://docs.astral.sh/uv/"; exit 1; }
+    python3 -m pip install --user --quiet uv >&2 \
+        || python3 -m pip install --user --quiet --break-system-packages uv >&2 \
+        || { say "could not install uv; install it: https://docs.astral.sh/uv/"; exit 1; }
     echo "$HOME/.local/bin/uv"
 }
 
