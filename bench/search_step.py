@@ -16,7 +16,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import nnabla as nn  # noqa: E402
 import numpy as np  # noqa: E402
 
 from args import str2bool  # noqa: E402

@@ -5,7 +5,7 @@ import nnabla.parametric_functions as PF
 import numpy as np
 import pytest
 
-from models.search_network import alpha_parameters, all_weight_state, create_alphas, search_network, weight_parameters
+from models.search_network import all_weight_state, create_alphas, search_network, weight_parameters
 from utils.bilevel import BilevelOptimizer, build_search_graphs
 from utils.graph import feed, forward_backward
 from utils.optim import SGD, Adam

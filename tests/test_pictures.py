@@ -1,12 +1,11 @@
 """Pictures of runs: learning curves, alpha histories, cell diagrams, draw_run and darts_plot.py."""
-import json
 import os
 
 import numpy as np
 import pytest
 
 import darts_plot
-from models.genotype import (EDGES, NAMED_ARCHITECTURES, OP_NAMES, ArchitectureError, load_architecture,
+from models.genotype import (EDGES, NAMED_ARCHITECTURES, OP_NAMES, load_architecture,
                              save_architecture, to_genotype_string)
 from utils import cell_diagram
 from utils.alpha_plot import AlphaHistoryError, load_alpha_history, op_weights, plot_alpha_history

@@ -1,6 +1,5 @@
 """darts_search.py end to end on a slice of the embedded digits."""
 import json
-import os
 
 import numpy as np
 import pytest
