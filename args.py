@@ -232,23 +232,48 @@ def _load_config(parser, path):
     return values
 
 
+def _range_problems(args):
+    """Values of the right type that still make no sense; each is one message."""
+    checks = [
+        (args.epoch >= 1, "--epoch must be at least 1"),
+        (args.batch_size >= 1, "--batch-size must be at least 1"),
+        (args.num_cells >= 1, "--num-cells must be at least 1"),
+        (args.output_filter >= 1, "--output-filter must be at least 1"),
+        (args.cutout_length >= 0, "--cutout-length must not be negative"),
+    ]
+    if hasattr(args, "train_portion"):
+        checks.append((0.0 < args.train_portion < 1.0, "--train-portion must be between 0 and 1"))
+    if hasattr(args, "drop_path_prob"):
+        checks += [
+            (args.output_filter + args.additional_filters_on_retrain >= 1,
+             "--output-filter + --additional-filters-on-retrain must be at least 1"),
+            (0.0 <= args.drop_path_prob < 1.0, "--drop-path-prob must be in [0, 1)"),
+            (args.save_interval >= 1, "--save-interval must be at least 1"),
+        ]
+    return [message for ok, message in checks if not ok]
+
+
 def parse_args(parser, argv=None):
     """Parse argv (default sys.argv[1:]), applying --config under it.
 
     Precedence: command line, then the config file, then the defaults.
+    A value out of range exits 2 with one line, like any other bad flag.
     """
     args = parser.parse_args(argv)
-    if args.config is None:
-        return args
-    try:
-        values = _load_config(parser, args.config)
-    except ConfigError as err:
-        parser.error(str(err))  # exits 2 with usage, no traceback
-    # argparse only fills in a default when the namespace lacks the
-    # attribute, and always sets the flags that were given. Starting from
-    # the file's values therefore lets every given flag win, even one whose
-    # value equals the default.
-    return parser.parse_args(argv, namespace=argparse.Namespace(**values))
+    if args.config is not None:
+        try:
+            values = _load_config(parser, args.config)
+        except ConfigError as err:
+            parser.error(str(err))  # exits 2 with usage, no traceback
+        # argparse only fills in a default when the namespace lacks the
+        # attribute, and always sets the flags that were given. Starting from
+        # the file's values therefore lets every given flag win, even one whose
+        # value equals the default.
+        args = parser.parse_args(argv, namespace=argparse.Namespace(**values))
+    problems = _range_problems(args)
+    if problems:
+        parser.error(problems[0])
+    return args
 
 
 def save_config(args, monitor_path):

@@ -50,12 +50,30 @@ def derive_from_history(history_path, epoch, arch_path):
     return arch
 
 
+def search_epoch(optimizer, train_loader, val_loader, steps, desc):
+    """`steps` search steps; returns the epoch means of the first four SERIES."""
+    train_graph, val_graph = optimizer.train_graph, optimizer.val_graph
+    stats = {name: RunningMean() for name in SERIES[:4]}
+    bar = tqdm(range(steps), desc=desc, leave=False, disable=not sys.stderr.isatty())
+    for _ in bar:
+        train_batch, val_batch = train_loader.next(), val_loader.next()
+        optimizer.step(train_batch, val_batch)
+        stats["Training loss"].add(float(train_graph.loss.d))
+        stats["Training error"].add(classification_error(train_graph.logits.d, train_batch[1]))
+        stats["Validation loss"].add(float(val_graph.loss.d))
+        stats["Validation error"].add(classification_error(val_graph.logits.d, val_batch[1]))
+        bar.set_postfix(loss=f"{stats['Training loss'].mean:.3f}", acc=f"{1 - stats['Training error'].mean:.3f}")
+    return {name: s.mean for name, s in stats.items()}
+
+
 def search(args):
     set_context(args.context, args.device_id, args.type_config)
     data = load_dataset(args.dataset, args.data_dir)
     os.makedirs(args.monitor_path, exist_ok=True)
     save_config(args, args.monitor_path)
-    checkpoint_path = os.path.join(args.model_save_path or args.monitor_path, CHECKPOINT_NAME)
+    save_dir = args.model_save_path or args.monitor_path
+    os.makedirs(save_dir, exist_ok=True)
+    checkpoint_path = os.path.join(save_dir, CHECKPOINT_NAME)
 
     nn.clear_parameters()  # a run owns the global parameter registry from here on
     rng = seed_everything(args.seed)
@@ -65,7 +83,6 @@ def search(args):
     def network(x):
         return search_network(x, alphas, data.num_classes, args.output_filter, args.num_cells)
     graphs = build_search_graphs(network, shape, args.second_order)
-    train_graph, val_graph = graphs[:2]
     weights = weight_parameters()
     weight_opt = SGD(weights, args.lr, args.momentum, args.weight_decay, args.grad_clip)
     alpha_opt = Adam(alpha_parameters(), args.arch_lr, args.arch_beta1, args.arch_beta2, args.arch_weight_decay)
@@ -93,42 +110,32 @@ def search(args):
     steps = min(train_loader.steps_per_epoch, val_loader.steps_per_epoch)
     monitor = EpochSeries(args.monitor_path, SERIES, first_epoch=start_epoch)
 
-    for epoch in range(start_epoch, args.epoch):
-        started = time.time()
-        weight_opt.set_learning_rate(cosine_lr(epoch, args.epoch, args.lr, args.lr_min))
-        stats = {name: RunningMean() for name in SERIES[:4]}
-        bar = tqdm(range(steps), desc=f"search epoch {epoch + 1}/{args.epoch}", leave=False,
-                   disable=not sys.stderr.isatty())
-        for _ in bar:
-            train_batch, val_batch = train_loader.next(), val_loader.next()
-            optimizer.step(train_batch, val_batch)
-            stats["Training loss"].add(float(train_graph.loss.d))
-            stats["Training error"].add(classification_error(train_graph.logits.d, train_batch[1]))
-            stats["Validation loss"].add(float(val_graph.loss.d))
-            stats["Validation error"].add(classification_error(val_graph.logits.d, val_batch[1]))
-            bar.set_postfix(loss=f"{stats['Training loss'].mean:.3f}",
-                            acc=f"{1 - stats['Training error'].mean:.3f}")
-
-        values = {name: s.mean for name, s in stats.items()}
-        values["Epoch time"] = time.time() - started
-        monitor.add(epoch, values)
-        history["normal"].append(alphas["alpha_normal"].d.copy())
-        history["reduction"].append(alphas["alpha_reduction"].d.copy())
-        write_alpha_history(args.monitor_path, history)
-        arch = derive_architecture(history["normal"][-1], history["reduction"][-1])
-        save_architecture(arch, os.path.join(args.monitor_path, "arch", f"epoch_{epoch + 1:03d}.json"))
-        if args.draw_every_epoch:
-            draw_architecture(arch, os.path.join(args.monitor_path, "cells"), prefix=f"epoch_{epoch + 1:03d}_")
-        save_checkpoint(checkpoint_path, checkpoint_params, checkpoint_solvers,
-                        {"epoch": epoch + 1, "weight_lr": weight_opt.lr,
-                         "arrays": {k: np.stack(v) for k, v in history.items()}})
-        print(f"epoch {epoch + 1}/{args.epoch}  lr {weight_opt.lr:.5f}  "
-              f"train loss {values['Training loss']:.4f} err {values['Training error']:.4f}  "
-              f"val loss {values['Validation loss']:.4f} err {values['Validation error']:.4f}  "
-              f"{values['Epoch time']:.1f}s", flush=True)
-        draw_run(args.monitor_path)
-    train_loader.close()
-    val_loader.close()
+    try:
+        for epoch in range(start_epoch, args.epoch):
+            started = time.time()
+            weight_opt.set_learning_rate(cosine_lr(epoch, args.epoch, args.lr, args.lr_min))
+            values = search_epoch(optimizer, train_loader, val_loader, steps,
+                                  f"search epoch {epoch + 1}/{args.epoch}")
+            values["Epoch time"] = time.time() - started
+            monitor.add(epoch, values)
+            history["normal"].append(alphas["alpha_normal"].d.copy())
+            history["reduction"].append(alphas["alpha_reduction"].d.copy())
+            write_alpha_history(args.monitor_path, history)
+            arch = derive_architecture(history["normal"][-1], history["reduction"][-1])
+            save_architecture(arch, os.path.join(args.monitor_path, "arch", f"epoch_{epoch + 1:03d}.json"))
+            if args.draw_every_epoch:
+                draw_architecture(arch, os.path.join(args.monitor_path, "cells"), prefix=f"epoch_{epoch + 1:03d}_")
+            save_checkpoint(checkpoint_path, checkpoint_params, checkpoint_solvers,
+                            {"epoch": epoch + 1, "weight_lr": weight_opt.lr,
+                             "arrays": {k: np.stack(v) for k, v in history.items()}})
+            print(f"epoch {epoch + 1}/{args.epoch}  lr {weight_opt.lr:.5f}  "
+                  f"train loss {values['Training loss']:.4f} err {values['Training error']:.4f}  "
+                  f"val loss {values['Validation loss']:.4f} err {values['Validation error']:.4f}  "
+                  f"{values['Epoch time']:.1f}s", flush=True)
+            draw_run(args.monitor_path)
+    finally:
+        train_loader.close()
+        val_loader.close()
 
     arch = derive_architecture(history["normal"][-1], history["reduction"][-1])
     save_architecture(arch, args.model_arch_name)

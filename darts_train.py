@@ -52,22 +52,6 @@ def network_channels(args):
     return args.output_filter + args.additional_filters_on_retrain
 
 
-def check_settings(parser, args):
-    """Numbers argparse cannot check by type alone; parser.error exits 2 like any other bad flag."""
-    checks = (
-        (args.epoch >= 1, "--epoch must be at least 1"),
-        (args.batch_size >= 1, "--batch-size must be at least 1"),
-        (args.num_cells >= 1, "--num-cells must be at least 1"),
-        (network_channels(args) >= 1, "--output-filter + --additional-filters-on-retrain must be at least 1"),
-        (0.0 <= args.drop_path_prob < 1.0, "--drop-path-prob must be in [0, 1)"),
-        (args.save_interval >= 1, "--save-interval must be at least 1"),
-        (args.cutout_length >= 0, "--cutout-length must not be negative"),
-    )
-    for ok, message in checks:
-        if not ok:
-            parser.error(message)
-
-
 def write_json(path, data):
     """Whole file or the old one: a crash mid-write never leaves half a JSON file."""
     tmp = path + ".tmp"
@@ -220,14 +204,11 @@ def train(args, arch):
     import nnabla as nn
     from models.eval_network import DropPath, build_test_graph, build_train_graph, drop_path_schedule
     from utils.data_pipeline import BatchLoader
-    from utils.datasets import DataError, load_dataset
+    from utils.datasets import load_dataset
     from utils.monitoring import EpochSeries
     from utils.optim import SGD, cosine_lr
 
     data = load_dataset(args.dataset, args.data_dir)
-    if args.batch_size > len(data.train_y):
-        raise DataError(f"--batch-size {args.batch_size} is larger than the {len(data.train_y)} "
-                        f"training images of {args.dataset}")
     os.makedirs(args.monitor_path, exist_ok=True)
     save_config(args, args.monitor_path)
     save_dir = args.model_save_path or args.monitor_path
@@ -303,9 +284,7 @@ def train(args, arch):
 
 def main(argv=None):
     """Runs the script; returns the summary dict (training, --summary) or the test error (--evaluate)."""
-    parser = train_parser()
-    args = parse_args(parser, argv)
-    check_settings(parser, args)
+    args = parse_args(train_parser(), argv)
     with fail_cleanly():
         import nnabla as nn
         from models.genotype import load_architecture

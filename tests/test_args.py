@@ -325,3 +325,17 @@ def test_saved_config_leaves_out_config_key(tmp_path):
     assert "config" not in saved
     assert saved["epoch"] == 2
     assert saved["model_save_path"] is None
+
+
+@pytest.mark.parametrize("make_parser, argv, message", [
+    (search_parser, ["--epoch", "0"], "--epoch must be at least 1"),
+    (search_parser, ["--train-portion", "1.5"], "--train-portion must be between 0 and 1"),
+    (search_parser, ["--batch-size", "0"], "--batch-size must be at least 1"),
+    (train_parser, ["--drop-path-prob", "1"], "--drop-path-prob must be in [0, 1)"),
+    (train_parser, ["--save-interval", "0"], "--save-interval must be at least 1"),
+])
+def test_values_out_of_range_are_one_line_errors(capsys, make_parser, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(make_parser(), argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]

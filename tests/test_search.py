@@ -103,3 +103,16 @@ def test_cudnn_without_the_extension_says_what_to_install(tmp_path, capsys):
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip()
     assert "nnabla-ext-cuda" in err and "\n" not in err
+
+
+def test_a_batch_larger_than_the_split_is_a_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        darts_search.main(TINY + ["--batch-size", "40", "-m", str(tmp_path / "big")])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert "--batch-size 40 is larger than the 32 images" in err and "\n" not in err
+
+
+def test_checkpoints_go_to_a_new_model_save_path(tmp_path):
+    out = search(tmp_path, "run", "--epoch", "1", "--model-save-path", str(tmp_path / "new" / "dir"))
+    assert (tmp_path / "new" / "dir" / "checkpoint.npz").exists() and not (out / "checkpoint.npz").exists()

@@ -11,6 +11,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from nnabla.utils.data_iterator import data_iterator
 from nnabla.utils.data_source import DataSource
 
+from utils.datasets import DataError
+
 # Tags that keep the shuffling and augmentation random streams apart.
 _ORDER_STREAM = 0
 _AUGMENT_STREAM = 1
@@ -20,7 +22,7 @@ def split_indices(n, train_portion, seed):
     """Disjoint (weights_idx, arch_idx) covering range(n); train_portion of it trains the weights."""
     n_weights = int(np.floor(n * train_portion))
     if not 0 < n_weights < n:
-        raise ValueError(f"train_portion {train_portion} of {n} images leaves one side empty")
+        raise DataError(f"--train-portion {train_portion} of {n} images leaves one side empty")
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[:n_weights]), np.sort(order[n_weights:])
 
@@ -134,7 +136,8 @@ class BatchLoader:
             raise ValueError(f"{len(images_u8)} images but {len(labels)} labels")
         self.steps_per_epoch = len(images_u8) // batch_size
         if self.steps_per_epoch == 0:
-            raise ValueError(f"{len(images_u8)} images do not fill one batch of {batch_size}")
+            raise DataError(f"--batch-size {batch_size} is larger than the {len(images_u8)} images "
+                            f"this run draws its batches from")
         self._normalise = _Normaliser(mean, std)
         self._augmenter = _Augmenter(self._normalise, hflip, cutout_length) if augment else None
         self._seed = seed

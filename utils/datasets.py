@@ -21,7 +21,7 @@ from tqdm import tqdm
 DATASET_NAMES = ("cifar10", "cifar100", "fashion-mnist", "mnist", "digits")
 
 
-class DataError(Exception):
+class DataError(ValueError):
     """One-line, user-facing message (scripts print it and exit 1)."""
 
 
