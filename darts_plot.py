@@ -20,7 +20,7 @@ class PlotError(Exception):
 
 
 def _curves(args):
-    from utils.curves import plot_curves
+    from utils.pictures.curves import plot_curves
     if args.labels is not None and len(args.labels) != len(args.dirs):
         raise PlotError(f"--labels has {len(args.labels)} label(s) for {len(args.dirs)} directories")
     plot_curves(args.dirs, args.output, labels=args.labels, x=args.x)
@@ -29,18 +29,18 @@ def _curves(args):
 
 def _cells(args):
     from models.genotype import load_architecture
-    from utils.cell_diagram import draw_architecture
+    from utils.pictures.cell_diagram import draw_architecture
     return draw_architecture(load_architecture(args.arch), args.output, fmt=args.format)
 
 
 def _alphas(args):
-    from utils.alpha_plot import plot_alpha_history
+    from utils.pictures.alpha_plot import plot_alpha_history
     plot_alpha_history(args.history, args.output)
     return [args.output]
 
 
 def _run(args):
-    from utils.run_pictures import draw_run
+    from utils.pictures.run_pictures import draw_run
     failures = []
 
     def report(message):
@@ -95,8 +95,8 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     from models.genotype import ArchitectureError
-    from utils.alpha_plot import AlphaHistoryError
-    from utils.curves import SeriesError
+    from utils.pictures.alpha_plot import AlphaHistoryError
+    from utils.pictures.curves import SeriesError
     try:
         written = args.draw(args)
     except (PlotError, SeriesError, ArchitectureError, AlphaHistoryError) as error:

@@ -13,16 +13,16 @@ from tqdm import tqdm
 from args import parse_args, save_config, search_parser
 from models.genotype import ArchitectureError, derive_architecture, save_architecture
 from models.search_network import alpha_parameters, all_weight_state, create_alphas, search_network, weight_parameters
-from utils.bilevel import BilevelOptimizer, build_search_graphs
-from utils.cell_diagram import draw_architecture
-from utils.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from utils.context import set_context
-from utils.data_pipeline import BatchLoader, split_indices
-from utils.datasets import load_dataset
-from utils.monitoring import EpochSeries
-from utils.optim import SGD, Adam, cosine_lr
-from utils.run import RunningMean, classification_error, fail_cleanly, seed_everything
-from utils.run_pictures import draw_run
+from utils.training.bilevel import BilevelOptimizer, build_search_graphs
+from utils.pictures.cell_diagram import draw_architecture
+from utils.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from utils.training.context import set_context
+from utils.data.pipeline import BatchLoader, split_indices
+from utils.data.datasets import load_dataset
+from utils.training.monitoring import EpochSeries
+from utils.training.optim import SGD, Adam, cosine_lr
+from utils.training.run import RunningMean, classification_error, fail_cleanly, seed_everything
+from utils.pictures.run_pictures import draw_run
 
 SERIES = ("Training loss", "Training error", "Validation loss", "Validation error", "Epoch time")
 ALPHA_HISTORY = "alpha_history.npz"

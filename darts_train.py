@@ -26,9 +26,9 @@ import numpy as np
 from tqdm import tqdm
 
 from args import parse_args, save_config, train_parser
-from utils.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
-from utils.run import RunningMean, classification_error, fail_cleanly, seed_everything
-from utils.run_pictures import draw_run
+from utils.training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
+from utils.training.run import RunningMean, classification_error, fail_cleanly, seed_everything
+from utils.pictures.run_pictures import draw_run
 
 SERIES = ("Training loss", "Training error", "Test loss", "Test error", "Epoch time")
 SUMMARY_NAME = "summary.json"
@@ -65,7 +65,7 @@ def network_summary(logits, final_test_error=None, best_test_error=None):
     """SUMMARY_KEYS of the network whose parameters are registered and whose (test) logits are given."""
     import nnabla as nn
     from models.eval_network import AUX_SCOPE
-    from utils.model_stats import count_parameters, macs_per_image
+    from utils.training.model_stats import count_parameters, macs_per_image
 
     weights = nn.get_parameters(grad_only=True)
     return {"params": count_parameters(weights, exclude_scope=AUX_SCOPE),
@@ -90,7 +90,7 @@ def cross_entropy_per_sample(logits, labels):
 
 def test_loss_and_error(graph, data, batch_size):
     """Mean cross-entropy and error over the whole test set; padding in the last batch is not counted."""
-    from utils.data_pipeline import eval_batches
+    from utils.data.pipeline import eval_batches
 
     loss, error = RunningMean(), RunningMean()
     for x, y, n_valid in eval_batches(data.test_x, data.test_y, batch_size, data.mean, data.std):
@@ -145,7 +145,7 @@ def load_parameter_file(path, params, ignored_scope):
 def summarise(args, arch):
     """--summary: builds the network for the data set's input size and classes without reading data."""
     from models.eval_network import build_train_graph
-    from utils.datasets import dataset_info
+    from utils.data.datasets import dataset_info
 
     shape, num_classes = dataset_info(args.dataset)
     # Training mode without drop path has the test graph's layers (so its MACs) and the auxiliary head.
@@ -165,7 +165,7 @@ def evaluate(args, arch):
     """--evaluate PARAMS.h5: the test error of saved parameters, written to evaluation.json."""
     import nnabla as nn
     from models.eval_network import AUX_SCOPE, build_test_graph
-    from utils.datasets import load_dataset
+    from utils.data.datasets import load_dataset
 
     data = load_dataset(args.dataset, args.data_dir)
     shape = (args.batch_size,) + data.test_x.shape[1:]
@@ -182,7 +182,7 @@ def evaluate(args, arch):
 
 def train_epoch(graph, loader, optimizer, drop_path, seed, epoch, desc):
     """One epoch of SGD steps; returns the mean training loss and error."""
-    from utils.graph import feed, forward_backward
+    from models.graph import feed, forward_backward
 
     loss, error = RunningMean(), RunningMean()
     bar = tqdm(range(loader.steps_per_epoch), desc=desc, leave=False, disable=not sys.stderr.isatty())
@@ -203,10 +203,10 @@ def train_epoch(graph, loader, optimizer, drop_path, seed, epoch, desc):
 def train(args, arch):
     import nnabla as nn
     from models.eval_network import DropPath, build_test_graph, build_train_graph, drop_path_schedule
-    from utils.data_pipeline import BatchLoader
-    from utils.datasets import load_dataset
-    from utils.monitoring import EpochSeries
-    from utils.optim import SGD, cosine_lr
+    from utils.data.pipeline import BatchLoader
+    from utils.data.datasets import load_dataset
+    from utils.training.monitoring import EpochSeries
+    from utils.training.optim import SGD, cosine_lr
 
     data = load_dataset(args.dataset, args.data_dir)
     os.makedirs(args.monitor_path, exist_ok=True)
@@ -288,7 +288,7 @@ def main(argv=None):
     with fail_cleanly():
         import nnabla as nn
         from models.genotype import load_architecture
-        from utils.context import set_context
+        from utils.training.context import set_context
 
         arch = load_architecture(args.model_arch_name)
         set_context(args.context, args.device_id, args.type_config)

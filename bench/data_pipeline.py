@@ -15,7 +15,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from nnabla.logger import logger  # noqa: E402
-from utils.data_pipeline import BatchLoader  # noqa: E402
+from utils.data.pipeline import BatchLoader  # noqa: E402
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 WARMUP_STEPS = 20

@@ -21,9 +21,9 @@ import numpy as np  # noqa: E402
 from args import str2bool  # noqa: E402
 from models.search_network import (alpha_parameters, all_weight_state, create_alphas, search_network,  # noqa: E402
                                    weight_parameters)
-from utils.bilevel import BilevelOptimizer, build_search_graphs  # noqa: E402
-from utils.optim import SGD, Adam  # noqa: E402
-from utils.run import seed_everything  # noqa: E402
+from utils.training.bilevel import BilevelOptimizer, build_search_graphs  # noqa: E402
+from utils.training.optim import SGD, Adam  # noqa: E402
+from utils.training.run import seed_everything  # noqa: E402
 
 
 class FunctionTimer:

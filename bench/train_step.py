@@ -23,9 +23,9 @@ from nnabla.logger import logger  # noqa: E402
 
 from models.eval_network import DropPath, build_test_graph, build_train_graph  # noqa: E402
 from models.genotype import load_architecture  # noqa: E402
-from utils.graph import forward_backward  # noqa: E402
-from utils.context import set_context  # noqa: E402
-from utils.optim import SGD  # noqa: E402
+from models.graph import forward_backward  # noqa: E402
+from utils.training.context import set_context  # noqa: E402
+from utils.training.optim import SGD  # noqa: E402
 
 ARCH, CHANNELS, CELLS, INPUT, CLASSES = "DARTS_V2", 36, 20, (3, 32, 32), 10
 TRAIN_BATCH, INFERENCE_BATCH = 32, 64

@@ -21,7 +21,7 @@ import numpy as np
 from models.genotype import NODES
 from models.network import cross_entropy, edge_stride, network
 from ops.operations import IDENTITY_OP, ZERO_OP, batch_norm, operation
-from utils.graph import build_graph, make_graph
+from models.graph import build_graph, make_graph
 
 AUX_SCOPE = "auxiliary_head"
 # quark0's AuxiliaryHeadCIFAR, sized for the 8x8 map that a 32x32 input has after cell 2n//3.

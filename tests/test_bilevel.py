@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from models.search_network import all_weight_state, create_alphas, search_network, weight_parameters
-from utils.bilevel import BilevelOptimizer, build_search_graphs
-from utils.graph import feed, forward_backward
-from utils.optim import SGD, Adam
-from utils.run import seed_everything
+from utils.training.bilevel import BilevelOptimizer, build_search_graphs
+from models.graph import feed, forward_backward
+from utils.training.optim import SGD, Adam
+from utils.training.run import seed_everything
 
 BATCH, CLASSES = 8, 4
 # Central differences in float32 on a loss near 1.4: a step of 0.01 keeps the rounding error

@@ -1,4 +1,4 @@
-"""Readers, cache and download of utils.datasets, on small files in the official formats."""
+"""Readers, cache and download of utils.data.datasets, on small files in the official formats."""
 import dataclasses
 import gzip
 import hashlib
@@ -11,8 +11,8 @@ from urllib.error import URLError
 import numpy as np
 import pytest
 
-from utils import datasets
-from utils.datasets import DataError, RemoteFile, dataset_info, load_dataset
+from utils.data import datasets
+from utils.data.datasets import DataError, RemoteFile, dataset_info, load_dataset
 
 CIFAR10_FILES = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
 

@@ -4,7 +4,7 @@ import json
 import demo
 import darts_search
 import darts_train
-from utils.datasets import load_dataset
+from utils.data.datasets import load_dataset
 
 
 def test_demo_pipeline_writes_everything_and_reports_the_test_error(tmp_path, monkeypatch, capsys):
@@ -13,7 +13,7 @@ def test_demo_pipeline_writes_everything_and_reports_the_test_error(tmp_path, mo
     small = lambda name, data_dir: data  # noqa: E731
     monkeypatch.setattr(darts_search, "load_dataset", small)
     monkeypatch.setattr(darts_train, "load_dataset", small, raising=False)
-    monkeypatch.setattr("utils.datasets.load_dataset", small)
+    monkeypatch.setattr("utils.data.datasets.load_dataset", small)
 
     test_error = demo.main(["--out", str(tmp_path), "--search-epochs", "1", "--train-epochs", "2"])
 

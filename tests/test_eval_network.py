@@ -7,7 +7,7 @@ import pytest
 from models.eval_network import (AUX_SCOPE, DropPath, build_test_graph, build_train_graph, drop_path_schedule,
                                  eval_network, training_loss)
 from models.genotype import Architecture, load_architecture
-from utils.model_stats import count_macs, count_parameters, parameters_by_scope
+from utils.training.model_stats import count_macs, count_parameters, parameters_by_scope
 
 DARTS_V2 = load_architecture("DARTS_V2")
 CLASSES = 10

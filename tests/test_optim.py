@@ -4,8 +4,8 @@ import nnabla as nn
 import numpy as np
 import pytest
 
-from utils.bilevel import BilevelOptimizer
-from utils.optim import SGD, Adam, clip_by_global_norm, cosine_lr, global_norm
+from utils.training.bilevel import BilevelOptimizer
+from utils.training.optim import SGD, Adam, clip_by_global_norm, cosine_lr, global_norm
 
 
 def variables(*arrays):

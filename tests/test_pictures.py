@@ -7,10 +7,10 @@ import pytest
 import darts_plot
 from models.genotype import (EDGES, NAMED_ARCHITECTURES, OP_NAMES, load_architecture,
                              save_architecture, to_genotype_string)
-from utils import cell_diagram
-from utils.alpha_plot import AlphaHistoryError, load_alpha_history, op_weights, plot_alpha_history
-from utils.curves import SeriesError, find_series, plot_curves, read_series
-from utils.run_pictures import draw_run, latest_architecture_file
+from utils.pictures import cell_diagram
+from utils.pictures.alpha_plot import AlphaHistoryError, load_alpha_history, op_weights, plot_alpha_history
+from utils.pictures.curves import SeriesError, find_series, plot_curves, read_series
+from utils.pictures.run_pictures import draw_run, latest_architecture_file
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

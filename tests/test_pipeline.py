@@ -1,8 +1,8 @@
-"""Split, augmentation, and the batch loaders of utils.data_pipeline."""
+"""Split, augmentation, and the batch loaders of utils.data.pipeline."""
 import numpy as np
 import pytest
 
-from utils.data_pipeline import BatchLoader, eval_batches, split_indices
+from utils.data.pipeline import BatchLoader, eval_batches, split_indices
 
 MEAN3, STD3 = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 

@@ -6,7 +6,7 @@ import pytest
 
 import darts_search
 from models.genotype import derive_architecture, load_architecture
-from utils.datasets import load_dataset
+from utils.data.datasets import load_dataset
 
 TINY = ["--dataset", "digits", "--batch-size", "16", "--num-cells", "3", "--output-filter", "4", "--seed", "3"]
 

@@ -10,7 +10,7 @@ import yaml
 import darts_train
 from darts_train import FINAL_PARAMS_NAME, SERIES, SUMMARY_KEYS, epoch_params_name
 from models.genotype import NAMED_ARCHITECTURES, save_architecture, to_genotype_string
-from utils.monitoring import series_path
+from utils.training.monitoring import series_path
 
 # 3 cells, C=4, 14 steps of 100 per epoch.
 TINY = ["--dataset", "digits", "--num-cells", "3", "--output-filter", "4", "-f", "0", "-b", "100",

@@ -40,9 +40,9 @@ class RunningMean:
 def fail_cleanly():
     """Turns the errors a user can cause into one line on stderr and exit status 1."""
     from models.genotype import ArchitectureError
-    from utils.checkpoint import CheckpointError
-    from utils.context import ContextError
-    from utils.datasets import DataError
+    from utils.training.checkpoint import CheckpointError
+    from utils.training.context import ContextError
+    from utils.data.datasets import DataError
     try:
         yield
     except (ArchitectureError, CheckpointError, ContextError, DataError) as err:

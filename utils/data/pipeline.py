@@ -11,7 +11,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from nnabla.utils.data_iterator import data_iterator
 from nnabla.utils.data_source import DataSource
 
-from utils.datasets import DataError
+from utils.data.datasets import DataError
 
 # Tags that keep the shuffling and augmentation random streams apart.
 _ORDER_STREAM = 0

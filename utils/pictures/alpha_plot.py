@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 
 from models.genotype import EDGES, NODES, OP_NAMES, ZERO_OP
-from utils.curves import save_figure
+from utils.pictures.curves import save_figure
 
 CELL_TYPES = ("normal", "reduction")
 INPUT_NAMES = ("c_{k-2}", "c_{k-1}")

@@ -8,8 +8,8 @@ with nn.parameter.set_parameter would leave the graph on the old weights and mak
 import nnabla as nn
 
 from ops.operations import frozen_weights
-from utils.graph import build_graph, feed, forward_backward
-from utils.optim import global_norm
+from models.graph import build_graph, feed, forward_backward
+from utils.training.optim import global_norm
 
 
 def build_search_graphs(network, input_shape, second_order):

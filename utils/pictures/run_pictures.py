@@ -34,7 +34,7 @@ def print_warning(message):
 def _draw_curves(monitor_dir, fmt, x):
     if not glob.glob(os.path.join(glob.escape(monitor_dir), "*.series.txt")):
         return []
-    from utils.curves import plot_curves
+    from utils.pictures.curves import plot_curves
     out_path = os.path.join(monitor_dir, "curves.png")
     plot_curves([monitor_dir], out_path, x=x)
     return [out_path]
@@ -44,7 +44,7 @@ def _draw_alphas(monitor_dir, fmt, x):
     history_path = os.path.join(monitor_dir, ALPHA_HISTORY)
     if not os.path.exists(history_path):
         return []
-    from utils.alpha_plot import plot_alpha_history
+    from utils.pictures.alpha_plot import plot_alpha_history
     out_path = os.path.join(monitor_dir, "alphas.png")
     plot_alpha_history(history_path, out_path)
     return [out_path]
@@ -55,7 +55,7 @@ def _draw_cells(monitor_dir, fmt, x):
     if arch_file is None:
         return []
     from models.genotype import load_architecture
-    from utils.cell_diagram import draw_architecture
+    from utils.pictures.cell_diagram import draw_architecture
     return draw_architecture(load_architecture(arch_file), os.path.join(monitor_dir, "cells"), fmt)
 
 
