@@ -4,56 +4,31 @@
 """
 import os
 import sys
-import time
 
 import nnabla as nn
 import numpy as np
 from tqdm import tqdm
 
 from args import parse_args, save_config, search_parser
-from models.genotype import ArchitectureError, derive_architecture, save_architecture
+from models.genotype import derive_architecture, save_architecture
 from models.search_network import alpha_parameters, all_weight_state, create_alphas, search_network, weight_parameters
-from utils.training.bilevel import BilevelOptimizer, build_search_graphs
-from utils.pictures.cell_diagram import draw_architecture
-from utils.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from utils.training.context import set_context
-from utils.data.pipeline import BatchLoader, split_indices
 from utils.data.datasets import load_dataset
-from utils.training.monitoring import EpochSeries
+from utils.data.pipeline import BatchLoader, split_indices
+from utils.pictures.cell_diagram import draw_architecture
+from utils.training.alpha_history import ALPHA_HISTORY, derive_from_history, write_alpha_history
+from utils.training.bilevel import BilevelOptimizer, build_search_graphs
+from utils.training.context import set_context
+from utils.training.evaluation import RunningMean, classification_error
 from utils.training.optim import SGD, Adam, cosine_lr
-from utils.training.run import RunningMean, classification_error, fail_cleanly, seed_everything
-from utils.pictures.run_pictures import draw_run
+from utils.training.run import EPOCH_TIME, Run, fail_cleanly, quiet_nnabla_logging, seed_everything
 
-SERIES = ("Training loss", "Training error", "Validation loss", "Validation error", "Epoch time")
-ALPHA_HISTORY = "alpha_history.npz"
-
-
-def write_alpha_history(monitor_path, history):
-    """alpha_history.npz: `normal` and `reduction`, (epochs so far + 1, 14, 8), row 0 the initial alphas."""
-    path = os.path.join(monitor_path, ALPHA_HISTORY)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, normal=np.stack(history["normal"]), reduction=np.stack(history["reduction"]))
-    os.replace(tmp, path)
-
-
-def derive_from_history(history_path, epoch, arch_path):
-    """The architecture the alphas gave after `epoch` epochs (0 = the initial alphas), written to arch_path."""
-    try:
-        history = np.load(history_path)
-        normal, reduction = history["normal"], history["reduction"]
-    except (OSError, KeyError, ValueError) as err:
-        raise ArchitectureError(f"cannot read alpha history {history_path}: {err}") from None
-    if not 0 <= epoch < len(normal):
-        raise ArchitectureError(f"--alpha-epoch {epoch} is not in {history_path}, which has epochs 0..{len(normal) - 1}")
-    arch = derive_architecture(normal[epoch], reduction[epoch])
-    save_architecture(arch, arch_path)
-    return arch
+SERIES = ("Training loss", "Training error", "Validation loss", "Validation error", EPOCH_TIME)
 
 
 def search_epoch(optimizer, train_loader, val_loader, steps, desc):
-    """`steps` search steps; returns the epoch means of the first four SERIES."""
+    """`steps` search steps; returns the epoch means of the SERIES but EPOCH_TIME."""
     train_graph, val_graph = optimizer.train_graph, optimizer.val_graph
-    stats = {name: RunningMean() for name in SERIES[:4]}
+    stats = {name: RunningMean() for name in SERIES if name != EPOCH_TIME}
     bar = tqdm(range(steps), desc=desc, leave=False, disable=not sys.stderr.isatty())
     for _ in bar:
         train_batch, val_batch = train_loader.next(), val_loader.next()
@@ -69,35 +44,28 @@ def search_epoch(optimizer, train_loader, val_loader, steps, desc):
 def search(args):
     set_context(args.context, args.device_id, args.type_config)
     data = load_dataset(args.dataset, args.data_dir)
-    os.makedirs(args.monitor_path, exist_ok=True)
-    save_config(args, args.monitor_path)
-    save_dir = args.model_save_path or args.monitor_path
-    os.makedirs(save_dir, exist_ok=True)
-    checkpoint_path = os.path.join(save_dir, CHECKPOINT_NAME)
+    run = Run(args.monitor_path, args.model_save_path, args.epoch, SERIES)
+    save_config(args, run.monitor_path)
 
     nn.clear_parameters()  # a run owns the global parameter registry from here on
     rng = seed_everything(args.seed)
     alphas = create_alphas(rng)
     shape = (args.batch_size,) + data.train_x.shape[1:]
 
-    def network(x):
-        return search_network(x, alphas, data.num_classes, args.output_filter, args.num_cells)
+    def network(x, frozen):
+        return search_network(x, alphas, data.num_classes, args.output_filter, args.num_cells, frozen)
     graphs = build_search_graphs(network, shape, args.second_order)
     weights = weight_parameters()
     weight_opt = SGD(weights, args.lr, args.momentum, args.weight_decay, args.grad_clip)
     alpha_opt = Adam(alpha_parameters(), args.arch_lr, args.arch_beta1, args.arch_beta2, args.arch_weight_decay)
     optimizer = BilevelOptimizer(graphs, weights, all_weight_state(), alpha_parameters(), weight_opt, alpha_opt)
-    checkpoint_params = {**all_weight_state(), **{f"arch/{k}": v for k, v in alpha_parameters().items()}}
-    checkpoint_solvers = {"weights": weight_opt.solver, "alphas": alpha_opt.solver}
 
     history = {"normal": [alphas["alpha_normal"].d.copy()], "reduction": [alphas["alpha_reduction"].d.copy()]}
-    start_epoch = 0
-    if args.resume and os.path.exists(checkpoint_path):
-        meta = load_checkpoint(checkpoint_path, checkpoint_params, checkpoint_solvers)
-        start_epoch = meta["epoch"]
+    meta = run.start({**all_weight_state(), **{f"arch/{k}": v for k, v in alpha_parameters().items()}},
+                     {"weights": weight_opt.solver, "alphas": alpha_opt.solver}, args.resume)
+    if meta is not None:
         weight_opt.resume_learning_rate(meta["weight_lr"])
         history = {k: list(meta["arrays"][k]) for k in ("normal", "reduction")}
-        print(f"resuming from {checkpoint_path} after epoch {start_epoch}")
 
     weights_idx, arch_idx = split_indices(len(data.train_y), args.train_portion, args.seed)
     cutout = args.cutout_length if args.cutout else 0
@@ -105,34 +73,27 @@ def search(args):
     def loader(idx, seed):
         return BatchLoader(data.train_x[idx], data.train_y[idx], args.batch_size, data.mean, data.std,
                            augment=True, hflip=data.hflip, cutout_length=cutout, seed=seed,
-                           start_epoch=start_epoch)
+                           start_epoch=run.start_epoch)
     train_loader, val_loader = loader(weights_idx, args.seed), loader(arch_idx, args.seed + 1)
     steps = min(train_loader.steps_per_epoch, val_loader.steps_per_epoch)
-    monitor = EpochSeries(args.monitor_path, SERIES, first_epoch=start_epoch)
 
     try:
-        for epoch in range(start_epoch, args.epoch):
-            started = time.time()
+        for epoch in run.remaining_epochs():
             weight_opt.set_learning_rate(cosine_lr(epoch, args.epoch, args.lr, args.lr_min))
             values = search_epoch(optimizer, train_loader, val_loader, steps,
                                   f"search epoch {epoch + 1}/{args.epoch}")
-            values["Epoch time"] = time.time() - started
-            monitor.add(epoch, values)
             history["normal"].append(alphas["alpha_normal"].d.copy())
             history["reduction"].append(alphas["alpha_reduction"].d.copy())
-            write_alpha_history(args.monitor_path, history)
+            write_alpha_history(run.monitor_path, history)
             arch = derive_architecture(history["normal"][-1], history["reduction"][-1])
-            save_architecture(arch, os.path.join(args.monitor_path, "arch", f"epoch_{epoch + 1:03d}.json"))
+            save_architecture(arch, os.path.join(run.monitor_path, "arch", f"epoch_{epoch + 1:03d}.json"))
             if args.draw_every_epoch:
-                draw_architecture(arch, os.path.join(args.monitor_path, "cells"), prefix=f"epoch_{epoch + 1:03d}_")
-            save_checkpoint(checkpoint_path, checkpoint_params, checkpoint_solvers,
-                            {"epoch": epoch + 1, "weight_lr": weight_opt.lr,
-                             "arrays": {k: np.stack(v) for k, v in history.items()}})
-            print(f"epoch {epoch + 1}/{args.epoch}  lr {weight_opt.lr:.5f}  "
-                  f"train loss {values['Training loss']:.4f} err {values['Training error']:.4f}  "
-                  f"val loss {values['Validation loss']:.4f} err {values['Validation error']:.4f}  "
-                  f"{values['Epoch time']:.1f}s", flush=True)
-            draw_run(args.monitor_path)
+                draw_architecture(arch, os.path.join(run.monitor_path, "cells"), prefix=f"epoch_{epoch + 1:03d}_")
+            run.end_epoch(epoch, values,
+                          meta={"weight_lr": weight_opt.lr, "arrays": {k: np.stack(v) for k, v in history.items()}},
+                          message=f"lr {weight_opt.lr:.5f}  "
+                                  f"train loss {values['Training loss']:.4f} err {values['Training error']:.4f}  "
+                                  f"val loss {values['Validation loss']:.4f} err {values['Validation error']:.4f}")
     finally:
         train_loader.close()
         val_loader.close()
@@ -144,6 +105,7 @@ def search(args):
 
 
 def main(argv=None):
+    quiet_nnabla_logging()
     args = parse_args(search_parser(), argv)
     with fail_cleanly():
         if args.alpha_epoch is not None:

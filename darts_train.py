@@ -13,34 +13,38 @@ The defaults train the paper's network: 20 cells, C = --output-filter + --additi
 - params_epoch_<NNN>.h5 every --save-interval epochs and final_params.h5 at the end, in
   --model-save-path (default: the monitor directory): every parameter of the network, batch-norm
   statistics and auxiliary head included, as written by nn.save_parameters;
-- summary.json (SUMMARY_KEYS): weights without and with the auxiliary head, MACs of one image at
+- summary.json (utils.training.model_stats.SUMMARY_KEYS): weights without and with the auxiliary head, MACs of one image at
   test time, and the last and best test errors as fractions (null before the first epoch);
-- evaluation.json with --evaluate: the test error of the given parameters.
+- evaluation.json with --evaluate: the test error of the given parameters;
+- DARTS_arch.json: the architecture trained, so the run's cell diagrams can be drawn from its directory.
 """
-import json
 import os
 import sys
-import time
 
+import nnabla as nn
 import numpy as np
 from tqdm import tqdm
 
 from args import parse_args, save_config, train_parser
-from utils.training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
-from utils.training.run import RunningMean, classification_error, fail_cleanly, seed_everything
-from utils.pictures.run_pictures import draw_run
+from models.eval_network import AUX_SCOPE, DropPath, build_test_graph, build_train_graph, drop_path_schedule
+from models.genotype import load_architecture, save_architecture
+from models.graph import feed, forward_backward
+from utils.data.datasets import dataset_info, load_dataset
+from utils.data.pipeline import BatchLoader
+from utils.pictures.run_pictures import FINAL_ARCH
+from utils.training.context import set_context
+from utils.training.evaluation import RunningMean, classification_error, test_loss_and_error
+from utils.training.model_stats import describe_size, network_summary
+from utils.training.optim import SGD, cosine_lr
+from utils.training.parameter_files import load_parameter_file
+from utils.training.run import EPOCH_TIME, Run, fail_cleanly, quiet_nnabla_logging, seed_everything, write_json
 
-SERIES = ("Training loss", "Training error", "Test loss", "Test error", "Epoch time")
+SERIES = ("Training loss", "Training error", "Test loss", "Test error", EPOCH_TIME)
 SUMMARY_NAME = "summary.json"
-SUMMARY_KEYS = ("params", "params_total", "macs", "final_test_error", "best_test_error")
 EVALUATION_NAME = "evaluation.json"
 FINAL_PARAMS_NAME = "final_params.h5"
 # Keeps the drop-path noise apart from the data pipeline's shuffling (0) and augmentation (1) streams.
 _DROP_PATH_STREAM = 2
-
-
-class ParameterFileError(CheckpointError):
-    """A parameter file that cannot be evaluated; a CheckpointError so that fail_cleanly reports it."""
 
 
 def epoch_params_name(epoch):
@@ -52,101 +56,8 @@ def network_channels(args):
     return args.output_filter + args.additional_filters_on_retrain
 
 
-def write_json(path, data):
-    """Whole file or the old one: a crash mid-write never leaves half a JSON file."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def network_summary(logits, final_test_error=None, best_test_error=None):
-    """SUMMARY_KEYS of the network whose parameters are registered and whose (test) logits are given."""
-    import nnabla as nn
-    from models.eval_network import AUX_SCOPE
-    from utils.training.model_stats import count_parameters, macs_per_image
-
-    weights = nn.get_parameters(grad_only=True)
-    return {"params": count_parameters(weights, exclude_scope=AUX_SCOPE),
-            "params_total": count_parameters(weights),
-            "macs": macs_per_image(logits),
-            "final_test_error": final_test_error,
-            "best_test_error": best_test_error}
-
-
-def describe_size(summary):
-    text = f"weights: {summary['params']:,}"
-    if summary["params_total"] != summary["params"]:
-        text += f" ({summary['params_total']:,} with the auxiliary head)"
-    return text + f", MACs per image: {summary['macs']:,}"
-
-
-def cross_entropy_per_sample(logits, labels):
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    return -log_probs[np.arange(len(logits)), labels.reshape(-1)]
-
-
-def test_loss_and_error(graph, data, batch_size):
-    """Mean cross-entropy and error over the whole test set; padding in the last batch is not counted."""
-    from utils.data.pipeline import eval_batches
-
-    loss, error = RunningMean(), RunningMean()
-    for x, y, n_valid in eval_batches(data.test_x, data.test_y, batch_size, data.mean, data.std):
-        graph.x.d, graph.y.d = x, y
-        graph.logits.forward(clear_buffer=True)
-        logits, labels = graph.logits.d[:n_valid], y[:n_valid]
-        loss.add(float(cross_entropy_per_sample(logits, labels).mean()), n_valid)
-        error.add(classification_error(logits, labels), n_valid)
-    return loss.mean, error.mean
-
-
-def read_parameter_file(path):
-    """{name: ndarray} of an .h5 written by nn.save_parameters, read without touching nnabla's registry."""
-    import h5py
-
-    if not os.path.isfile(path):
-        raise ParameterFileError(f"parameter file {path!r} does not exist")
-    values = {}
-
-    def collect(name, item):
-        if isinstance(item, h5py.Dataset):
-            values[name] = item[...]
-    try:
-        with h5py.File(path, "r") as f:
-            f.visititems(collect)
-    except (OSError, ValueError) as err:
-        reason = " ".join(str(err).split())
-        raise ParameterFileError(f"cannot read parameter file {path!r}: {reason}") from None
-    return values
-
-
-def load_parameter_file(path, params, ignored_scope):
-    """Writes the file's values into `params` ({name: Variable}); the two must describe the same network.
-
-    Names under `ignored_scope` (the auxiliary head, which test graphs do not build) may be in the file.
-    """
-    values = read_parameter_file(path)
-    missing = sorted(name for name in params if name not in values)
-    unexpected = sorted(name for name in values
-                        if name not in params and not name.startswith(ignored_scope + "/"))
-    wrong_shape = sorted(name for name in params
-                         if name in values and tuple(values[name].shape) != tuple(params[name].shape))
-    for problem, names in (("lacks", missing), ("has unknown", unexpected), ("has wrongly shaped", wrong_shape)):
-        if names:
-            raise ParameterFileError(
-                f"parameter file {path!r} does not fit this network (architecture, --num-cells, channels "
-                f"or data set differ): it {problem} parameters such as {names[0]!r} ({len(names)} in all)")
-    for name, variable in params.items():
-        variable.d = values[name]
-
-
 def summarise(args, arch):
     """--summary: builds the network for the data set's input size and classes without reading data."""
-    from models.eval_network import build_train_graph
-    from utils.data.datasets import dataset_info
-
     shape, num_classes = dataset_info(args.dataset)
     # Training mode without drop path has the test graph's layers (so its MACs) and the auxiliary head.
     graph = build_train_graph(arch, (1,) + shape, num_classes, network_channels(args), args.num_cells,
@@ -163,10 +74,6 @@ def summarise(args, arch):
 
 def evaluate(args, arch):
     """--evaluate PARAMS.h5: the test error of saved parameters, written to evaluation.json."""
-    import nnabla as nn
-    from models.eval_network import AUX_SCOPE, build_test_graph
-    from utils.data.datasets import load_dataset
-
     data = load_dataset(args.dataset, args.data_dir)
     shape = (args.batch_size,) + data.test_x.shape[1:]
     graph = build_test_graph(arch, shape, data.num_classes, network_channels(args), args.num_cells)
@@ -182,8 +89,6 @@ def evaluate(args, arch):
 
 def train_epoch(graph, loader, optimizer, drop_path, seed, epoch, desc):
     """One epoch of SGD steps; returns the mean training loss and error."""
-    from models.graph import feed, forward_backward
-
     loss, error = RunningMean(), RunningMean()
     bar = tqdm(range(loader.steps_per_epoch), desc=desc, leave=False, disable=not sys.stderr.isatty())
     for step in bar:
@@ -201,20 +106,11 @@ def train_epoch(graph, loader, optimizer, drop_path, seed, epoch, desc):
 
 
 def train(args, arch):
-    import nnabla as nn
-    from models.eval_network import DropPath, build_test_graph, build_train_graph, drop_path_schedule
-    from utils.data.pipeline import BatchLoader
-    from utils.data.datasets import load_dataset
-    from utils.training.monitoring import EpochSeries
-    from utils.training.optim import SGD, cosine_lr
-
     data = load_dataset(args.dataset, args.data_dir)
-    os.makedirs(args.monitor_path, exist_ok=True)
-    save_config(args, args.monitor_path)
-    save_dir = args.model_save_path or args.monitor_path
-    os.makedirs(save_dir, exist_ok=True)
-    checkpoint_path = os.path.join(save_dir, CHECKPOINT_NAME)
-    summary_path = os.path.join(args.monitor_path, SUMMARY_NAME)
+    run = Run(args.monitor_path, args.model_save_path, args.epoch, SERIES)
+    save_config(args, run.monitor_path)
+    save_architecture(arch, os.path.join(run.monitor_path, FINAL_ARCH))
+    summary_path = os.path.join(run.monitor_path, SUMMARY_NAME)
 
     seed_everything(args.seed)
     shape = (args.batch_size,) + data.train_x.shape[1:]
@@ -227,55 +123,44 @@ def train(args, arch):
     network_state = nn.get_parameters(grad_only=False)  # weights and batch-norm statistics
     optimizer = SGD(nn.get_parameters(grad_only=True), args.lr, args.momentum, args.weight_decay,
                     args.grad_clip)
-    solvers = {"weights": optimizer.solver}
     summary = network_summary(test_graph.logits)
     print(describe_size(summary))
 
-    start_epoch = 0
-    if args.resume and os.path.exists(checkpoint_path):
-        meta = load_checkpoint(checkpoint_path, network_state, solvers)
-        start_epoch = meta["epoch"]
+    meta = run.start(network_state, {"weights": optimizer.solver}, args.resume)
+    if meta is not None:
         optimizer.resume_learning_rate(meta["lr"])
         summary["final_test_error"] = meta["final_test_error"]
         summary["best_test_error"] = meta["best_test_error"]
-        print(f"resuming from {checkpoint_path} after epoch {start_epoch}")
     write_json(summary_path, summary)
 
     loader = BatchLoader(data.train_x, data.train_y, args.batch_size, data.mean, data.std, augment=True,
                          hflip=data.hflip, cutout_length=args.cutout_length if args.cutout else 0,
-                         seed=args.seed, start_epoch=start_epoch)
-    monitor = EpochSeries(args.monitor_path, SERIES, first_epoch=start_epoch)
+                         seed=args.seed, start_epoch=run.start_epoch)
     try:
-        for epoch in range(start_epoch, args.epoch):
-            started = time.time()
+        for epoch in run.remaining_epochs():
             optimizer.set_learning_rate(cosine_lr(epoch, args.epoch, args.lr, args.lr_min))
             if drop_path is not None:
                 drop_path.set_prob(drop_path_schedule(epoch, args.epoch, args.drop_path_prob))
             train_loss, train_error = train_epoch(train_graph, loader, optimizer, drop_path, args.seed,
                                                   epoch, f"train epoch {epoch + 1}/{args.epoch}")
             test_loss, test_error = test_loss_and_error(test_graph, data, args.batch_size)
-            values = {"Training loss": train_loss, "Training error": train_error,
-                      "Test loss": test_loss, "Test error": test_error, "Epoch time": time.time() - started}
-            monitor.add(epoch, values)
 
             best = summary["best_test_error"]
             summary["final_test_error"] = test_error
             summary["best_test_error"] = test_error if best is None else min(best, test_error)
             if (epoch + 1) % args.save_interval == 0:
-                nn.save_parameters(os.path.join(save_dir, epoch_params_name(epoch + 1)), network_state)
-            save_checkpoint(checkpoint_path, network_state, solvers,
-                            {"epoch": epoch + 1, "lr": optimizer.lr,
-                             "final_test_error": summary["final_test_error"],
-                             "best_test_error": summary["best_test_error"]})
+                nn.save_parameters(os.path.join(run.save_dir, epoch_params_name(epoch + 1)), network_state)
             write_json(summary_path, summary)
-            print(f"epoch {epoch + 1}/{args.epoch}  lr {optimizer.lr:.5f}  "
-                  f"train loss {train_loss:.4f} err {train_error:.4f}  "
-                  f"test loss {test_loss:.4f} err {test_error:.4f}  {values['Epoch time']:.1f}s", flush=True)
-            draw_run(args.monitor_path)
+            run.end_epoch(epoch, {"Training loss": train_loss, "Training error": train_error,
+                                  "Test loss": test_loss, "Test error": test_error},
+                          meta={"lr": optimizer.lr, "final_test_error": summary["final_test_error"],
+                                "best_test_error": summary["best_test_error"]},
+                          message=f"lr {optimizer.lr:.5f}  train loss {train_loss:.4f} err {train_error:.4f}  "
+                                  f"test loss {test_loss:.4f} err {test_error:.4f}")
     finally:
         loader.close()
 
-    final_path = os.path.join(save_dir, FINAL_PARAMS_NAME)
+    final_path = os.path.join(run.save_dir, FINAL_PARAMS_NAME)
     nn.save_parameters(final_path, network_state)
     print(f"parameters written to {final_path}; final test error {summary['final_test_error']}, "
           f"best {summary['best_test_error']}")
@@ -284,12 +169,9 @@ def train(args, arch):
 
 def main(argv=None):
     """Runs the script; returns the summary dict (training, --summary) or the test error (--evaluate)."""
+    quiet_nnabla_logging()
     args = parse_args(train_parser(), argv)
     with fail_cleanly():
-        import nnabla as nn
-        from models.genotype import load_architecture
-        from utils.training.context import set_context
-
         arch = load_architecture(args.model_arch_name)
         set_context(args.context, args.device_id, args.type_config)
         # Parameters are created by name in nnabla's global registry; a second run in the same

@@ -66,8 +66,8 @@ def main(argv=None):
     alphas = create_alphas(rng)
     shape = (args.batch_size, 3, 32, 32)
 
-    def network(x):
-        return search_network(x, alphas, 10, args.channels, args.num_cells)
+    def network(x, frozen):
+        return search_network(x, alphas, 10, args.channels, args.num_cells, frozen)
     built = time.perf_counter()
     graphs = build_search_graphs(network, shape, args.second_order)
     build_seconds = time.perf_counter() - built

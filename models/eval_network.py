@@ -20,8 +20,8 @@ import numpy as np
 
 from models.genotype import NODES
 from models.network import cross_entropy, edge_stride, network
-from ops.operations import IDENTITY_OP, ZERO_OP, batch_norm, operation
 from models.graph import build_graph, make_graph
+from ops.operations import OPS, OpMode, batch_norm, operation
 
 AUX_SCOPE = "auxiliary_head"
 # quark0's AuxiliaryHeadCIFAR, sized for the 8x8 map that a 32x32 input has after cell 2n//3.
@@ -89,12 +89,13 @@ def per_sample_scale(x, scale):
 
 def is_dropped(op_id, stride):
     """Drop path skips identities (as quark0) and the zero op, whose output is zero either way."""
-    if op_id == ZERO_OP:
+    kind = OPS[op_id].kind
+    if kind == "zero":
         return False
-    return not (op_id == IDENTITY_OP and stride == 1)
+    return not (kind == "identity" and stride == 1)
 
 
-def eval_nodes(arch, test, drop_path=None):
+def eval_nodes(arch, mode, drop_path=None):
     """build_nodes for models.network: each intermediate node sums the ops of its edges in `arch`."""
     def build_nodes(s0, s1, channels, reduction):
         cell = arch.reduction if reduction else arch.normal
@@ -104,7 +105,7 @@ def eval_nodes(arch, test, drop_path=None):
             for index, (op_id, input_node) in enumerate(cell[node]):
                 stride = edge_stride(reduction, input_node)
                 with nn.parameter_scope(f"node{node}_edge{index}"):
-                    out = operation(op_id, states[input_node], channels, stride, affine=True, test=test)
+                    out = operation(op_id, states[input_node], channels, stride, mode)
                 if drop_path is not None and is_dropped(op_id, stride):
                     out = drop_path(out)
                 total = out if total is None else total + out
@@ -113,7 +114,7 @@ def eval_nodes(arch, test, drop_path=None):
     return build_nodes
 
 
-def auxiliary_head(x, num_classes, test):
+def auxiliary_head(x, num_classes, mode):
     """quark0's AuxiliaryHeadCIFAR: ReLU, 5x5/3 average pooling, 1x1 conv 128, 2x2 conv 768, affine.
 
     It assumes an 8x8 map (32x32 input): the pooling gives 2x2 and the 2x2 conv 1x1. Smaller maps
@@ -128,10 +129,10 @@ def auxiliary_head(x, num_classes, test):
         x = F.average_pooling(F.relu(x), pool, stride=(AUX_POOL_STRIDE, AUX_POOL_STRIDE),
                               ignore_border=True, pad=(0, 0), including_pad=False)
         x = PF.convolution(x, AUX_HIDDEN_CHANNELS, (1, 1), with_bias=False, name="conv1")
-        x = F.relu(batch_norm(x, affine=True, test=test, name="bn1"))
+        x = F.relu(batch_norm(x, mode, name="bn1"))
         kernel = (min(AUX_CONV_KERNEL, x.shape[2]), min(AUX_CONV_KERNEL, x.shape[3]))
         x = PF.convolution(x, AUX_FEATURES, kernel, with_bias=False, name="conv2")
-        x = F.relu(batch_norm(x, affine=True, test=test, name="bn2"))
+        x = F.relu(batch_norm(x, mode, name="bn2"))
         return PF.affine(x, num_classes, name="classifier")
 
 
@@ -145,13 +146,14 @@ def eval_network(x, arch, num_classes, channels, num_cells, test, drop_path=None
         raise ValueError("drop path and the auxiliary head belong to training graphs only")
     aux_cell = 2 * num_cells // 3
     aux_logits = []
+    mode = OpMode(affine=True, test=test)
 
     def after_cell(index, output):
         if auxiliary and index == aux_cell:
-            aux_logits.append(auxiliary_head(output, num_classes, test))
+            aux_logits.append(auxiliary_head(output, num_classes, mode))
 
-    logits = network(x, num_classes, channels, num_cells, affine=True, test=test,
-                     build_nodes=eval_nodes(arch, test, drop_path), after_cell=after_cell)
+    logits = network(x, num_classes, channels, num_cells, mode,
+                     build_nodes=eval_nodes(arch, mode, drop_path), after_cell=after_cell)
     return logits, (aux_logits[0] if aux_logits else None)
 
 

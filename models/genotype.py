@@ -9,7 +9,7 @@ Two outside formats are supported:
 - the genotype string of the PyTorch code (quark0/darts), with op names instead of ids, in its flat
   form (two pairs per node, in node order) or the nested form of DADARTS / pt.darts (one list per node).
 
-Pure Python + numpy, so that architectures can be handled without nnabla.
+Op ids and names come from the one op table, ops.operations.OPS.
 """
 import ast
 import json
@@ -20,10 +20,8 @@ from numbers import Integral
 
 import numpy as np
 
-# The index is the op id of the NNabla example; keeping its ids lets its JSON files load here.
-OP_NAMES = ("dil_conv_3x3", "dil_conv_5x5", "sep_conv_3x3", "sep_conv_5x5",
-            "max_pool_3x3", "avg_pool_3x3", "skip_connect", "none")
-ZERO_OP = 7
+from ops.operations import OP_NAMES, SEARCH_OPS, ZERO_OP
+
 NODES = (2, 3, 4, 5)
 # (input_node, node) in the order of the rows of an alpha array.
 EDGES = tuple((input_node, node) for node in NODES for input_node in range(node))
@@ -132,8 +130,8 @@ def derive_cell(alpha):
     op ids it gives exactly the NNabla example's choice (quark0 lists its ops in another order).
     """
     alpha = np.asarray(alpha, dtype=np.float64)
-    if alpha.shape != (len(EDGES), len(OP_NAMES)):
-        raise ArchitectureError(f"alpha has shape {alpha.shape}, expected {(len(EDGES), len(OP_NAMES))}")
+    if alpha.shape != (len(EDGES), len(SEARCH_OPS)):
+        raise ArchitectureError(f"alpha has shape {alpha.shape}, expected {(len(EDGES), len(SEARCH_OPS))}")
     if not np.all(np.isfinite(alpha)):
         raise ArchitectureError("alpha contains NaN or infinite values")
     weights = _softmax_rows(alpha)

@@ -3,6 +3,8 @@
 A network differs from the other only in what happens on the edges inside a cell, which the caller
 supplies as `build_nodes(s0, s1, channels, reduction) -> list of the four intermediate node outputs`.
 """
+import dataclasses
+
 import nnabla as nn
 import nnabla.functions as F
 
@@ -21,24 +23,25 @@ def edge_stride(reduction, input_node):
     return 2 if reduction and input_node < 2 else 1
 
 
-def cell_body(s0, s1, channels, reduction, reduction_prev, affine, test, build_nodes):
+def cell_body(s0, s1, channels, reduction, reduction_prev, mode, build_nodes):
     with nn.parameter_scope("preprocess0"):
         if reduction_prev:
-            s0 = factorized_reduce(s0, channels, affine, test)
+            s0 = factorized_reduce(s0, channels, mode)
         else:
-            s0 = relu_conv_bn(s0, channels, affine, test)
+            s0 = relu_conv_bn(s0, channels, mode)
     with nn.parameter_scope("preprocess1"):
-        s1 = relu_conv_bn(s1, channels, affine, test)
+        s1 = relu_conv_bn(s1, channels, mode)
     return F.concatenate(*build_nodes(s0, s1, channels, reduction), axis=1)
 
 
-def network(x, num_classes, channels, num_cells, affine, test, build_nodes, after_cell=None):
-    """Stem, `num_cells` cells and the classifier; returns the logits.
+def network(x, num_classes, channels, num_cells, mode, build_nodes, after_cell=None):
+    """Stem, `num_cells` cells and the classifier; returns the logits. `mode` is an ops.OpMode.
 
     `after_cell(index, output)` is called after every cell, which is where an auxiliary head attaches.
     """
     with nn.parameter_scope("stem"):
-        s = batch_norm(conv(x, STEM_MULTIPLIER * channels, 3, pad=1), affine=True, test=test)
+        # The stem's batch normalisation is affine in the search network too, as in DARTS.
+        s = batch_norm(conv(x, STEM_MULTIPLIER * channels, 3, mode, pad=1), dataclasses.replace(mode, affine=True))
     s0 = s1 = s
     reductions = reduction_cells(num_cells)
     reduction_prev = False
@@ -47,14 +50,14 @@ def network(x, num_classes, channels, num_cells, affine, test, build_nodes, afte
         if reduction:
             channels *= 2
         with nn.parameter_scope(f"cell{i}"):
-            out = cell_body(s0, s1, channels, reduction, reduction_prev, affine, test, build_nodes)
+            out = cell_body(s0, s1, channels, reduction, reduction_prev, mode, build_nodes)
         s0, s1 = s1, out
         reduction_prev = reduction
         if after_cell is not None:
             after_cell(i, s1)
     pooled = F.global_average_pooling(s1)
     with nn.parameter_scope("classifier"):
-        return dense(pooled, num_classes)
+        return dense(pooled, num_classes, mode)
 
 
 def cross_entropy(logits, labels):

@@ -1,42 +1,38 @@
-"""The eight DARTS operations under the NNabla example's op ids, plus the cell preprocessing blocks.
+"""The DARTS operations and the one table of op ids, plus the cell preprocessing blocks.
 
 Every builder takes the input variable and returns the output variable, creating its weights in
-the current parameter scope. One definition serves the search and the evaluation network:
-`affine` says whether batch normalisation learns a scale and a shift, `test` switches batch
-normalisation to its running statistics.
+the current parameter scope. One definition serves the search and the evaluation network; how a
+graph is built is said by an OpMode passed down explicitly (never by a module-level switch).
+
+OPS is the op-id table: the index of an entry is its op id. Ids 0-7 are those of the NNabla
+example, so its JSON files load here and ours load there; new ops take ids from 8 up.
 """
-import contextlib
+from dataclasses import dataclass
+from typing import Callable
 
 import nnabla as nn
 import nnabla.functions as F
 import nnabla.parametric_functions as PF
 
-from models.genotype import OP_NAMES, ZERO_OP
 
-POOLING_OPS = (4, 5)
-IDENTITY_OP = 6
+@dataclass(frozen=True)
+class OpMode:
+    """How the parametric layers of a graph are built.
 
-_weights_frozen = False
-
-
-@contextlib.contextmanager
-def frozen_weights():
-    """Graphs built inside read the same weights but never compute their gradients.
-
-    A pass that only needs the gradient of the alphas (DARTS' first-order alpha step, the two
-    Hessian-vector passes of the second-order one) skips a third of its backward work this way.
+    affine: batch normalisation learns a scale and a shift (evaluation) or not (search).
+    test: batch normalisation uses its running statistics.
+    frozen: the graph reads the same weights but never computes their gradients. A pass that only
+    needs the gradient of the alphas (DARTS' first-order alpha step, the two Hessian-vector passes
+    of the second-order one) skips a third of its backward work this way.
     """
-    global _weights_frozen
-    _weights_frozen = True
-    try:
-        yield
-    finally:
-        _weights_frozen = False
+    affine: bool
+    test: bool
+    frozen: bool = False
 
 
-def batch_norm(x, affine, test, name="bn"):
-    return PF.batch_normalization(x, batch_stat=not test, no_scale=not affine, no_bias=not affine,
-                                  fix_parameters=_weights_frozen, name=name)
+def batch_norm(x, mode, name="bn"):
+    return PF.batch_normalization(x, batch_stat=not mode.test, no_scale=not mode.affine,
+                                  no_bias=not mode.affine, fix_parameters=mode.frozen, name=name)
 
 
 def relu(x):
@@ -45,84 +41,103 @@ def relu(x):
         return F.relu(x)
 
 
-def conv(x, c_out, kernel, stride=1, pad=0, name="conv"):
+def conv(x, c_out, kernel, mode, stride=1, pad=0, name="conv"):
     return PF.convolution(x, c_out, (kernel, kernel), pad=(pad, pad), stride=(stride, stride),
-                          with_bias=False, fix_parameters=_weights_frozen, name=name)
+                          with_bias=False, fix_parameters=mode.frozen, name=name)
 
 
-def relu_conv_bn(x, c_out, affine, test, kernel=1, stride=1, pad=0):
-    return batch_norm(conv(F.relu(x), c_out, kernel, stride, pad), affine, test)
+def depthwise_conv(x, kernel, stride, pad, dilation, mode, name):
+    return PF.depthwise_convolution(x, (kernel, kernel), pad=(pad, pad), stride=(stride, stride),
+                                    dilation=(dilation, dilation), with_bias=False,
+                                    fix_parameters=mode.frozen, name=name)
 
 
-def factorized_reduce(x, c_out, affine, test):
+def dense(x, n_out, mode, name="affine"):
+    return PF.affine(x, n_out, fix_parameters=mode.frozen, name=name)
+
+
+def relu_conv_bn(x, c_out, mode, kernel=1, stride=1, pad=0):
+    return batch_norm(conv(F.relu(x), c_out, kernel, mode, stride, pad), mode)
+
+
+def factorized_reduce(x, c_out, mode):
     """Halves the resolution without losing every other pixel: two 1x1 stride-2 convs, one shifted by a pixel."""
     assert c_out % 2 == 0, "FactorizedReduce needs an even channel count"
     x = F.relu(x)
-    even = conv(x, c_out // 2, 1, stride=2, name="conv_1")
+    even = conv(x, c_out // 2, 1, mode, stride=2, name="conv_1")
     # The shifted path starts at pixel (1, 1); padding the far edge keeps odd sizes aligned with the even path.
     shifted = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
-    odd = conv(shifted, c_out // 2, 1, stride=2, name="conv_2")
-    return batch_norm(F.concatenate(even, odd, axis=1), affine, test)
+    odd = conv(shifted, c_out // 2, 1, mode, stride=2, name="conv_2")
+    return batch_norm(F.concatenate(even, odd, axis=1), mode)
 
 
-def dil_conv(x, c_out, kernel, stride, affine, test):
+def dil_conv(x, c_out, stride, mode, kernel):
     """ReLU, depthwise conv with dilation 2, pointwise conv, BN."""
     pad = kernel - 1  # dilation 2 keeps the size at stride 1
-    x = PF.depthwise_convolution(relu(x), (kernel, kernel), pad=(pad, pad), stride=(stride, stride),
-                                 dilation=(2, 2), with_bias=False, fix_parameters=_weights_frozen, name="dw")
-    return batch_norm(conv(x, c_out, 1, name="pw"), affine, test)
+    x = depthwise_conv(relu(x), kernel, stride, pad, 2, mode, name="dw")
+    return batch_norm(conv(x, c_out, 1, mode, name="pw"), mode)
 
 
-def sep_conv(x, c_out, kernel, stride, affine, test):
+def sep_conv(x, c_out, stride, mode, kernel):
     """Two (ReLU, depthwise, pointwise, BN) blocks; only the first is strided and it keeps the input channels."""
     c_in = x.shape[1]
     pad = kernel // 2
     for i, (channels, s) in enumerate(((c_in, stride), (c_out, 1))):
-        x = PF.depthwise_convolution(relu(x), (kernel, kernel), pad=(pad, pad), stride=(s, s),
-                                     with_bias=False, fix_parameters=_weights_frozen, name=f"sep{i}_dw")
-        x = batch_norm(conv(x, channels, 1, name=f"sep{i}_pw"), affine, test, name=f"sep{i}_bn")
+        x = depthwise_conv(relu(x), kernel, s, pad, 1, mode, name=f"sep{i}_dw")
+        x = batch_norm(conv(x, channels, 1, mode, name=f"sep{i}_pw"), mode, name=f"sep{i}_bn")
     return x
 
 
-def dense(x, n_out, name="affine"):
-    return PF.affine(x, n_out, fix_parameters=_weights_frozen, name=name)
-
-
-def max_pool(x, stride):
+def max_pool(x, c_out, stride, mode):
     return F.max_pooling(x, (3, 3), stride=(stride, stride), pad=(1, 1), ignore_border=True)
 
 
-def avg_pool(x, stride):
+def avg_pool(x, c_out, stride, mode):
     return F.average_pooling(x, (3, 3), stride=(stride, stride), pad=(1, 1), ignore_border=True, including_pad=False)
 
 
-def zero(x, stride):
+def identity(x, c_out, stride, mode):
+    return x if stride == 1 else factorized_reduce(x, c_out, mode)
+
+
+def zero(x, c_out, stride, mode):
     return F.mul_scalar(x[:, :, ::stride, ::stride], 0.0)
 
 
-def identity(x, c_out, stride, affine, test):
-    return x if stride == 1 else factorized_reduce(x, c_out, affine, test)
+@dataclass(frozen=True)
+class Op:
+    """One row of the op-id table: its name and builder(x, c_out, stride, mode) -> output."""
+    name: str
+    build: Callable
+    kind: str  # "conv", "pool", "identity" or "zero": what drop path and the search's pooling BN ask
 
 
-def operation(op_id, x, c_out, stride, affine, test):
+def _with_kernel(builder, kernel):
+    return lambda x, c_out, stride, mode: builder(x, c_out, stride, mode, kernel)
+
+
+OPS = (
+    Op("dil_conv_3x3", _with_kernel(dil_conv, 3), "conv"),
+    Op("dil_conv_5x5", _with_kernel(dil_conv, 5), "conv"),
+    Op("sep_conv_3x3", _with_kernel(sep_conv, 3), "conv"),
+    Op("sep_conv_5x5", _with_kernel(sep_conv, 5), "conv"),
+    Op("max_pool_3x3", max_pool, "pool"),
+    Op("avg_pool_3x3", avg_pool, "pool"),
+    Op("skip_connect", identity, "identity"),
+    Op("none", zero, "zero"),
+)
+OP_NAMES = tuple(op.name for op in OPS)
+ZERO_OP = OP_NAMES.index("none")
+IDENTITY_OP = OP_NAMES.index("skip_connect")
+POOLING_OPS = tuple(i for i, op in enumerate(OPS) if op.kind == "pool")
+# The DARTS search space: the ops a mixed edge mixes, in the order of an alpha array's columns.
+SEARCH_OPS = tuple(range(8))
+
+
+def operation(op_id, x, c_out, stride, mode):
     """Builds op `op_id` on `x` in a scope named after it. Channel count is kept (c_out == c_in in a cell)."""
-    name = OP_NAMES[op_id]
-    with nn.parameter_scope(name):
-        if op_id == 0:
-            return dil_conv(x, c_out, 3, stride, affine, test)
-        if op_id == 1:
-            return dil_conv(x, c_out, 5, stride, affine, test)
-        if op_id == 2:
-            return sep_conv(x, c_out, 3, stride, affine, test)
-        if op_id == 3:
-            return sep_conv(x, c_out, 5, stride, affine, test)
-        if op_id == 4:
-            return max_pool(x, stride)
-        if op_id == 5:
-            return avg_pool(x, stride)
-        if op_id == IDENTITY_OP:
-            return identity(x, c_out, stride, affine, test)
-        if op_id == ZERO_OP:
-            return zero(x, stride)
-    raise ValueError(f"unknown op id {op_id}")
-
+    if not 0 <= op_id < len(OPS):
+        raise ValueError(f"unknown op id {op_id}; op ids are 0..{len(OPS) - 1}")
+    op = OPS[op_id]
+    with nn.parameter_scope(op.name):
+        return op.build(x, c_out, stride, mode)

@@ -33,13 +33,13 @@ def smooth_bilevel_problem(rng):
     alphas = {"alpha": nn.parameter.get_parameter_or_create(
         "arch/alpha", (1, 3), rng.randn(1, 3).astype(np.float32), need_grad=True)}
 
-    def network(x):
+    def network(x, frozen):
         with nn.parameter_scope("net"):
-            hidden = F.tanh(PF.affine(x, 6, name="in"))
+            hidden = F.tanh(PF.affine(x, 6, fix_parameters=frozen, name="in"))
             weights = F.split(F.softmax(alphas["alpha"], axis=1), axis=1)
-            mixed = sum(F.tanh(PF.affine(hidden, 6, name=f"op{k}")) * F.reshape(w, (1, 1))
+            mixed = sum(F.tanh(PF.affine(hidden, 6, fix_parameters=frozen, name=f"op{k}")) * F.reshape(w, (1, 1))
                         for k, w in enumerate(weights))
-            return PF.affine(mixed, CLASSES, name="out")
+            return PF.affine(mixed, CLASSES, fix_parameters=frozen, name="out")
     graphs = build_search_graphs(network, (BATCH, 5), second_order=True)
     with nn.parameter_scope("net"):
         weights = nn.get_parameters()
@@ -51,8 +51,8 @@ def search_network_problem(rng):
     for a in alphas.values():  # away from uniform, so every op matters differently
         a.d = rng.randn(*a.shape) * 0.5
 
-    def network(x):
-        return search_network(x, alphas, CLASSES, channels=4, num_cells=3)
+    def network(x, frozen):
+        return search_network(x, alphas, CLASSES, channels=4, num_cells=3, frozen=frozen)
     graphs = build_search_graphs(network, (BATCH, 1, 8, 8), second_order=True)
     return alphas, graphs, weight_parameters(), all_weight_state()
 
@@ -202,7 +202,8 @@ def test_a_search_step_moves_alphas_with_the_second_order_gradient(setup):
 def test_frozen_validation_graph_gives_the_same_alpha_gradient_and_no_weight_gradient(setup):
     alphas, train_graph, val_graph, weights, optimizer, rng = setup
     full = first_order_gradient(alphas, val_graph)
-    network = lambda x: search_network(x, alphas, CLASSES, channels=4, num_cells=3)
+    def network(x, frozen):
+        return search_network(x, alphas, CLASSES, channels=4, num_cells=3, frozen=frozen)
     _, frozen_val, hessian = build_search_graphs(network, val_graph.x.shape, second_order=False)
     assert hessian is None
     feed(frozen_val, (val_graph.x.d.copy(), val_graph.y.d.copy()))

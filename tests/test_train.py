@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 import darts_train
-from darts_train import FINAL_PARAMS_NAME, SERIES, SUMMARY_KEYS, epoch_params_name
+from darts_train import FINAL_PARAMS_NAME, SERIES, epoch_params_name
+from utils.training.model_stats import SUMMARY_KEYS
 from models.genotype import NAMED_ARCHITECTURES, save_architecture, to_genotype_string
 from utils.training.monitoring import series_path
 

@@ -1,14 +1,15 @@
 """How the op weights of every edge moved during a search, from alpha_history.npz.
 
 The file holds `normal` and `reduction`, each (epochs + 1, 14, 8): the raw alphas after every
-epoch (row 0 = the initial ones), edges in models.genotype.EDGES order, ops in OP_NAMES order.
+epoch (row 0 = the initial ones), edges in models.genotype.EDGES order, ops in SEARCH_OPS order.
 """
 import os
 import zipfile
 
 import numpy as np
 
-from models.genotype import EDGES, NODES, OP_NAMES, ZERO_OP
+from models.genotype import EDGES, NODES
+from ops.operations import OP_NAMES, SEARCH_OPS, ZERO_OP
 from utils.pictures.curves import save_figure
 
 CELL_TYPES = ("normal", "reduction")
@@ -39,7 +40,7 @@ def load_alpha_history(source):
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
             detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise AlphaHistoryError(f"cannot read alpha history {where}: {detail}") from None
-    expected = (len(EDGES), len(OP_NAMES))
+    expected = (len(EDGES), len(SEARCH_OPS))
     history = {}
     for cell_type in CELL_TYPES:
         if cell_type not in source:
@@ -112,9 +113,9 @@ def plot_alpha_history(source, out_path):
             ax = figure.add_subplot(grid[first_row + node - NODES[0], input_node],
                                     sharex=first_ax, sharey=first_ax)
             first_ax = first_ax or ax
-            for op_id in range(len(OP_NAMES)):
+            for column, op_id in enumerate(SEARCH_OPS):
                 # A history of the initial alphas only is one point per op: a line alone would not show it.
-                ax.plot(epochs, weights[:, edge, op_id], linewidth=1.6,
+                ax.plot(epochs, weights[:, edge, column], linewidth=1.6,
                         marker="o" if len(epochs) == 1 else None, **_op_style(op_id))
             ax.set_title(f"${node_name(input_node)}$ → {node_name(node)}", fontsize=10, pad=3)
             ax.set_ylim(*y_range)
@@ -134,7 +135,7 @@ def plot_alpha_history(source, out_path):
         # The upper right of each triangle is free: the legend goes there, clear of every curve.
         legend_ax = figure.add_subplot(grid[first_row:first_row + 2, 3:])
         legend_ax.axis("off")
-        handles = [Line2D([], [], linewidth=2.5, **_op_style(op_id)) for op_id in range(len(OP_NAMES))]
-        legend_ax.legend(handles, OP_NAMES, loc="center", ncol=2, fontsize=11, frameon=False)
+        handles = [Line2D([], [], linewidth=2.5, **_op_style(op_id)) for op_id in SEARCH_OPS]
+        legend_ax.legend(handles, [OP_NAMES[op_id] for op_id in SEARCH_OPS], loc="center", ncol=2, fontsize=11, frameon=False)
     save_figure(figure, out_path)
     return figure

@@ -9,7 +9,8 @@ import sys
 
 import graphviz
 
-from models.genotype import NODES, OP_NAMES
+from models.genotype import NODES
+from ops.operations import OP_NAMES
 
 FORMATS = ("png", "pdf", "svg")
 CELL_TYPES = ("normal", "reduction")

@@ -6,7 +6,8 @@ import glob
 import os
 import sys
 
-ALPHA_HISTORY = "alpha_history.npz"
+from utils.training.alpha_history import ALPHA_HISTORY
+
 FINAL_ARCH = "DARTS_arch.json"
 
 

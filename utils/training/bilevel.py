@@ -7,7 +7,6 @@ with nn.parameter.set_parameter would leave the graph on the old weights and mak
 """
 import nnabla as nn
 
-from ops.operations import frozen_weights
 from models.graph import build_graph, feed, forward_backward
 from utils.training.optim import global_norm
 
@@ -15,21 +14,21 @@ from utils.training.optim import global_norm
 def build_search_graphs(network, input_shape, second_order):
     """(train, val, hessian) graphs of a search, each built once.
 
-    Where a pass needs only the alpha gradient its graph is built with frozen weights: the
+    network(x, frozen) returns the logits. Where a pass needs only the alpha gradient its graph is
+    built with frozen weights: the
     validation pass of first-order DARTS, the two Hessian-vector passes of second-order DARTS
     (which run on the training batch). Second order needs the weight gradient of the validation
     loss, so there the validation graph is a full one. hessian is None for first order.
     """
-    train = build_graph(network, input_shape)
+    def full(x):
+        return network(x, frozen=False)
+
+    def frozen(x):
+        return network(x, frozen=True)
+    train = build_graph(full, input_shape)
     if second_order:
-        val = build_graph(network, input_shape)
-        with frozen_weights():
-            hessian = build_graph(network, input_shape)
-    else:
-        with frozen_weights():
-            val = build_graph(network, input_shape)
-        hessian = None
-    return train, val, hessian
+        return train, build_graph(full, input_shape), build_graph(frozen, input_shape)
+    return train, build_graph(frozen, input_shape), None
 
 
 def snapshot(arrays):

@@ -8,7 +8,12 @@ MACs count the layers that dominate the cost, read off the built graph: convolut
 included), depthwise convolutions and affine layers. Batch normalisation, pooling, activations and
 additions are left out, as is usual for reported multiply-adds.
 """
+import nnabla as nn
 import numpy as np
+
+from models.eval_network import AUX_SCOPE
+
+SUMMARY_KEYS = ("params", "params_total", "macs", "final_test_error", "best_test_error")
 
 
 def count_parameters(params, exclude_scope=None):
@@ -53,3 +58,20 @@ def count_macs(output):
 def macs_per_image(output):
     """count_macs for one sample; `output` has the batch on axis 0 (logits, say)."""
     return count_macs(output) // output.shape[0]
+
+
+def network_summary(logits, final_test_error=None, best_test_error=None):
+    """SUMMARY_KEYS of the evaluation network whose parameters are registered and whose logits are given."""
+    weights = nn.get_parameters(grad_only=True)
+    return {"params": count_parameters(weights, exclude_scope=AUX_SCOPE),
+            "params_total": count_parameters(weights),
+            "macs": macs_per_image(logits),
+            "final_test_error": final_test_error,
+            "best_test_error": best_test_error}
+
+
+def describe_size(summary):
+    text = f"weights: {summary['params']:,}"
+    if summary["params_total"] != summary["params"]:
+        text += f" ({summary['params_total']:,} with the auxiliary head)"
+    return text + f", MACs per image: {summary['macs']:,}"

@@ -1,0 +1,34 @@
+"""alpha_history.npz: the raw alphas of a search after every epoch, and the architecture of any epoch.
+
+The file holds `normal` and `reduction`, each (epochs so far + 1, 14, 8), row 0 the initial alphas,
+edges in models.genotype.EDGES order and ops in ops.operations.SEARCH_OPS order.
+"""
+import os
+
+import numpy as np
+
+from models.genotype import ArchitectureError, derive_architecture, save_architecture
+
+ALPHA_HISTORY = "alpha_history.npz"
+
+
+def write_alpha_history(monitor_path, history):
+    """history: {"normal": [arrays], "reduction": [arrays]}; replaced atomically."""
+    path = os.path.join(monitor_path, ALPHA_HISTORY)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, normal=np.stack(history["normal"]), reduction=np.stack(history["reduction"]))
+    os.replace(tmp, path)
+
+
+def derive_from_history(history_path, epoch, arch_path):
+    """The architecture the alphas gave after `epoch` epochs (0 = the initial alphas), written to arch_path."""
+    try:
+        history = np.load(history_path)
+        normal, reduction = history["normal"], history["reduction"]
+    except (OSError, KeyError, ValueError) as err:
+        raise ArchitectureError(f"cannot read alpha history {history_path}: {err}") from None
+    if not 0 <= epoch < len(normal):
+        raise ArchitectureError(f"--alpha-epoch {epoch} is not in {history_path}, which has epochs 0..{len(normal) - 1}")
+    arch = derive_architecture(normal[epoch], reduction[epoch])
+    save_architecture(arch, arch_path)
+    return arch

@@ -1,0 +1,40 @@
+"""Classification metrics: running means of batch figures, and the loss and error over a whole test set."""
+import numpy as np
+
+from utils.data.pipeline import eval_batches
+
+
+def classification_error(logits, labels):
+    return float(np.mean(np.argmax(logits, axis=1) != labels.reshape(-1)))
+
+
+def cross_entropy_per_sample(logits, labels):
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -log_probs[np.arange(len(logits)), labels.reshape(-1)]
+
+
+class RunningMean:
+    def __init__(self):
+        self.total = 0.0
+        self.count = 0
+
+    def add(self, value, count=1):
+        self.total += value * count
+        self.count += count
+
+    @property
+    def mean(self):
+        return self.total / max(self.count, 1)
+
+
+def test_loss_and_error(graph, data, batch_size):
+    """Mean cross-entropy and error over the whole test set; padding in the last batch is not counted."""
+    loss, error = RunningMean(), RunningMean()
+    for x, y, n_valid in eval_batches(data.test_x, data.test_y, batch_size, data.mean, data.std):
+        graph.x.d, graph.y.d = x, y
+        graph.logits.forward(clear_buffer=True)
+        logits, labels = graph.logits.d[:n_valid], y[:n_valid]
+        loss.add(float(cross_entropy_per_sample(logits, labels).mean()), n_valid)
+        error.add(classification_error(logits, labels), n_valid)
+    return loss.mean, error.mean

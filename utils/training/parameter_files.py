@@ -1,0 +1,48 @@
+"""Reading the .h5 parameter files that nn.save_parameters writes, with errors a user can act on."""
+import os
+
+import h5py
+
+from utils.training.checkpoint import CheckpointError
+
+
+class ParameterFileError(CheckpointError):
+    """A parameter file that cannot be used; a CheckpointError so that fail_cleanly reports it."""
+
+
+def read_parameter_file(path):
+    """{name: ndarray} of an .h5 written by nn.save_parameters, read without touching nnabla's registry."""
+    if not os.path.isfile(path):
+        raise ParameterFileError(f"parameter file {path!r} does not exist")
+    values = {}
+
+    def collect(name, item):
+        if isinstance(item, h5py.Dataset):
+            values[name] = item[...]
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(collect)
+    except (OSError, ValueError) as err:
+        reason = " ".join(str(err).split())
+        raise ParameterFileError(f"cannot read parameter file {path!r}: {reason}") from None
+    return values
+
+
+def load_parameter_file(path, params, ignored_scope):
+    """Writes the file's values into `params` ({name: Variable}); the two must describe the same network.
+
+    Names under `ignored_scope` (the auxiliary head, which test graphs do not build) may be in the file.
+    """
+    values = read_parameter_file(path)
+    missing = sorted(name for name in params if name not in values)
+    unexpected = sorted(name for name in values
+                        if name not in params and not name.startswith(ignored_scope + "/"))
+    wrong_shape = sorted(name for name in params
+                         if name in values and tuple(values[name].shape) != tuple(params[name].shape))
+    for problem, names in (("lacks", missing), ("has unknown", unexpected), ("has wrongly shaped", wrong_shape)):
+        if names:
+            raise ParameterFileError(
+                f"parameter file {path!r} does not fit this network (architecture, --num-cells, channels "
+                f"or data set differ): it {problem} parameters such as {names[0]!r} ({len(names)} in all)")
+    for name, variable in params.items():
+        variable.d = values[name]
