@@ -213,3 +213,24 @@ def test_frozen_validation_graph_gives_the_same_alpha_gradient_and_no_weight_gra
     for name in full:
         np.testing.assert_array_equal(frozen[name], full[name])
     assert all(not np.any(w.g) for w in weights.values())
+
+
+def test_the_weight_step_sees_the_alphas_its_own_alpha_step_just_moved(setup):
+    """DARTS alternates: the weight step of a search step runs with the alphas updated by that step."""
+    alphas, train_graph, val_graph, weights, optimizer, rng = setup
+    train_batch = (train_graph.x.d.copy(), train_graph.y.d.copy())
+    weights_before = {k: w.d.copy() for k, w in weights.items()}
+    alphas_before = {k: a.d.copy() for k, a in alphas.items()}
+    optimizer(0.025).step(train_batch, (val_graph.x.d.copy(), val_graph.y.d.copy()))
+    loss_in_step = float(train_graph.loss.d)
+
+    def train_loss_with(alpha_values):
+        for k, w in weights.items():
+            w.d = weights_before[k]
+        for k, a in alphas.items():
+            a.d = alpha_values[k]
+        train_graph.loss.forward(clear_no_need_grad=True)
+        return float(train_graph.loss.d)
+    alphas_after = {k: a.d.copy() for k, a in alphas.items()}
+    assert train_loss_with(alphas_after) == loss_in_step
+    assert train_loss_with(alphas_before) != loss_in_step

@@ -78,12 +78,48 @@ def test_clipping_scales_all_gradients_together_to_the_global_norm():
     np.testing.assert_allclose(params["p1"].g, [0.0, 0.8], rtol=1e-5)
 
 
-def test_adam_applies_l2_weight_decay_to_the_gradient():
-    params = variables([1.0])
-    opt = Adam(params, 0.1, 0.5, 0.999, weight_decay=1.0)
-    params["p0"].g = [0.0]
-    opt.step()  # the only gradient is wd * w > 0, so the weight must fall by about lr
-    assert params["p0"].d[0] == pytest.approx(0.9, abs=1e-3)
+def nnabla_adam(w, grads, lr, beta1, beta2, eps, weight_decay, decoupled=False):
+    """nnabla's documented Adam step (bias corrections folded into the step size), in float64 numpy.
+
+    Coupled (L2) weight decay adds wd * w to the gradient, as torch.optim.Adam(weight_decay=...) does;
+    decoupled (AdamW) shrinks the weight apart from the moments.
+    """
+    w = np.array(w, np.float64)
+    m = np.zeros_like(w)
+    v = np.zeros_like(w)
+    for t, g in enumerate(grads, start=1):
+        g = np.array(g, np.float64)
+        if not decoupled:
+            g = g + weight_decay * w
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        step = lr * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+        w = w - step * m / (np.sqrt(v) + eps) - (lr * weight_decay * w if decoupled else 0.0)
+    return w
+
+
+def test_adam_follows_its_transcription_with_coupled_weight_decay_momentum_and_eps():
+    rng = np.random.RandomState(3)
+    init = rng.randn(6)
+    # Gradients of mixed sign and size, so that beta1's averaging changes the direction of later steps,
+    # and some so small that eps (0.05) is a large part of the denominator.
+    grads = [rng.randn(6) * scale for scale in (1.0, 0.3, 0.02, 1.5, 0.01)]
+    settings = dict(lr=0.1, beta1=0.5, beta2=0.9, eps=0.05, weight_decay=0.3)
+    params = variables(init)
+    opt = Adam(params, settings["lr"], settings["beta1"], settings["beta2"], settings["weight_decay"],
+               eps=settings["eps"])
+    for g in grads:
+        params["p0"].g = g
+        opt.step()
+    expected = nnabla_adam(init, grads, **settings)
+    np.testing.assert_allclose(params["p0"].d, expected, rtol=1e-5, atol=1e-6)
+    # Each of these would be a different optimiser; the tolerance above tells every one of them apart.
+    others = {"AdamW": nnabla_adam(init, grads, **settings, decoupled=True),
+              "beta1 = 0": nnabla_adam(init, grads, **{**settings, "beta1": 0.0}),
+              "eps = 1e-8": nnabla_adam(init, grads, **{**settings, "eps": 1e-8}),
+              "no weight decay": nnabla_adam(init, grads, **{**settings, "weight_decay": 0.0})}
+    for name, other in others.items():
+        assert np.abs(other - expected).max() > 100 * 1e-5, name
 
 
 def test_cosine_schedule_ends_and_starts_where_the_spec_says():

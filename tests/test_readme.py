@@ -81,13 +81,8 @@ def test_make_command_exists(command):
     assert result.returncode == 0, result.stderr
 
 
-def test_the_yaml_example_sets_what_it_says():
-    body = yaml_files()["search.yaml"]
-    path = os.path.join(ROOT, "tests", ".readme_search.yaml")
-    try:
-        with open(path, "w") as f:
-            f.write(body)
-        args = parse_args(search_parser(), ["--config", path, "--epoch", "2"])
-    finally:
-        os.remove(path)
+def test_the_yaml_example_sets_what_it_says(tmp_path):
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml_files()["search.yaml"])
+    args = parse_args(search_parser(), ["--config", str(path), "--epoch", "2"])
     assert args.second_order is True and args.num_cells == 3 and args.epoch == 2 and args.dataset == "digits"

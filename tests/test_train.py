@@ -10,7 +10,7 @@ import yaml
 import darts_train
 from darts_train import FINAL_PARAMS_NAME, SERIES, epoch_params_name
 from utils.training.model_stats import SUMMARY_KEYS
-from models.genotype import NAMED_ARCHITECTURES, save_architecture, to_genotype_string
+from models.genotype import NAMED_ARCHITECTURES, load_architecture, save_architecture, to_genotype_string
 from utils.training.monitoring import series_path
 
 # 3 cells, C=4, 14 steps of 100 per epoch.
@@ -63,6 +63,14 @@ def test_training_writes_series_summary_parameters_and_config(two_epochs):
     with open(two_epochs / "config.yaml") as f:
         config = yaml.safe_load(f)
     assert config["epoch"] == 2 and config["num_cells"] == 3 and config["model_arch_name"] == "DARTS_V2"
+
+
+def test_training_keeps_the_architecture_and_draws_its_cells_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no DARTS_arch.json here: the run must draw from what it trained
+    train(tmp_path / "run", "--epoch", "1")
+    assert load_architecture(str(tmp_path / "run" / "DARTS_arch.json")) == NAMED_ARCHITECTURES["DARTS_V2"]
+    drawn = sorted(path.name for path in (tmp_path / "run" / "cells").iterdir())
+    assert [name.split(".")[0] for name in drawn] == ["normal", "reduction"]
 
 
 def test_evaluate_reproduces_the_final_test_error(two_epochs, tmp_path):

@@ -78,9 +78,9 @@ class SGD:
 class Adam:
     """Adam with coupled (L2) weight decay, as torch.optim.Adam(weight_decay=...)."""
 
-    def __init__(self, params, lr, beta1, beta2, weight_decay):
+    def __init__(self, params, lr, beta1, beta2, weight_decay, eps=1e-8):
         self.weight_decay = weight_decay
-        self.solver = S.Adam(lr, beta1, beta2)
+        self.solver = S.Adam(lr, beta1, beta2, eps)
         self.solver.set_parameters(params)
 
     def zero_grad(self):
