@@ -12,6 +12,7 @@ from models.genotype import EDGES, NODES
 from ops.operations import OP_NAMES, SEARCH_OPS, ZERO_OP
 from utils.pictures.curves import save_figure
 
+ALPHA_HISTORY = "alpha_history.npz"
 CELL_TYPES = ("normal", "reduction")
 INPUT_NAMES = ("c_{k-2}", "c_{k-1}")
 

@@ -6,7 +6,6 @@ import glob
 import os
 import sys
 
-from utils.training.alpha_history import ALPHA_HISTORY
 
 FINAL_ARCH = "DARTS_arch.json"
 

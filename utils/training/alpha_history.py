@@ -8,8 +8,7 @@ import os
 import numpy as np
 
 from models.genotype import ArchitectureError, derive_architecture, save_architecture
-
-ALPHA_HISTORY = "alpha_history.npz"
+from utils.pictures.alpha_plot import ALPHA_HISTORY
 
 
 def write_alpha_history(monitor_path, history):
