@@ -155,11 +155,11 @@ def eval_network(x, arch, num_classes, channels, num_cells, test, drop_path=None
     return logits, (aux_logits[0] if aux_logits else None)
 
 
-def training_loss(logits, aux_logits, labels, aux_weight):
-    """DARTS's objective: cross-entropy, plus aux_weight times the auxiliary head's cross-entropy."""
-    loss = cross_entropy(logits, labels)
+def training_loss(logits, aux_logits, labels, aux_weight, criterion=cross_entropy):
+    """DARTS's objective: the criterion (cross-entropy), plus aux_weight times the auxiliary head's."""
+    loss = criterion(logits, labels)
     if aux_logits is not None:
-        loss = loss + aux_weight * cross_entropy(aux_logits, labels)
+        loss = loss + aux_weight * criterion(aux_logits, labels)
     return loss
 
 

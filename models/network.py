@@ -32,16 +32,23 @@ def cell_body(s0, s1, channels, reduction, reduction_prev, affine, test, build_n
     return F.concatenate(*build_nodes(s0, s1, channels, reduction), axis=1)
 
 
-def network(x, num_classes, channels, num_cells, affine, test, build_nodes, after_cell=None):
-    """Stem, `num_cells` cells and the classifier; returns the logits.
-
-    `after_cell(index, output)` is called after every cell, which is where an auxiliary head attaches.
-    """
+def cifar_stem(x, channels, test):
+    """One 3x3 conv to STEM_MULTIPLIER * channels at full resolution, feeding both inputs of cell 0."""
     with nn.parameter_scope("stem"):
         s = batch_norm(conv(x, STEM_MULTIPLIER * channels, 3, pad=1), affine=True, test=test)
-    s0 = s1 = s
+    return s, s, False
+
+
+def network(x, num_classes, channels, num_cells, affine, test, build_nodes, after_cell=None,
+            stem=cifar_stem):
+    """Stem, `num_cells` cells and the classifier; returns the logits.
+
+    `stem(x, channels, test)` gives (s0, s1, reduction_prev): the two inputs of cell 0, and whether
+    s0 has twice the resolution of s1 (then cell 0 reduces s0 as if it followed a reduction cell).
+    `after_cell(index, output)` is called after every cell, which is where an auxiliary head attaches.
+    """
+    s0, s1, reduction_prev = stem(x, channels, test)
     reductions = reduction_cells(num_cells)
-    reduction_prev = False
     for i in range(num_cells):
         reduction = i in reductions
         if reduction:
