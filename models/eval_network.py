@@ -10,26 +10,39 @@ training graphs:
   FactorizedReduce, not an identity, so it is dropped too.
 - the auxiliary head (auxiliary_head) after cell 2n//3, whose loss is added with a weight.
 
-Parameters live in the root scope (stem, cell<i>, classifier as in models.network) and the auxiliary
-head in AUX_SCOPE, so it can be left out of parameter counts as the paper does.
+The same cells serve quark0's CIFAR and ImageNet networks; what differs around them is a NetworkEnds
+(CIFAR, IMAGENET). Parameters live in the root scope (stem, cell<i>, classifier as in models.network)
+and the auxiliary head in AUX_SCOPE, so it can be left out of parameter counts as the paper does.
 """
+from dataclasses import dataclass
+from typing import Callable
+
 import nnabla as nn
 import nnabla.functions as F
 import nnabla.parametric_functions as PF
 import numpy as np
 
 from models.genotype import NODES
-from models.network import cross_entropy, edge_stride, network
-from models.graph import build_graph, make_graph
+from models.graph import build_graph, cross_entropy, label_smoothing_cross_entropy, make_graph
+from models.network import cifar_stem, edge_stride, imagenet_stem, network
 from ops.operations import OPS, OpMode, batch_norm, operation
 
 AUX_SCOPE = "auxiliary_head"
-# quark0's AuxiliaryHeadCIFAR, sized for the 8x8 map that a 32x32 input has after cell 2n//3.
 AUX_POOL_KERNEL = 5
-AUX_POOL_STRIDE = 3
 AUX_HIDDEN_CHANNELS = 128
 AUX_CONV_KERNEL = 2
 AUX_FEATURES = 768
+
+
+@dataclass(frozen=True)
+class NetworkEnds:
+    """What quark0's CIFAR and ImageNet networks build differently around the same cells."""
+    stem: Callable  # models.network.cifar_stem or imagenet_stem
+    aux_feature_bn: bool  # the ImageNet head has no BN after its 768-channel conv ("as in the paper's experiments")
+
+
+CIFAR = NetworkEnds(cifar_stem, aux_feature_bn=True)
+IMAGENET = NetworkEnds(imagenet_stem, aux_feature_bn=False)
 
 
 def drop_path_schedule(epoch, epochs, max_prob):
@@ -114,29 +127,39 @@ def eval_nodes(arch, mode, drop_path=None):
     return build_nodes
 
 
-def auxiliary_head(x, num_classes, mode):
-    """quark0's AuxiliaryHeadCIFAR: ReLU, 5x5/3 average pooling, 1x1 conv 128, 2x2 conv 768, affine.
+def aux_pool_window(size):
+    """(kernel, stride) of the head's average pooling on a size x size map.
 
-    It assumes an 8x8 map (32x32 input): the pooling gives 2x2 and the 2x2 conv 1x1. Smaller maps
-    (2x2 for 8x8 digits, 7x7 for 28x28 MNIST) would make one of the two windows larger than its input,
-    so each window is clipped to the map it reads: pooling kernel min(5, size), conv kernel
-    min(2, pooled size). An 8x8 map is unchanged; a 2x2 or 7x7 map is pooled to 1x1 and the second
-    conv becomes 1x1, so the head then has fewer weights than on CIFAR.
+    quark0's heads pool 5x5 with stride 3 on CIFAR's 8x8 map and with stride 2 on ImageNet's 7x7,
+    both giving 2x2; stride size - 5 generalises them (as var_nas and DADARTS do for 28x28 inputs).
+    Maps smaller than 6 (2x2 for the 8x8 digits) are pooled whole.
     """
-    height, width = x.shape[2:]
-    pool = (min(AUX_POOL_KERNEL, height), min(AUX_POOL_KERNEL, width))
+    if size <= AUX_POOL_KERNEL:
+        return size, 1
+    return AUX_POOL_KERNEL, size - AUX_POOL_KERNEL
+
+
+def auxiliary_head(x, num_classes, mode, feature_bn=True):
+    """quark0's auxiliary heads: ReLU, 5x5 average pooling to 2x2, 1x1 conv 128, BN, ReLU, 2x2 conv 768,
+    BN (not on ImageNet: feature_bn=False), ReLU, affine.
+
+    The 2x2 conv is clipped to a smaller pooled map (1x1 for the 8x8 digits), so the head then has
+    fewer weights than on CIFAR.
+    """
+    kernel, stride = aux_pool_window(x.shape[2])
     with nn.parameter_scope(AUX_SCOPE):
-        x = F.average_pooling(F.relu(x), pool, stride=(AUX_POOL_STRIDE, AUX_POOL_STRIDE),
+        x = F.average_pooling(F.relu(x), (kernel, kernel), stride=(stride, stride),
                               ignore_border=True, pad=(0, 0), including_pad=False)
         x = PF.convolution(x, AUX_HIDDEN_CHANNELS, (1, 1), with_bias=False, name="conv1")
         x = F.relu(batch_norm(x, mode, name="bn1"))
         kernel = (min(AUX_CONV_KERNEL, x.shape[2]), min(AUX_CONV_KERNEL, x.shape[3]))
         x = PF.convolution(x, AUX_FEATURES, kernel, with_bias=False, name="conv2")
-        x = F.relu(batch_norm(x, mode, name="bn2"))
-        return PF.affine(x, num_classes, name="classifier")
+        if feature_bn:
+            x = batch_norm(x, mode, name="bn2")
+        return PF.affine(F.relu(x), num_classes, name="classifier")
 
 
-def eval_network(x, arch, num_classes, channels, num_cells, test, drop_path=None, auxiliary=False):
+def eval_network(x, arch, num_classes, channels, num_cells, test, drop_path=None, auxiliary=False, ends=CIFAR):
     """(logits, auxiliary logits) of the evaluation network; the second is None without `auxiliary`.
 
     test=True uses the batch-norm running statistics; test graphs take neither drop path nor the
@@ -150,33 +173,41 @@ def eval_network(x, arch, num_classes, channels, num_cells, test, drop_path=None
 
     def after_cell(index, output):
         if auxiliary and index == aux_cell:
-            aux_logits.append(auxiliary_head(output, num_classes, mode))
+            aux_logits.append(auxiliary_head(output, num_classes, mode, ends.aux_feature_bn))
 
     logits = network(x, num_classes, channels, num_cells, mode,
-                     build_nodes=eval_nodes(arch, mode, drop_path), after_cell=after_cell)
+                     build_nodes=eval_nodes(arch, mode, drop_path), after_cell=after_cell, stem=ends.stem)
     return logits, (aux_logits[0] if aux_logits else None)
 
 
-def training_loss(logits, aux_logits, labels, aux_weight):
-    """DARTS's objective: cross-entropy, plus aux_weight times the auxiliary head's cross-entropy."""
-    loss = cross_entropy(logits, labels)
+def training_loss(logits, aux_logits, labels, aux_weight, criterion=cross_entropy):
+    """DARTS's objective: the criterion (cross-entropy), plus aux_weight times the auxiliary head's."""
+    loss = criterion(logits, labels)
     if aux_logits is not None:
-        loss = loss + aux_weight * cross_entropy(aux_logits, labels)
+        loss = loss + aux_weight * criterion(aux_logits, labels)
     return loss
 
 
 def build_train_graph(arch, input_shape, num_classes, channels, num_cells, *, auxiliary, aux_weight,
-                      drop_path=None):
-    """A static training graph (batch statistics); its loss includes the auxiliary loss."""
+                      drop_path=None, ends=CIFAR, label_smoothing=0.0):
+    """A static training graph (batch statistics); its loss includes the auxiliary loss.
+
+    With label_smoothing > 0 both losses are label-smoothed (quark0's ImageNet recipe).
+    """
     x = nn.Variable(input_shape)
     y = nn.Variable((input_shape[0], 1))
     logits, aux_logits = eval_network(x, arch, num_classes, channels, num_cells, test=False,
-                                      drop_path=drop_path, auxiliary=auxiliary)
-    return make_graph(x, y, logits, training_loss(logits, aux_logits, y, aux_weight))
+                                      drop_path=drop_path, auxiliary=auxiliary, ends=ends)
+
+    def criterion(z, labels):
+        if label_smoothing > 0:
+            return label_smoothing_cross_entropy(z, labels, label_smoothing)
+        return cross_entropy(z, labels)
+    return make_graph(x, y, logits, training_loss(logits, aux_logits, y, aux_weight, criterion))
 
 
-def build_test_graph(arch, input_shape, num_classes, channels, num_cells):
-    """A static test graph: running statistics, no drop path, no auxiliary head."""
+def build_test_graph(arch, input_shape, num_classes, channels, num_cells, ends=CIFAR):
+    """A static test graph: running statistics, no drop path, no auxiliary head, plain cross-entropy."""
     def logits(x):
-        return eval_network(x, arch, num_classes, channels, num_cells, test=True)[0]
+        return eval_network(x, arch, num_classes, channels, num_cells, test=True, ends=ends)[0]
     return build_graph(logits, input_shape)

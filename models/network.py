@@ -34,17 +34,40 @@ def cell_body(s0, s1, channels, reduction, reduction_prev, mode, build_nodes):
     return F.concatenate(*build_nodes(s0, s1, channels, reduction), axis=1)
 
 
-def network(x, num_classes, channels, num_cells, mode, build_nodes, after_cell=None):
-    """Stem, `num_cells` cells and the classifier; returns the logits. `mode` is an ops.OpMode.
+def cifar_stem(x, channels, mode):
+    """One 3x3 conv to STEM_MULTIPLIER * channels at full resolution, feeding both inputs of cell 0.
 
-    `after_cell(index, output)` is called after every cell, which is where an auxiliary head attaches.
+    Returns (s0, s1, reduction_prev), as every stem does.
     """
     with nn.parameter_scope("stem"):
         # The stem's batch normalisation is affine in the search network too, as in DARTS.
         s = batch_norm(conv(x, STEM_MULTIPLIER * channels, 3, mode, pad=1), dataclasses.replace(mode, affine=True))
-    s0 = s1 = s
+    return s, s, False
+
+
+def imagenet_stem(x, channels, mode):
+    """quark0's ImageNet stem: three stride-2 3x3 convs, so 224x224 images reach cell 0 at 28x28.
+
+    stem0: conv to C/2, BN, ReLU, conv to C, BN; stem1: ReLU, conv, BN. Cell 0 sees s0 at twice the
+    resolution of s1, as a cell after a reduction does, so reduction_prev is True.
+    """
+    with nn.parameter_scope("stem0"):
+        h = batch_norm(conv(x, channels // 2, 3, mode, stride=2, pad=1, name="conv1"), mode, name="bn1")
+        s0 = batch_norm(conv(F.relu(h), channels, 3, mode, stride=2, pad=1, name="conv2"), mode, name="bn2")
+    with nn.parameter_scope("stem1"):
+        s1 = batch_norm(conv(F.relu(s0), channels, 3, mode, stride=2, pad=1), mode)
+    return s0, s1, True
+
+
+def network(x, num_classes, channels, num_cells, mode, build_nodes, after_cell=None, stem=cifar_stem):
+    """Stem, `num_cells` cells and the classifier; returns the logits. `mode` is an ops.OpMode.
+
+    `stem(x, channels, mode)` gives (s0, s1, reduction_prev): the two inputs of cell 0, and whether s0
+    has twice the resolution of s1. `after_cell(index, output)` is called after every cell, which is
+    where an auxiliary head attaches.
+    """
+    s0, s1, reduction_prev = stem(x, channels, mode)
     reductions = reduction_cells(num_cells)
-    reduction_prev = False
     for i in range(num_cells):
         reduction = i in reductions
         if reduction:
@@ -58,7 +81,3 @@ def network(x, num_classes, channels, num_cells, mode, build_nodes, after_cell=N
     pooled = F.global_average_pooling(s1)
     with nn.parameter_scope("classifier"):
         return dense(pooled, num_classes, mode)
-
-
-def cross_entropy(logits, labels):
-    return F.mean(F.softmax_cross_entropy(logits, labels))

@@ -8,6 +8,13 @@ def classification_error(logits, labels):
     return float(np.mean(np.argmax(logits, axis=1) != labels.reshape(-1)))
 
 
+def top_k_misses(logits, labels, k):
+    """How many rows of `logits` do not have their label among their k largest values."""
+    labels = np.asarray(labels).reshape(-1, 1)
+    top = np.argpartition(-np.asarray(logits), k - 1, axis=1)[:, :k]
+    return int(np.sum(~np.any(top == labels, axis=1)))
+
+
 def cross_entropy_per_sample(logits, labels):
     shifted = logits - logits.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))

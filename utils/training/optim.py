@@ -16,6 +16,11 @@ def cosine_lr(epoch, epochs, lr_max, lr_min):
     return lr_min + 0.5 * (lr_max - lr_min) * (1.0 + math.cos(math.pi * epoch / epochs))
 
 
+def exponential_lr(epoch, lr, decay):
+    """Learning rate of `epoch` (0-based) under quark0's ImageNet StepLR(1, decay), stepped at each epoch's start."""
+    return lr * decay ** epoch
+
+
 def global_norm(grads):
     """L2 norm over all the arrays together, as one vector."""
     total = 0.0
