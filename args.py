@@ -47,7 +47,10 @@ def _add_bool(parser, flag, default, help):
                         default=default, metavar="BOOL", help=help)
 
 
-def _common_parser(description):
+IMAGE_DATASETS = ("cifar10", "cifar100", "fashion-mnist", "mnist", "digits")
+
+
+def _common_parser(description, datasets=IMAGE_DATASETS):
     parser = argparse.ArgumentParser(
         description=description,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -67,9 +70,7 @@ def _common_parser(description):
         help="computation type")
     add("--seed", type=int, default=0)
 
-    add("--dataset",
-        choices=["cifar10", "cifar100", "fashion-mnist", "mnist", "digits"],
-        default="cifar10")
+    add("--dataset", choices=datasets, default="cifar10")
     add("--data-dir", type=expanded_path, default="~/nnabla_data",
         help="where data sets are downloaded and cached")
     add("--cutout-length", type=int, default=16,
@@ -129,7 +130,7 @@ def search_parser():
 
 def train_parser():
     """Parser for darts_train.py (training a found architecture)."""
-    parser = _common_parser("Train a DARTS architecture from scratch.")
+    parser = _common_parser("Train a DARTS architecture from scratch.", IMAGE_DATASETS + ("imagenet",))
     add = parser.add_argument
     add("--model-arch-name", type=str, default="DARTS_arch.json",
         help="architecture JSON file, a genotype string, or DARTS_V1 / "
@@ -140,6 +141,15 @@ def train_parser():
     _add_bool(parser, "--auxiliary", True, "train with the auxiliary head")
     add("--auxiliary-weight", type=float, default=0.4)
     add("--drop-path-prob", type=float, default=0.2)
+    add("--label-smoothing", type=float, default=0.0,
+        help="label smoothing of the training losses (the ImageNet recipe: 0.1)")
+    add("--lr-schedule", choices=["cosine", "exponential"], default="cosine",
+        help="cosine from --lr to --lr-min, or --lr * --lr-decay ** epoch (the ImageNet recipe)")
+    add("--lr-decay", type=float, default=0.97, help="per-epoch factor of --lr-schedule exponential")
+    add("--image-size", type=int, default=224,
+        help="imagenet: side of the training crops and of the centre crop evaluated")
+    add("--num-workers", type=int, default=2,
+        help="imagenet: processes decoding JPEG files (0: in the main process)")
     add("--save-interval", type=int, default=10,
         help="save parameters every N epochs")
     _add_bool(parser, "--summary", False, "print a summary of the network")
@@ -248,6 +258,10 @@ def _range_problems(args):
             (args.output_filter + args.additional_filters_on_retrain >= 1,
              "--output-filter + --additional-filters-on-retrain must be at least 1"),
             (0.0 <= args.drop_path_prob < 1.0, "--drop-path-prob must be in [0, 1)"),
+            (0.0 <= args.label_smoothing < 1.0, "--label-smoothing must be in [0, 1)"),
+            (0.0 < args.lr_decay <= 1.0, "--lr-decay must be in (0, 1]"),
+            (args.image_size >= 32, "--image-size must be at least 32"),
+            (args.num_workers >= 0, "--num-workers must not be negative"),
             (args.save_interval >= 1, "--save-interval must be at least 1"),
         ]
     return [message for ok, message in checks if not ok]
