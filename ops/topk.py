@@ -8,10 +8,10 @@ Computed in the scaled form p_i = sigmoid(T * x_i + s), s = T * tau: the value i
 stays finite as T goes to 0 and keeps x's digits when tau is large.
 
 Temperature:
-- For T >= 1 the bisection bracket is the seed's, tau in [-max x - 10, -min x + 10]. Below 1 the
-  seed's bracket no longer holds the root (at T = 0.1 it spans s in [-1, 1] around the data, so a
-  mask over 8 ops cannot get near k = 1); here the bracket widens to s +- 10, so the masks sum to k
-  for every T > 0.
+- For T >= 1 the bisection bracket is the seed's, tau in [-max x - 10, -min x + 10]. Below 1 it
+  stays 10 wide in s instead of shrinking with T: the seed's s +- 10 T misses the root once 10 T
+  is under about |logit(k / n)| (T < 0.2 for k = 1 of 8 equal ops, whose masks then sum to more
+  than 1), while here the masks sum to k for every T > 0.
 - T = 0: sigmoid(0 * (x + tau)) is 0.5 for every tau, as in the seed (Q-D2), so the mask is 0.5
   everywhere and sums to n/2, not k. The exact gradient carries the factor T and is 0;
   grad="seed" keeps the seed's nonzero gradient.

@@ -98,7 +98,7 @@ def test_ties_share_the_mask():
 
 
 def test_low_temperature_spreads_the_mask_evenly():
-    # As T -> 0 the mask tends to k / n, the point the seed's bracket cannot reach below T = 0.4.
+    # As T -> 0 the mask tends to k / n, which the seed's bracket cannot reach below T = 0.2.
     graph = MaskGraph((1, 8), 1)
     p, _ = graph.run(np.linspace(-1, 1, 8)[None], 1e-4)
     np.testing.assert_allclose(p, 1 / 8, atol=1e-4)
