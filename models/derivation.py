@@ -14,7 +14,8 @@ Common conventions:
 import numpy as np
 
 from models.discretization import kept_edges, node_rows, softmax_rows
-from models.genotype import NODES, ZERO_OP, ArchitectureError, derive_cell
+from models.genotype import NODES, ArchitectureError, derive_cell
+from ops.operations import ZERO_OP
 
 K = 2
 

@@ -8,10 +8,11 @@ import numpy as np
 import nnabla as nn
 import nnabla.functions as F
 
-from models.genotype import EDGES, NODES, OP_NAMES, ArchitectureError
+from models.genotype import EDGES, NODES, ArchitectureError
+from ops.operations import SEARCH_OPS
 
 KEPT_EDGES = 2
-CELL_SHAPE = (len(EDGES), len(OP_NAMES))
+CELL_SHAPE = (len(EDGES), len(SEARCH_OPS))
 
 
 def node_rows(node):
@@ -65,7 +66,7 @@ def _dal_scale():
     """Per row, 1 / (nodes * entries of its node's block): the mean per node, then over nodes."""
     scale = np.zeros((len(EDGES), 1), dtype=np.float32)
     for node in NODES:
-        scale[node_rows(node)] = 1.0 / (len(NODES) * node * len(OP_NAMES))
+        scale[node_rows(node)] = 1.0 / (len(NODES) * node * len(SEARCH_OPS))
     return scale
 
 
