@@ -18,8 +18,13 @@ The defaults train the paper's network: 20 cells, C = --output-filter + --additi
 - evaluation.json with --evaluate: the test error of the given parameters;
 - DARTS_arch.json: the architecture trained, so the run's cell diagrams can be drawn from its directory.
 """
+import logging
 import os
 import sys
+
+# nnabla logs at INFO from its import on (every extension and data iterator it creates); a run's own
+# lines are what matter, from whatever directory it starts.
+logging.getLogger("nnabla").setLevel(logging.WARNING)
 
 import nnabla as nn
 import numpy as np
@@ -37,7 +42,7 @@ from utils.training.evaluation import RunningMean, classification_error, test_me
 from utils.training.model_stats import describe_size, network_summary
 from utils.training.optim import SGD, cosine_lr, exponential_lr
 from utils.training.parameter_files import load_parameter_file
-from utils.training.run import EPOCH_TIME, Run, fail_cleanly, quiet_nnabla_logging, seed_everything, write_json
+from utils.training.run import EPOCH_TIME, Run, fail_cleanly, seed_everything, write_json
 
 SERIES = ("Training loss", "Training error", "Test loss", "Test error", "Test top5 error", EPOCH_TIME)
 SUMMARY_NAME = "summary.json"
@@ -185,7 +190,6 @@ def train(args, arch):
 
 def main(argv=None):
     """Runs the script; returns the summary dict (training, --summary) or the test error (--evaluate)."""
-    quiet_nnabla_logging()
     args = parse_args(train_parser(), argv)
     with fail_cleanly():
         arch = load_architecture(args.model_arch_name)
