@@ -41,10 +41,10 @@ def _draw_curves(monitor_dir, fmt, x):
 
 
 def _draw_alphas(monitor_dir, fmt, x):
+    from utils.pictures.alpha_plot import ALPHA_HISTORY, plot_alpha_history
     history_path = os.path.join(monitor_dir, ALPHA_HISTORY)
     if not os.path.exists(history_path):
         return []
-    from utils.pictures.alpha_plot import plot_alpha_history
     out_path = os.path.join(monitor_dir, "alphas.png")
     plot_alpha_history(history_path, out_path)
     return [out_path]
