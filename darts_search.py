@@ -137,7 +137,7 @@ def search(args):
             values.update({"Validation loss": validation["loss"], "Validation error": validation["error"],
                            "Discretized validation error": discretized["error"]})
             if dadarts:
-                values.update({"Temperature": float(arch_weights.temperature.d[0]), "DAL": arch_weights.dal_value()})
+                values.update({"Temperature": float(arch_weights.temperature.d), "DAL": arch_weights.dal_value()})
             for name, arrays in histories.items():
                 for cell, array in arrays().items():
                     history[name][cell].append(array)
