@@ -182,7 +182,7 @@ def main(argv=None):
     with fail_cleanly():
         if args.alpha_epoch is not None:
             derive_from_history(os.path.join(args.monitor_path, ALPHA_HISTORY), args.alpha_epoch,
-                                args.model_arch_name)
+                                args.model_arch_name, args.derivation)
             print(f"architecture of epoch {args.alpha_epoch} written to {args.model_arch_name}")
         else:
             search(args)
