@@ -132,8 +132,9 @@ def train_parser():
     parser = _common_parser("Train a DARTS architecture from scratch.")
     add = parser.add_argument
     add("--model-arch-name", type=str, default="DARTS_arch.json",
-        help="architecture JSON file, a genotype string, or DARTS_V1 / "
-             "DARTS_V2")
+        help="architecture JSON file, a genotype string, or a named cell: "
+             "DARTS_V1, DARTS_V2 (= DARTS), BANANAS, ASHA200, NASNet, "
+             "AmoebaNet")
     add("--additional-filters-on-retrain", "-f", type=int, default=20,
         help="channels added to --output-filter: C = output-filter + this")
     _add_bool(parser, "--cutout", True, "apply cutout to training images")

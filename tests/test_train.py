@@ -126,8 +126,8 @@ def test_every_architecture_form_builds_the_same_network(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    ('{"arch_normal": {"2": [[9, 0], [2, 1]], "3": [[2, 0]], "4": [[2, 0]], "5": [[2, 0]]}, '
-     '"arch_reduction": {"2": [[4, 0]], "3": [[4, 0]], "4": [[4, 0]], "5": [[4, 0]]}}', "unknown op id 9"),
+    ('{"arch_normal": {"2": [[12, 0], [2, 1]], "3": [[2, 0]], "4": [[2, 0]], "5": [[2, 0]]}, '
+     '"arch_reduction": {"2": [[4, 0]], "3": [[4, 0]], "4": [[4, 0]], "5": [[4, 0]]}}', "unknown op id 12"),
     ("this is not an architecture", "neither architecture JSON nor"),
     (None, "does not exist"),
 ])
