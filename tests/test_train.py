@@ -55,7 +55,7 @@ def test_training_writes_series_summary_parameters_and_config(two_epochs):
     assert 0 < summary["params"] < summary["params_total"]
     assert summary["macs"] > summary["params"]
     assert summary["final_test_error"] == pytest.approx(errors[-1], abs=1e-6)
-    assert summary["best_test_error"] == pytest.approx(errors.min(), abs=1e-6)
+    assert summary["best_test_error_oracle"] == pytest.approx(errors.min(), abs=1e-6)
     for name in (epoch_params_name(1), epoch_params_name(2), FINAL_PARAMS_NAME, "checkpoint.npz"):
         assert (two_epochs / name).is_file(), name
     saved = read_h5(two_epochs / FINAL_PARAMS_NAME)

@@ -1,4 +1,6 @@
-"""Classification metrics: running means of batch figures, and the loss and error over a whole test set."""
+"""Classification metrics: running means of batch figures, and the loss and errors over a whole image set."""
+from collections import namedtuple
+
 import numpy as np
 
 from utils.data.pipeline import eval_batches
@@ -35,13 +37,33 @@ class RunningMean:
         return self.total / max(self.count, 1)
 
 
-def test_loss_and_error(graph, data, batch_size):
-    """Mean cross-entropy and error over the whole test set; padding in the last batch is not counted."""
-    loss, error = RunningMean(), RunningMean()
-    for x, y, n_valid in eval_batches(data.test_x, data.test_y, batch_size, data.mean, data.std):
+# Mean cross-entropy, top-1 error and top-5 error of a set of images, as fractions.
+Scores = namedtuple("Scores", "loss error top5_error")
+TOP5 = 5
+
+
+def image_set_scores(graph, images_u8, labels, batch_size, mean, std):
+    """Scores of a test graph over every image once; padding in the last batch is not counted.
+
+    With 5 classes or fewer the top-5 error is 0: every label is among the 5 largest logits.
+    """
+    loss, error, top5 = RunningMean(), RunningMean(), RunningMean()
+    for x, y, n_valid in eval_batches(images_u8, labels, batch_size, mean, std):
         graph.x.d, graph.y.d = x, y
         graph.logits.forward(clear_buffer=True)
-        logits, labels = graph.logits.d[:n_valid], y[:n_valid]
-        loss.add(float(cross_entropy_per_sample(logits, labels).mean()), n_valid)
-        error.add(classification_error(logits, labels), n_valid)
-    return loss.mean, error.mean
+        logits, batch_labels = graph.logits.d[:n_valid], y[:n_valid]
+        loss.add(float(cross_entropy_per_sample(logits, batch_labels).mean()), n_valid)
+        error.add(classification_error(logits, batch_labels), n_valid)
+        k = min(TOP5, logits.shape[1])
+        top5.add(top_k_misses(logits, batch_labels, k) / n_valid, n_valid)
+    return Scores(loss.mean, error.mean, top5.mean)
+
+
+def test_scores(graph, data, batch_size):
+    """Scores over the whole test set of a utils.data.datasets.Dataset."""
+    return image_set_scores(graph, data.test_x, data.test_y, batch_size, data.mean, data.std)
+
+
+def test_loss_and_error(graph, data, batch_size):
+    """Mean cross-entropy and error over the whole test set."""
+    return test_scores(graph, data, batch_size)[:2]
