@@ -1,6 +1,13 @@
 """DARTS architecture search: learns a normal and a reduction cell and writes them as DARTS_arch.json.
 
     python darts_search.py --context cpu --dataset digits --epoch 5 --monitor-path runs/search
+    python darts_search.py --dataset digits --epoch 5 --seeds 0,1,2,3 --select-epochs 5 -m runs/searches
+
+With --seeds, one search per seed runs into <monitor-path>/seed_<s>/ (its architecture in that
+directory's DARTS_arch.json). With --select-epochs N as well, each found cell then trains for N epochs
+in the search network's size (--num-cells, --output-filter) on --train-portion of the training set,
+is scored on the rest of the training set (never the test set), and the ranking goes to
+<monitor-path>/selection.json; the winner is written to --model-arch-name.
 """
 import os
 import sys
@@ -10,17 +17,20 @@ import numpy as np
 from tqdm import tqdm
 
 from args import parse_args, save_config, search_parser
-from models.genotype import derive_architecture, save_architecture
+from models.genotype import derive_architecture, load_architecture, save_architecture
 from models.search_network import alpha_parameters, all_weight_state, create_alphas, search_network, weight_parameters
 from utils.data.datasets import load_dataset
 from utils.data.pipeline import BatchLoader, split_indices
 from utils.pictures.cell_diagram import draw_architecture
+from utils.pictures.run_pictures import FINAL_ARCH
 from utils.training.alpha_history import ALPHA_HISTORY, derive_from_history, write_alpha_history
 from utils.training.bilevel import BilevelOptimizer, build_search_graphs
 from utils.training.context import set_context
 from utils.training.evaluation import RunningMean, classification_error
 from utils.training.optim import SGD, Adam, cosine_lr
-from utils.training.run import EPOCH_TIME, Run, fail_cleanly, quiet_nnabla_logging, seed_everything
+from utils.training.protocol import per_seed_args
+from utils.training.run import EPOCH_TIME, Run, fail_cleanly, quiet_nnabla_logging, seed_everything, write_json
+from utils.training.selection import SELECTION_NAME, select_architecture
 
 SERIES = ("Training loss", "Training error", "Validation loss", "Validation error", EPOCH_TIME)
 
@@ -104,6 +114,41 @@ def search(args):
     return arch
 
 
+def search_seeds(args):
+    """--seeds: one search per seed into <monitor>/seed_<s>/; with --select-epochs, the selection."""
+    save_config(args, args.monitor_path)
+    arch_files = {}
+    for seed in args.seeds:
+        seed_args = per_seed_args(args, seed)
+        seed_args.model_arch_name = os.path.join(seed_args.monitor_path, FINAL_ARCH)
+        print(f"seed {seed}: searching into {seed_args.monitor_path}", flush=True)
+        search(seed_args)
+        arch_files[f"seed_{seed}"] = seed_args.model_arch_name
+    if args.select_epochs is None:
+        return None
+
+    data = load_dataset(args.dataset, args.data_dir)
+    settings = {"num_classes": data.num_classes, "channels": args.output_filter, "num_cells": args.num_cells,
+                "epochs": args.select_epochs, "batch_size": args.batch_size, "lr": args.lr, "lr_min": args.lr_min,
+                "momentum": args.momentum, "weight_decay": args.weight_decay, "grad_clip": args.grad_clip,
+                "cutout_length": args.cutout_length if args.cutout else 0, "hflip": data.hflip, "seed": args.seed}
+    candidates = {name: load_architecture(path) for name, path in arch_files.items()}
+    # The training images only: whatever the selection does, it cannot see the test set.
+    ranking, sizes = select_architecture(candidates, data.train_x, data.train_y, data.mean, data.std, settings,
+                                         args.train_portion)
+    for entry in ranking:
+        entry["architecture"] = arch_files[entry["candidate"]]
+    winner = ranking[0]
+    selection = {"select_epochs": args.select_epochs, "channels": args.output_filter, "num_cells": args.num_cells,
+                 **sizes, "ranking": ranking, "winner": winner["candidate"], "written_to": args.model_arch_name}
+    path = os.path.join(args.monitor_path, SELECTION_NAME)
+    write_json(path, selection)
+    save_architecture(candidates[winner["candidate"]], args.model_arch_name)
+    print(f"selection written to {path}; {winner['candidate']} wins with held-out error "
+          f"{winner['held_out_error']:.4f}; its architecture written to {args.model_arch_name}")
+    return selection
+
+
 def main(argv=None):
     quiet_nnabla_logging()
     args = parse_args(search_parser(), argv)
@@ -112,8 +157,10 @@ def main(argv=None):
             derive_from_history(os.path.join(args.monitor_path, ALPHA_HISTORY), args.alpha_epoch,
                                 args.model_arch_name)
             print(f"architecture of epoch {args.alpha_epoch} written to {args.model_arch_name}")
+        elif args.seeds is not None:
+            return search_seeds(args)
         else:
-            search(args)
+            return search(args)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,16 @@ from models.graph import build_graph
 from utils.training.error_record import empty_errors, record_epoch
 from utils.training.evaluation import Scores, image_set_scores, top_k_misses
 from utils.training.monitoring import series_path
+from utils.training import run as run_module
 from utils.training.protocol import aggregate_runs, format_table
 
 TINY = ["--dataset", "digits", "--num-cells", "2", "--output-filter", "4", "-f", "0", "-b", "200",
         "--auxiliary", "False", "--model-arch-name", "DARTS_V2"]
+
+
+@pytest.fixture(autouse=True)
+def no_pictures(monkeypatch):
+    monkeypatch.setattr(run_module, "draw_run", lambda monitor_path: [])  # pictures are not what is tested here
 
 
 def read_json(path):
