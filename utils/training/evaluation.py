@@ -63,7 +63,3 @@ def test_scores(graph, data, batch_size):
     """Scores over the whole test set of a utils.data.datasets.Dataset."""
     return image_set_scores(graph, data.test_x, data.test_y, batch_size, data.mean, data.std)
 
-
-def test_loss_and_error(graph, data, batch_size):
-    """Mean cross-entropy and error over the whole test set."""
-    return test_scores(graph, data, batch_size)[:2]
