@@ -42,6 +42,17 @@ def expanded_path(path):
     return os.path.expanduser(path)
 
 
+def seed_list(text):
+    """"0,1,2" as [0, 1, 2]: the seeds of repeated runs, each run once."""
+    try:
+        seeds = [int(part) for part in str(text).split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of integer seeds: {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"a seed is given twice in {text!r}")
+    return seeds
+
+
 def _add_bool(parser, flag, default, help):
     # nargs='?' with const=True: "--flag" alone means True, "--flag no" False.
     # (type=bool, as in the NNabla example, makes "--flag False" True.)
@@ -71,6 +82,9 @@ def _common_parser(description, datasets=IMAGE_DATASETS):
     add("--type-config", "-t", choices=["float", "half"], default="float",
         help="computation type")
     add("--seed", type=int, default=0)
+    add("--seeds", type=seed_list, default=None, metavar="S1,S2,...",
+        help="one run per seed, one after another, into <monitor-path>/seed_<s>/ "
+             "(YAML: a list); replaces --seed")
 
     add("--dataset", choices=datasets, default="cifar10")
     add("--data-dir", type=expanded_path, default="~/nnabla_data",
@@ -122,6 +136,9 @@ def search_parser():
     _add_bool(parser, "--draw-every-epoch", False,
               "draw the cells found after every epoch")
     _add_dadarts(parser)
+    add("--select-epochs", type=int, default=None, metavar="N",
+        help="with --seeds: train each search's cell for N epochs on a held-out "
+             "split of the training set and keep the best as --model-arch-name")
     add("--alpha-epoch", type=int, default=None, metavar="N",
         help="do not search: derive the architecture of epoch N from "
              "<monitor-path>/alpha_history.npz and write it to "
@@ -181,8 +198,9 @@ def train_parser():
     parser = _common_parser("Train a DARTS architecture from scratch.", IMAGE_DATASETS + ("imagenet",))
     add = parser.add_argument
     add("--model-arch-name", type=str, default="DARTS_arch.json",
-        help="architecture JSON file, a genotype string, or DARTS_V1 / "
-             "DARTS_V2")
+        help="architecture JSON file, a genotype string, or a named cell: "
+             "DARTS_V1, DARTS_V2 (= DARTS), BANANAS, ASHA200, NASNet, "
+             "AmoebaNet")
     add("--additional-filters-on-retrain", "-f", type=int, default=20,
         help="channels added to --output-filter: C = output-filter + this")
     _add_bool(parser, "--cutout", True, "apply cutout to training images")
@@ -203,6 +221,14 @@ def train_parser():
     _add_bool(parser, "--summary", False, "print a summary of the network")
     add("--evaluate", type=str, default=None, metavar="PARAMS.h5",
         help="only evaluate these parameters on the test set")
+    add("--train-portion", type=float, default=None, metavar="P",
+        help="train on this share of the training set and validate on the "
+             "rest every epoch; best_params.h5 is chosen by validation error")
+    add("--export", type=str, default=None, metavar="PARAMS.h5",
+        help="only write the inference network with these parameters to "
+             "<monitor-path>/model.<format>")
+    add("--format", choices=["nnp", "onnx"], default="nnp",
+        help="file format of --export")
     parser.set_defaults(epoch=600, batch_size=96, num_cells=20, lr_min=0.0,
                         monitor_path="result.monitor")
     return parser
@@ -227,6 +253,8 @@ def _convert(action, key, value, path):
         if action.default is None:
             return None
         raise ConfigError(f"{where}: must not be null")
+    if isinstance(value, list) and action.type is seed_list:
+        value = ",".join(map(str, value))  # a YAML list of seeds reads as the flag's "0,1,2"
     if isinstance(value, (list, dict)):
         raise ConfigError(f"{where}: expected a single value, got {value!r}")
     if action.type is str2bool:
@@ -244,7 +272,7 @@ def _convert(action, key, value, path):
     if action.type is not None:
         try:
             converted = action.type(converted)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, argparse.ArgumentTypeError):
             raise ConfigError(f"{where}: invalid {action.type.__name__} "
                               f"value: {value!r}") from None
     if action.choices is not None and converted not in action.choices:
@@ -299,10 +327,13 @@ def _range_problems(args):
         (args.output_filter >= 1, "--output-filter must be at least 1"),
         (args.cutout_length >= 0, "--cutout-length must not be negative"),
     ]
-    if hasattr(args, "train_portion"):
+    if getattr(args, "train_portion", None) is not None:
         checks.append((0.0 < args.train_portion < 1.0, "--train-portion must be between 0 and 1"))
     if hasattr(args, "dadarts"):
         checks += _dadarts_problems(args)
+    if getattr(args, "select_epochs", None) is not None:
+        checks += [(args.select_epochs >= 1, "--select-epochs must be at least 1"),
+                   (args.seeds is not None and len(args.seeds) >= 2, "--select-epochs needs --seeds with two seeds or more")]
     if hasattr(args, "drop_path_prob"):
         checks += [
             (args.output_filter + args.additional_filters_on_retrain >= 1,

@@ -1,6 +1,13 @@
 """DARTS architecture search: learns a normal and a reduction cell and writes them as DARTS_arch.json.
 
     python darts_search.py --context cpu --dataset digits --epoch 5 --monitor-path runs/search
+    python darts_search.py --dataset digits --epoch 5 --seeds 0,1,2,3 --select-epochs 5 -m runs/searches
+
+With --seeds, one search per seed runs into <monitor-path>/seed_<s>/ (its architecture in that
+directory's DARTS_arch.json). With --select-epochs N as well, each found cell then trains for N epochs
+in the search network's size (--num-cells, --output-filter) on --train-portion of the training set,
+is scored on the rest of the training set (never the test set), and the ranking goes to
+<monitor-path>/selection.json; the winner is written to --model-arch-name.
 """
 import logging
 import os
@@ -16,20 +23,23 @@ from tqdm import tqdm
 
 from args import parse_args, save_config, search_parser
 from models.derivation import derive_by_rule
-from models.genotype import save_architecture, to_genotype_string
+from models.genotype import load_architecture, save_architecture, to_genotype_string
 from models.graph import feed, forward_backward
 from models.search_network import alpha_parameters, all_weight_state, create_alphas, search_network, weight_parameters
 from utils.data.datasets import load_dataset
-from utils.data.pipeline import BatchLoader, eval_batches, split_indices
+from utils.data.pipeline import BatchLoader, split_indices
 from utils.pictures.alpha_plot import TOPK_HISTORY
 from utils.pictures.cell_diagram import draw_architecture
+from utils.pictures.run_pictures import FINAL_ARCH
 from utils.training.alpha_history import ALPHA_HISTORY, derive_from_history, write_alpha_history
 from utils.training.bilevel import BilevelOptimizer, build_search_graphs
 from utils.training.context import set_context
 from utils.training.dadarts import ArchitectureWeights, DadartsSettings
-from utils.training.evaluation import RunningMean, classification_error, test_metrics
+from utils.training.evaluation import RunningMean, classification_error, image_set_scores
 from utils.training.optim import SGD, Adam, cosine_lr
+from utils.training.protocol import per_seed_args
 from utils.training.run import EPOCH_TIME, Run, fail_cleanly, seed_everything, write_json
+from utils.training.selection import SELECTION_NAME, select_architecture
 
 # Per epoch: the means over the steps of the weight step's and the alpha step's batches, then one
 # eval-mode pass over the whole alpha half, of the network the weights train (the supernet, or the
@@ -118,8 +128,8 @@ def search(args):
                            start_epoch=run.start_epoch)
 
     def validate(graph):
-        return test_metrics(graph, eval_batches(data.train_x[arch_idx], data.train_y[arch_idx], args.batch_size,
-                                                data.mean, data.std))
+        return image_set_scores(graph, data.train_x[arch_idx], data.train_y[arch_idx], args.batch_size,
+                                data.mean, data.std)
 
     def derived():
         return derive_by_rule(alphas["alpha_normal"].d, alphas["alpha_reduction"].d, args.derivation)
@@ -134,8 +144,8 @@ def search(args):
                                   f"search epoch {epoch + 1}/{args.epoch}")
             validation = validate(arch_weights.validation_graph())
             discretized = validate(arch_weights.discretized_graph(test=True))
-            values.update({"Validation loss": validation["loss"], "Validation error": validation["error"],
-                           "Discretized validation error": discretized["error"]})
+            values.update({"Validation loss": validation.loss, "Validation error": validation.error,
+                           "Discretized validation error": discretized.error})
             if dadarts:
                 values.update({"Temperature": float(arch_weights.temperature.d), "DAL": arch_weights.dal_value()})
             for name, arrays in histories.items():
@@ -158,14 +168,14 @@ def search(args):
                                   f"train loss {values['Training loss']:.4f} err {values['Training error']:.4f}  "
                                   f"val loss {values['Validation loss']:.4f} err {values['Validation error']:.4f}  "
                                   f"discretized err {values['Discretized validation error']:.4f}")
-        summary = {"validation_error": validate(arch_weights.validation_graph())["error"],
-                   "discretized_validation_error": validate(arch_weights.discretized_graph(test=True))["error"]}
+        summary = {"validation_error": validate(arch_weights.validation_graph()).error,
+                   "discretized_validation_error": validate(arch_weights.discretized_graph(test=True)).error}
         if args.finetune_epochs:
             finetune_discretized(arch_weights.discretized_graph(test=False), weight_opt, train_loader,
                                  args.finetune_epochs)
             summary["finetune_epochs"] = args.finetune_epochs
             summary["finetuned_discretized_validation_error"] = validate(
-                arch_weights.discretized_graph(test=True))["error"]
+                arch_weights.discretized_graph(test=True)).error
         write_json(os.path.join(run.monitor_path, SUMMARY_NAME), summary)
     finally:
         train_loader.close()
@@ -177,6 +187,41 @@ def search(args):
     return arch
 
 
+def search_seeds(args):
+    """--seeds: one search per seed into <monitor>/seed_<s>/; with --select-epochs, the selection."""
+    save_config(args, args.monitor_path)
+    arch_files = {}
+    for seed in args.seeds:
+        seed_args = per_seed_args(args, seed)
+        seed_args.model_arch_name = os.path.join(seed_args.monitor_path, FINAL_ARCH)
+        print(f"seed {seed}: searching into {seed_args.monitor_path}", flush=True)
+        search(seed_args)
+        arch_files[f"seed_{seed}"] = seed_args.model_arch_name
+    if args.select_epochs is None:
+        return None
+
+    data = load_dataset(args.dataset, args.data_dir)
+    settings = {"num_classes": data.num_classes, "channels": args.output_filter, "num_cells": args.num_cells,
+                "epochs": args.select_epochs, "batch_size": args.batch_size, "lr": args.lr, "lr_min": args.lr_min,
+                "momentum": args.momentum, "weight_decay": args.weight_decay, "grad_clip": args.grad_clip,
+                "cutout_length": args.cutout_length if args.cutout else 0, "hflip": data.hflip, "seed": args.seed}
+    candidates = {name: load_architecture(path) for name, path in arch_files.items()}
+    # The training images only: whatever the selection does, it cannot see the test set.
+    ranking, sizes = select_architecture(candidates, data.train_x, data.train_y, data.mean, data.std, settings,
+                                         args.train_portion)
+    for entry in ranking:
+        entry["architecture"] = arch_files[entry["candidate"]]
+    winner = ranking[0]
+    selection = {"select_epochs": args.select_epochs, "channels": args.output_filter, "num_cells": args.num_cells,
+                 **sizes, "ranking": ranking, "winner": winner["candidate"], "written_to": args.model_arch_name}
+    path = os.path.join(args.monitor_path, SELECTION_NAME)
+    write_json(path, selection)
+    save_architecture(candidates[winner["candidate"]], args.model_arch_name)
+    print(f"selection written to {path}; {winner['candidate']} wins with held-out error "
+          f"{winner['held_out_error']:.4f}; its architecture written to {args.model_arch_name}")
+    return selection
+
+
 def main(argv=None):
     args = parse_args(search_parser(), argv)
     with fail_cleanly():
@@ -184,8 +229,10 @@ def main(argv=None):
             derive_from_history(os.path.join(args.monitor_path, ALPHA_HISTORY), args.alpha_epoch,
                                 args.model_arch_name, args.derivation)
             print(f"architecture of epoch {args.alpha_epoch} written to {args.model_arch_name}")
+        elif args.seeds is not None:
+            return search_seeds(args)
         else:
-            search(args)
+            return search(args)
 
 
 if __name__ == "__main__":

@@ -3,32 +3,38 @@
     python darts_train.py --model-arch-name DARTS_V2 --dataset digits --epoch 10 -m runs/train
     python darts_train.py --model-arch-name DARTS_V2 --summary          # size and MACs, reads no data
     python darts_train.py --model-arch-name arch.json --evaluate runs/train/final_params.h5 -m runs/eval
+    python darts_train.py --model-arch-name DARTS_V2 --dataset digits --epoch 10 --seeds 0,1,2 -m runs/seeds
+    python darts_train.py --model-arch-name arch.json --export runs/train/final_params.h5 --format nnp -m runs/export
 
 The defaults train the paper's network: 20 cells, C = --output-filter + --additional-filters-on-retrain
 = 36, batch 96, 600 epochs. Outputs, in the monitor directory unless said otherwise:
 
-- config.yaml (the resolved settings) and the MonitorSeries files of SERIES, one line per epoch;
-  "Training loss" is the objective trained on, cross-entropy plus the weighted auxiliary loss;
+- config.yaml (the resolved settings) and the MonitorSeries files of SERIES (and VALIDATION_SERIES with
+  --train-portion), one line per epoch; "Training loss" is the objective trained on, cross-entropy plus
+  the weighted auxiliary loss;
 - checkpoint.npz after every epoch (in --model-save-path), which --resume continues from;
 - params_epoch_<NNN>.h5 every --save-interval epochs and final_params.h5 at the end, in
   --model-save-path (default: the monitor directory): every parameter of the network, batch-norm
   statistics and auxiliary head included, as written by nn.save_parameters;
 - summary.json (utils.training.model_stats.SUMMARY_KEYS): weights without and with the auxiliary head, MACs of one image at
-  test time, and the last and best test errors as fractions (null before the first epoch);
-- evaluation.json with --evaluate: the test error of the given parameters;
+  test time, and the errors of utils.training.error_record as fractions (null before the first epoch):
+  the final test error is the headline, the lowest one is best_test_error_oracle (picked on the test set);
+- with --train-portion P: training on P of the training set, validation on the rest every epoch, and
+  best_params.h5 (in --model-save-path), the parameters of the epoch with the lowest validation error;
+- with --seeds S1,S2,...: one such run per seed in seed_<s>/, then aggregate.json and a printed table
+  (utils.training.protocol: mean, sample std, n and per-seed values);
+- evaluation.json with --evaluate: the test error and top-5 error of the given parameters;
+- model.nnp or model.onnx with --export: the inference network with the given parameters;
 - DARTS_arch.json: the architecture trained, so the run's cell diagrams can be drawn from its directory.
 """
 import logging
 import os
-import sys
 
 # nnabla logs at INFO from its import on (every extension and data iterator it creates); a run's own
 # lines are what matter, from whatever directory it starts.
 logging.getLogger("nnabla").setLevel(logging.WARNING)
 
 import nnabla as nn
-import numpy as np
-from tqdm import tqdm
 
 from args import parse_args, save_config, train_parser
 from models.eval_network import (AUX_SCOPE, CIFAR, IMAGENET, DropPath, build_test_graph, build_train_graph,
@@ -38,18 +44,22 @@ from models.graph import feed, forward_backward
 from utils.data.sources import open_source, source_info
 from utils.pictures.run_pictures import FINAL_ARCH
 from utils.training.context import set_context
-from utils.training.evaluation import RunningMean, classification_error, test_metrics
+from utils.training.error_record import error_figures, record_epoch
+from utils.training.evaluation import batch_scores
+from utils.training.export import export_network
 from utils.training.model_stats import describe_size, network_summary
+from utils.training.network_training import train_epoch
 from utils.training.optim import SGD, cosine_lr, exponential_lr
 from utils.training.parameter_files import load_parameter_file
+from utils.training.protocol import AGGREGATE_NAME, aggregate_runs, format_table, per_seed_args
 from utils.training.run import EPOCH_TIME, Run, fail_cleanly, seed_everything, write_json
 
 SERIES = ("Training loss", "Training error", "Test loss", "Test error", "Test top5 error", EPOCH_TIME)
+VALIDATION_SERIES = ("Validation loss", "Validation error")
 SUMMARY_NAME = "summary.json"
 EVALUATION_NAME = "evaluation.json"
 FINAL_PARAMS_NAME = "final_params.h5"
-# Keeps the drop-path noise apart from the data pipeline's shuffling (0) and augmentation (1) streams.
-_DROP_PATH_STREAM = 2
+BEST_PARAMS_NAME = "best_params.h5"
 
 
 def epoch_params_name(epoch):
@@ -95,38 +105,34 @@ def evaluate(args, arch):
     graph = build_test_graph(arch, shape, source.num_classes, network_channels(args), args.num_cells,
                              ends=network_ends(args))
     load_parameter_file(args.evaluate, nn.get_parameters(grad_only=False), AUX_SCOPE)
-    metrics = test_metrics(graph, source.test_batches(args.batch_size))
+    scores = batch_scores(graph, source.test_batches(args.batch_size))
     os.makedirs(args.monitor_path, exist_ok=True)
     path = os.path.join(args.monitor_path, EVALUATION_NAME)
-    write_json(path, {"parameters": args.evaluate, "test_error": metrics["error"],
-                      "top5_error": metrics["top5_error"], "test_loss": metrics["loss"],
-                      "test_images": metrics["images"]})
-    print(f"test error {metrics['error']:.4f}  top-5 error {metrics['top5_error']:.4f}  loss {metrics['loss']:.4f}  "
-          f"({metrics['images']} images)  written to {path}")
-    return metrics["error"]
+    write_json(path, {"parameters": args.evaluate, "test_error": scores.error, "top5_error": scores.top5_error,
+                      "test_loss": scores.loss, "test_images": scores.images})
+    print(f"test error {scores.error:.4f}  top-5 error {scores.top5_error:.4f}  loss {scores.loss:.4f}  "
+          f"({scores.images} images)  written to {path}")
+    return scores.error
 
 
-def train_epoch(graph, loader, optimizer, drop_path, seed, epoch, desc):
-    """One epoch of SGD steps; returns the mean training loss and error."""
-    loss, error = RunningMean(), RunningMean()
-    bar = tqdm(range(loader.steps_per_epoch), desc=desc, leave=False, disable=not sys.stderr.isatty())
-    for step in bar:
-        batch = loader.next()
-        feed(graph, batch)
-        if drop_path is not None:
-            drop_path.resample(np.random.default_rng([seed, _DROP_PATH_STREAM, epoch, step]))
-        optimizer.zero_grad()
-        forward_backward(graph)
-        optimizer.step()
-        loss.add(float(graph.loss.d))
-        error.add(classification_error(graph.logits.d, batch[1]))
-        bar.set_postfix(loss=f"{loss.mean:.3f}", acc=f"{1 - error.mean:.3f}")
-    return loss.mean, error.mean
+def export(args, arch):
+    """--export PARAMS.h5: the inference network with these parameters as <monitor>/model.<format>."""
+    shape, num_classes = source_info(args.dataset, args.image_size)
+    graph = build_test_graph(arch, (1,) + shape, num_classes, network_channels(args), args.num_cells,
+                             ends=network_ends(args))
+    load_parameter_file(args.export, nn.get_parameters(grad_only=False), AUX_SCOPE)
+    os.makedirs(args.monitor_path, exist_ok=True)
+    path = os.path.join(args.monitor_path, f"model.{args.format}")
+    export_network(graph.x, graph.logits, path)
+    print(f"inference network written to {path} (input 'x' {graph.x.shape[1:]}, output 'y': logits)")
+    return path
 
 
 def train(args, arch):
-    source = open_source(args.dataset, args.data_dir, args.image_size, args.num_workers)
-    run = Run(args.monitor_path, args.model_save_path, args.epoch, SERIES)
+    validated = args.train_portion is not None
+    source = open_source(args.dataset, args.data_dir, args.image_size, args.num_workers, args.train_portion,
+                         args.seed)
+    run = Run(args.monitor_path, args.model_save_path, args.epoch, SERIES + (VALIDATION_SERIES if validated else ()))
     save_config(args, run.monitor_path)
     save_architecture(arch, os.path.join(run.monitor_path, FINAL_ARCH))
     source.describe(run.monitor_path)
@@ -143,16 +149,17 @@ def train(args, arch):
     network_state = nn.get_parameters(grad_only=False)  # weights and batch-norm statistics
     optimizer = SGD(nn.get_parameters(grad_only=True), args.lr, args.momentum, args.weight_decay,
                     args.grad_clip)
-    summary = network_summary(test_graph.logits)
+    summary = network_summary(test_graph.logits, validated)
     print(describe_size(summary))
 
     meta = run.start(network_state, {"weights": optimizer.solver}, args.resume)
     if meta is not None:
         optimizer.resume_learning_rate(meta["lr"])
-        summary["final_test_error"] = meta["final_test_error"]
-        summary["best_test_error"] = meta["best_test_error"]
+        summary.update(meta["errors"])
     write_json(summary_path, summary)
 
+    if validated:
+        print(f"training on {len(source.train_idx)} images, validating on {len(source.valid_idx)}")
     loader = source.train_loader(args.batch_size, args.seed, run.start_epoch,
                                  cutout_length=args.cutout_length if args.cutout else 0)
     try:
@@ -162,34 +169,56 @@ def train(args, arch):
                 drop_path.set_prob(drop_path_schedule(epoch, args.epoch, args.drop_path_prob))
             train_loss, train_error = train_epoch(train_graph, loader, optimizer, drop_path, args.seed,
                                                   epoch, f"train epoch {epoch + 1}/{args.epoch}")
-            test = test_metrics(test_graph, source.test_batches(args.batch_size))
-            test_loss, test_error = test["loss"], test["error"]
-
-            best = summary["best_test_error"]
-            summary["final_test_error"] = test_error
-            summary["best_test_error"] = test_error if best is None else min(best, test_error)
+            test = batch_scores(test_graph, source.test_batches(args.batch_size))
+            values = {"Training loss": train_loss, "Training error": train_error, "Test loss": test.loss,
+                      "Test error": test.error, "Test top5 error": test.top5_error}
+            message = (f"lr {optimizer.lr:.5f}  train loss {train_loss:.4f} err {train_error:.4f}  "
+                       f"test loss {test.loss:.4f} err {test.error:.4f} top-5 {test.top5_error:.4f}")
+            valid = None
+            if validated:
+                valid = batch_scores(test_graph, source.validation_batches(args.batch_size))
+                values.update({"Validation loss": valid.loss, "Validation error": valid.error})
+                message += f"  valid err {valid.error:.4f}"
+            if record_epoch(summary, epoch, test, valid):
+                nn.save_parameters(os.path.join(run.save_dir, BEST_PARAMS_NAME), network_state)
             if (epoch + 1) % args.save_interval == 0:
                 nn.save_parameters(os.path.join(run.save_dir, epoch_params_name(epoch + 1)), network_state)
             write_json(summary_path, summary)
-            run.end_epoch(epoch, {"Training loss": train_loss, "Training error": train_error,
-                                  "Test loss": test_loss, "Test error": test_error,
-                                  "Test top5 error": test["top5_error"]},
-                          meta={"lr": optimizer.lr, "final_test_error": summary["final_test_error"],
-                                "best_test_error": summary["best_test_error"]},
-                          message=f"lr {optimizer.lr:.5f}  train loss {train_loss:.4f} err {train_error:.4f}  "
-                                  f"test loss {test_loss:.4f} err {test_error:.4f} top-5 {test['top5_error']:.4f}")
+            run.end_epoch(epoch, values, message=message,
+                          meta={"lr": optimizer.lr, "errors": error_figures(summary)})
     finally:
         loader.close()
 
     final_path = os.path.join(run.save_dir, FINAL_PARAMS_NAME)
     nn.save_parameters(final_path, network_state)
-    print(f"parameters written to {final_path}; final test error {summary['final_test_error']}, "
-          f"best {summary['best_test_error']}")
+    print(f"parameters written to {final_path}; final test error {summary['final_test_error']} "
+          f"(lowest over the epochs, an oracle: {summary['best_test_error_oracle']})")
+    if validated:
+        print(f"best validation error {summary['best_valid_error']} after epoch {summary['best_valid_epoch']}, "
+              f"test error then {summary['test_error_at_best_valid']}; its parameters are {BEST_PARAMS_NAME}")
     return summary
 
 
+def train_seeds(args, arch):
+    """--seeds: one training per seed into <monitor>/seed_<s>/, then aggregate.json and the table."""
+    save_config(args, args.monitor_path)
+    summaries = {}
+    for seed in args.seeds:
+        seed_args = per_seed_args(args, seed)
+        print(f"seed {seed}: training into {seed_args.monitor_path}", flush=True)
+        nn.clear_parameters()
+        summaries[seed] = train(seed_args, arch)
+    aggregate = aggregate_runs(summaries)
+    path = os.path.join(args.monitor_path, AGGREGATE_NAME)
+    write_json(path, aggregate)
+    print(format_table(aggregate))
+    print(f"written to {path}")
+    return aggregate
+
+
 def main(argv=None):
-    """Runs the script; returns the summary dict (training, --summary) or the test error (--evaluate)."""
+    """Runs the script; returns the summary dict (training, --summary), the test error (--evaluate), the
+    aggregate dict (--seeds) or the exported file's path (--export)."""
     args = parse_args(train_parser(), argv)
     with fail_cleanly():
         arch = load_architecture(args.model_arch_name)
@@ -201,6 +230,10 @@ def main(argv=None):
             return summarise(args, arch)
         if args.evaluate is not None:
             return evaluate(args, arch)
+        if args.export is not None:
+            return export(args, arch)
+        if args.seeds is not None:
+            return train_seeds(args, arch)
         return train(args, arch)
 
 

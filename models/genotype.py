@@ -399,6 +399,39 @@ NAMED_ARCHITECTURES = {
                    [("max_pool_3x3", 0), ("skip_connect", 2)], [("skip_connect", 2), ("max_pool_3x3", 1)]]),
 }
 
+# quark0 and naszilla name the paper's second-order cell DARTS.
+NAMED_ARCHITECTURES["DARTS"] = NAMED_ARCHITECTURES["DARTS_V2"]
+NAMED_ARCHITECTURES.update({
+    # naszilla/darts: the best cells found by BANANAS and by ASHA (200 architectures).
+    "BANANAS": _named(
+        normal=[[("sep_conv_3x3", 1), ("skip_connect", 0)], [("sep_conv_5x5", 2), ("sep_conv_5x5", 0)],
+                [("skip_connect", 0), ("sep_conv_5x5", 2)], [("sep_conv_3x3", 0), ("skip_connect", 2)]],
+        reduction=[[("sep_conv_3x3", 1), ("max_pool_3x3", 0)], [("max_pool_3x3", 0), ("none", 1)],
+                   [("dil_conv_3x3", 2), ("sep_conv_5x5", 3)], [("sep_conv_5x5", 4), ("sep_conv_3x3", 1)]]),
+    "ASHA200": _named(
+        normal=[[("skip_connect", 1), ("dil_conv_3x3", 0)], [("sep_conv_3x3", 1), ("skip_connect", 0)],
+                [("none", 1), ("max_pool_3x3", 0)], [("skip_connect", 1), ("dil_conv_3x3", 0)]],
+        reduction=[[("max_pool_3x3", 1), ("avg_pool_3x3", 0)], [("sep_conv_5x5", 1), ("skip_connect", 2)],
+                   [("max_pool_3x3", 3), ("none", 1)], [("skip_connect", 0), ("sep_conv_5x5", 4)]]),
+    # The NASNet-A and AmoebaNet-A cells as quark0 writes them: five nodes, some outside the output.
+    "NASNet": _named(
+        normal=[[("sep_conv_5x5", 1), ("sep_conv_3x3", 0)], [("sep_conv_5x5", 0), ("sep_conv_3x3", 0)],
+                [("avg_pool_3x3", 1), ("skip_connect", 0)], [("avg_pool_3x3", 0), ("avg_pool_3x3", 0)],
+                [("sep_conv_3x3", 1), ("skip_connect", 1)]],
+        reduction=[[("sep_conv_5x5", 1), ("sep_conv_7x7", 0)], [("max_pool_3x3", 1), ("sep_conv_7x7", 0)],
+                   [("avg_pool_3x3", 1), ("sep_conv_5x5", 0)], [("skip_connect", 3), ("avg_pool_3x3", 2)],
+                   [("sep_conv_3x3", 2), ("max_pool_3x3", 1)]],
+        normal_concat=[2, 3, 4, 5, 6], reduction_concat=[4, 5, 6]),
+    "AmoebaNet": _named(
+        normal=[[("avg_pool_3x3", 0), ("max_pool_3x3", 1)], [("sep_conv_3x3", 0), ("sep_conv_5x5", 2)],
+                [("sep_conv_3x3", 0), ("avg_pool_3x3", 3)], [("sep_conv_3x3", 1), ("skip_connect", 1)],
+                [("skip_connect", 0), ("avg_pool_3x3", 1)]],
+        reduction=[[("avg_pool_3x3", 0), ("sep_conv_3x3", 1)], [("max_pool_3x3", 0), ("sep_conv_7x7", 2)],
+                   [("sep_conv_7x7", 0), ("avg_pool_3x3", 1)], [("max_pool_3x3", 0), ("max_pool_3x3", 1)],
+                   [("conv_7x1_1x7", 0), ("sep_conv_3x3", 5)]],
+        normal_concat=[4, 5, 6], reduction_concat=[3, 4, 6]),
+})
+
 
 def _from_text(text, source):
     stripped = text.strip()

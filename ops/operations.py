@@ -88,6 +88,15 @@ def sep_conv(x, c_out, stride, mode, kernel):
     return x
 
 
+def conv_7x1_1x7(x, c_out, stride, mode):
+    """ReLU, a 1x7 conv strided along the width, a 7x1 conv strided along the height, BN (NASNet's factorised 7x7)."""
+    x = PF.convolution(F.relu(x), c_out, (1, 7), pad=(0, 3), stride=(1, stride), with_bias=False,
+                       fix_parameters=mode.frozen, name="conv_1x7")
+    x = PF.convolution(x, c_out, (7, 1), pad=(3, 0), stride=(stride, 1), with_bias=False,
+                       fix_parameters=mode.frozen, name="conv_7x1")
+    return batch_norm(x, mode)
+
+
 def max_pool(x, c_out, stride, mode):
     return F.max_pooling(x, (3, 3), stride=(stride, stride), pad=(1, 1), ignore_border=True)
 
@@ -125,6 +134,9 @@ OPS = (
     Op("avg_pool_3x3", avg_pool, "pool"),
     Op("skip_connect", identity, "identity"),
     Op("none", zero, "zero"),
+    # Outside the search space, for the cells of NASNet and AmoebaNet.
+    Op("sep_conv_7x7", _with_kernel(sep_conv, 7), "conv"),
+    Op("conv_7x1_1x7", conv_7x1_1x7, "conv"),
 )
 OP_NAMES = tuple(op.name for op in OPS)
 ZERO_OP = OP_NAMES.index("none")

@@ -9,6 +9,7 @@ from models.genotype import (EDGES, NAMED_ARCHITECTURES, NODES, OP_NAMES, ZERO_O
                              ArchitectureError, derive_architecture, derive_cell, from_json_dict,
                              load_architecture, parse_genotype_string, save_architecture,
                              to_genotype_string, to_json_dict, validate_cell)
+from ops.operations import SEARCH_OPS
 
 DIL3, DIL5, SEP3, SEP5, MAX, AVG, SKIP, NONE = range(8)
 
@@ -19,7 +20,7 @@ def row(input_node, node):
 
 def alpha_with(*settings):
     """A zero (14, 8) alpha with alpha[edge(input, node), op] = value for each (input, node, op, value)."""
-    alpha = np.zeros((len(EDGES), len(OP_NAMES)))
+    alpha = np.zeros((len(EDGES), len(SEARCH_OPS)))
     for input_node, node, op_id, value in settings:
         alpha[row(input_node, node), op_id] = value
     return alpha
@@ -33,7 +34,7 @@ def reference_derive(alpha):
         for input_node in range(node):
             logits = alpha[row(input_node, node)]
             probs = np.exp(logits) / np.exp(logits).sum()
-            best_op = max((op for op in range(len(OP_NAMES)) if op != ZERO_OP), key=lambda op: probs[op])
+            best_op = max((op for op in SEARCH_OPS if op != ZERO_OP), key=lambda op: probs[op])
             candidates.append((probs[best_op], input_node, best_op))
         candidates.sort(key=lambda c: -c[0])
         cell[node] = tuple((op, input_node) for _, input_node, op in candidates[:2])
@@ -220,7 +221,7 @@ def test_none_op_is_accepted_in_data():
 
 
 @pytest.mark.parametrize("text, message", [
-    (DARTS_V1_FLAT.replace("'sep_conv_3x3', 1", "'sep_conv_7x7', 1", 1), "unknown op name 'sep_conv_7x7'"),
+    (DARTS_V1_FLAT.replace("'sep_conv_3x3', 1", "'sep_conv_9x9', 1", 1), "unknown op name 'sep_conv_9x9'"),
     (DARTS_V1_FLAT.replace("normal_concat=[2, 3, 4, 5]", "normal_concat=[2, 3, 4, 5, 6]"), "normal_concat"),
     (DARTS_V2_NESTED.replace("reduce_concat=range(2, 6)", "reduce_concat=range(6, 6)"), "reduce_concat"),
     (DARTS_V1_FLAT.replace("('skip_connect', 2)]", "]", 1), "7 pairs"),
@@ -260,7 +261,7 @@ def _set_entry(data, cell, node, index, value):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda d: _set_entry(d, "arch_normal", "2", 0, [8, 0]), "arch_normal node 2 entry 0 [8, 0]: unknown op id 8"),
+    (lambda d: _set_entry(d, "arch_normal", "2", 0, [10, 0]), "arch_normal node 2 entry 0 [10, 0]: unknown op id 10"),
     (lambda d: _set_entry(d, "arch_normal", "3", 1, [-1, 0]), "unknown op id -1"),
     (lambda d: _set_entry(d, "arch_reduction", "2", 1, [4, 2]), "arch_reduction node 2 entry 1 [4, 2]: input node 2 is not an earlier node"),
     (lambda d: _set_entry(d, "arch_normal", "2", 0, [4, 5]), "input node 5 is not an earlier node"),
@@ -290,8 +291,8 @@ def test_json_defects(make, message):
 
 def test_defect_in_file_names_the_entry(tmp_path):
     path = tmp_path / "arch.json"
-    path.write_text(json.dumps(_set_entry(v2_json(), "arch_normal", "4", 1, [9, 0])))
-    with pytest.raises(ArchitectureError, match=r"arch_normal node 4 entry 1 \[9, 0\]: unknown op id 9"):
+    path.write_text(json.dumps(_set_entry(v2_json(), "arch_normal", "4", 1, [11, 0])))
+    with pytest.raises(ArchitectureError, match=r"arch_normal node 4 entry 1 \[11, 0\]: unknown op id 11"):
         load_architecture(str(path))
 
 
@@ -299,7 +300,7 @@ def test_architecture_constructor_validates():
     cell = {node: [(SEP3, 0), (SEP3, 1)] for node in NODES}
     assert Architecture(normal=cell, reduction=cell).normal[2] == ((SEP3, 0), (SEP3, 1))
     with pytest.raises(ArchitectureError, match="reduction node 5 entry 0"):
-        Architecture(normal=cell, reduction={**cell, 5: [(ZERO_OP + 1, 0)]})
+        Architecture(normal=cell, reduction={**cell, 5: [(len(OP_NAMES), 0)]})
     assert validate_cell(cell, "c") == {node: ((SEP3, 0), (SEP3, 1)) for node in NODES}
 
 

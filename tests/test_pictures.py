@@ -7,6 +7,7 @@ import pytest
 import darts_plot
 from models.genotype import (EDGES, NAMED_ARCHITECTURES, OP_NAMES, load_architecture,
                              save_architecture, to_genotype_string)
+from ops.operations import SEARCH_OPS
 from utils.pictures import cell_diagram
 from utils.pictures.alpha_plot import AlphaHistoryError, load_alpha_history, op_weights, plot_alpha_history
 from utils.pictures.curves import SeriesError, find_series, plot_curves, read_series
@@ -52,9 +53,9 @@ def fake_alpha_history(epochs=20, seed=0):
     rng = np.random.RandomState(seed)
     history = {}
     for cell_type, favourite in (("normal", 2), ("reduction", 4)):
-        drift = 0.05 * rng.randn(len(EDGES), len(OP_NAMES))
+        drift = 0.05 * rng.randn(len(EDGES), len(SEARCH_OPS))
         drift[:, favourite] += 0.08
-        start = 1e-3 * rng.randn(len(EDGES), len(OP_NAMES))
+        start = 1e-3 * rng.randn(len(EDGES), len(SEARCH_OPS))
         history[cell_type] = np.stack([start + t * drift for t in range(epochs + 1)])
     return history
 
@@ -176,14 +177,14 @@ def test_alpha_plot_shows_the_softmax_weight_of_every_op_on_every_edge(tmp_path)
     assert_png(out)
     edge_axes = [ax for ax in figure.axes if ax.get_lines()]
     assert len(edge_axes) == 2 * len(EDGES)
-    assert all(len(ax.get_lines()) == len(OP_NAMES) for ax in edge_axes)
+    assert all(len(ax.get_lines()) == len(SEARCH_OPS) for ax in edge_axes)
     # The first normal-cell panel is edge c_{k-2} -> node 0; its sep_conv_3x3 line is that op's weight.
     first = edge_axes[0]
     assert first.get_title() == "$c_{k-2}$ → 0"
     expected = op_weights(history["normal"])[:, 0, OP_NAMES.index("sep_conv_3x3")]
     np.testing.assert_allclose(first.get_lines()[OP_NAMES.index("sep_conv_3x3")].get_ydata(), expected)
     legend_texts = [text.get_text() for ax in figure.axes if ax.get_legend() for text in ax.get_legend().get_texts()]
-    assert legend_texts == list(OP_NAMES) * 2
+    assert legend_texts == [OP_NAMES[op] for op in SEARCH_OPS] * 2
 
 
 @pytest.mark.parametrize("make, message", [

@@ -55,7 +55,7 @@ def test_training_writes_series_summary_parameters_and_config(two_epochs):
     assert 0 < summary["params"] < summary["params_total"]
     assert summary["macs"] > summary["params"]
     assert summary["final_test_error"] == pytest.approx(errors[-1], abs=1e-6)
-    assert summary["best_test_error"] == pytest.approx(errors.min(), abs=1e-6)
+    assert summary["best_test_error_oracle"] == pytest.approx(errors.min(), abs=1e-6)
     for name in (epoch_params_name(1), epoch_params_name(2), FINAL_PARAMS_NAME, "checkpoint.npz"):
         assert (two_epochs / name).is_file(), name
     saved = read_h5(two_epochs / FINAL_PARAMS_NAME)
@@ -126,8 +126,8 @@ def test_every_architecture_form_builds_the_same_network(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    ('{"arch_normal": {"2": [[9, 0], [2, 1]], "3": [[2, 0]], "4": [[2, 0]], "5": [[2, 0]]}, '
-     '"arch_reduction": {"2": [[4, 0]], "3": [[4, 0]], "4": [[4, 0]], "5": [[4, 0]]}}', "unknown op id 9"),
+    ('{"arch_normal": {"2": [[12, 0], [2, 1]], "3": [[2, 0]], "4": [[2, 0]], "5": [[2, 0]]}, '
+     '"arch_reduction": {"2": [[4, 0]], "3": [[4, 0]], "4": [[4, 0]], "5": [[4, 0]]}}', "unknown op id 12"),
     ("this is not an architecture", "neither architecture JSON nor"),
     (None, "does not exist"),
 ])

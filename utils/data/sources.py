@@ -6,24 +6,36 @@ close(), and test batches as (x, y, n_valid) with the last batch padded.
 """
 import os
 
+import numpy as np
+
 from utils.data import imagenet
 from utils.data.datasets import DataError, dataset_info, load_dataset
-from utils.data.pipeline import BatchLoader, eval_batches
+from utils.data.pipeline import BatchLoader, eval_batches, split_indices
 
 IMAGENET = "imagenet"
 IMAGENET_CLASSES = 1000
 
 
 class ArraySource:
-    def __init__(self, data):
+    """train_portion P (optional): train on a seeded P of the training set, validate on the rest."""
+
+    def __init__(self, data, train_portion=None, seed=0):
         self.data = data
         self.input_shape = data.train_x.shape[1:]
         self.num_classes = data.num_classes
+        self.train_idx = np.arange(len(data.train_y))
+        self.valid_idx = None
+        if train_portion is not None:
+            self.train_idx, self.valid_idx = split_indices(len(data.train_y), train_portion, seed)
 
     def train_loader(self, batch_size, seed, start_epoch, cutout_length):
-        data = self.data
-        return BatchLoader(data.train_x, data.train_y, batch_size, data.mean, data.std, augment=True,
+        data, idx = self.data, self.train_idx
+        return BatchLoader(data.train_x[idx], data.train_y[idx], batch_size, data.mean, data.std, augment=True,
                            hflip=data.hflip, cutout_length=cutout_length, seed=seed, start_epoch=start_epoch)
+
+    def validation_batches(self, batch_size):
+        data, idx = self.data, self.valid_idx
+        return eval_batches(data.train_x[idx], data.train_y[idx], batch_size, data.mean, data.std)
 
     def test_batches(self, batch_size):
         return eval_batches(self.data.test_x, self.data.test_y, batch_size, self.data.mean, self.data.std)
@@ -59,10 +71,12 @@ class ImageFolderSource:
         imagenet.write_class_list(self.folder.classes, monitor_path)
 
 
-def open_source(dataset, data_dir, image_size, num_workers):
+def open_source(dataset, data_dir, image_size, num_workers, train_portion=None, seed=0):
     if dataset == IMAGENET:
+        if train_portion is not None:
+            raise DataError("--train-portion is not offered for imagenet, which has its own val/ tree")
         return ImageFolderSource(os.path.expanduser(data_dir), image_size, num_workers)
-    return ArraySource(load_dataset(dataset, data_dir))
+    return ArraySource(load_dataset(dataset, data_dir), train_portion, seed)
 
 
 def source_info(dataset, image_size):

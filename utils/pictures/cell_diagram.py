@@ -19,7 +19,8 @@ _FONT = "Helvetica"
 _INPUT_LABELS = ("<c<sub>k-2</sub>>", "<c<sub>k-1</sub>>")
 _OUTPUT_LABEL = "<c<sub>k</sub>>"
 # The colours of matplotlib's default cycle, by op id, so an edge has the colour of its op in alphas.png.
-OP_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+OP_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+             "#bcbd22", "#17becf")
 _notice_printed = False
 
 

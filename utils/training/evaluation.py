@@ -1,6 +1,9 @@
-"""Classification metrics: running means of batch figures, and the loss and error over a whole test set."""
+"""Classification metrics: running means of batch figures, and the loss and errors over a whole image set."""
+from collections import namedtuple
+
 import numpy as np
 
+from utils.data.pipeline import eval_batches
 
 
 def classification_error(logits, labels):
@@ -34,14 +37,34 @@ class RunningMean:
         return self.total / max(self.count, 1)
 
 
-def test_metrics(graph, batches):
-    """Mean cross-entropy, top-1 and top-5 error over (x, y, n_valid) batches; padding is not counted."""
+# Mean cross-entropy, top-1 error and top-5 error of a set of images (as fractions), and their number.
+Scores = namedtuple("Scores", "loss error top5_error images")
+TOP5 = 5
+
+
+def batch_scores(graph, batches):
+    """Scores of a test graph over (x, y, n_valid) batches; padding in the last batch is not counted.
+
+    With 5 classes or fewer the top-5 error is 0: every label is among the 5 largest logits.
+    """
     loss, error, top5 = RunningMean(), RunningMean(), RunningMean()
     for x, y, n_valid in batches:
         graph.x.d, graph.y.d = x, y
         graph.logits.forward(clear_buffer=True)
-        logits, labels = graph.logits.d[:n_valid], y[:n_valid]
-        loss.add(float(cross_entropy_per_sample(logits, labels).mean()), n_valid)
-        error.add(classification_error(logits, labels), n_valid)
-        top5.add(top_k_misses(logits, labels, min(5, logits.shape[1])) / n_valid, n_valid)
-    return {"loss": loss.mean, "error": error.mean, "top5_error": top5.mean, "images": error.count}
+        logits, batch_labels = graph.logits.d[:n_valid], y[:n_valid]
+        loss.add(float(cross_entropy_per_sample(logits, batch_labels).mean()), n_valid)
+        error.add(classification_error(logits, batch_labels), n_valid)
+        k = min(TOP5, logits.shape[1])
+        top5.add(top_k_misses(logits, batch_labels, k) / n_valid, n_valid)
+    return Scores(loss.mean, error.mean, top5.mean, error.count)
+
+
+def image_set_scores(graph, images_u8, labels, batch_size, mean, std):
+    """Scores of a test graph over every image of an in-memory set once."""
+    return batch_scores(graph, eval_batches(images_u8, labels, batch_size, mean, std))
+
+
+def test_scores(graph, data, batch_size):
+    """Scores over the whole test set of a utils.data.datasets.Dataset."""
+    return image_set_scores(graph, data.test_x, data.test_y, batch_size, data.mean, data.std)
+

@@ -12,8 +12,9 @@ import nnabla as nn
 import numpy as np
 
 from models.eval_network import AUX_SCOPE
+from utils.training.error_record import TEST_KEYS, empty_errors
 
-SUMMARY_KEYS = ("params", "params_total", "macs", "final_test_error", "best_test_error")
+SUMMARY_KEYS = ("params", "params_total", "macs") + TEST_KEYS
 
 
 def count_parameters(params, exclude_scope=None):
@@ -60,14 +61,14 @@ def macs_per_image(output):
     return count_macs(output) // output.shape[0]
 
 
-def network_summary(logits, final_test_error=None, best_test_error=None):
-    """SUMMARY_KEYS of the evaluation network whose parameters are registered and whose logits are given."""
+def network_summary(logits, validated=False):
+    """SUMMARY_KEYS of the evaluation network whose parameters are registered and whose logits are given,
+    the errors None (and the validation ones too with `validated`), to be filled in by training."""
     weights = nn.get_parameters(grad_only=True)
     return {"params": count_parameters(weights, exclude_scope=AUX_SCOPE),
             "params_total": count_parameters(weights),
             "macs": macs_per_image(logits),
-            "final_test_error": final_test_error,
-            "best_test_error": best_test_error}
+            **empty_errors(validated)}
 
 
 def describe_size(summary):

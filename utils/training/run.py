@@ -18,6 +18,7 @@ from utils.data.datasets import DataError
 from utils.pictures.run_pictures import draw_run
 from utils.training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from utils.training.context import ContextError
+from utils.training.export import ExportError
 from utils.training.monitoring import EpochSeries
 
 EPOCH_TIME = "Epoch time"
@@ -35,7 +36,7 @@ def fail_cleanly():
     """Turns the errors a user can cause into one line on stderr and exit status 1."""
     try:
         yield
-    except (ArchitectureError, CheckpointError, ContextError, DataError) as err:
+    except (ArchitectureError, CheckpointError, ContextError, DataError, ExportError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:

@@ -1,0 +1,95 @@
+"""darts_search.py --seeds --select-epochs: several searches, then the best cell by held-out training images."""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+import darts_search
+from models.genotype import load_architecture
+from utils.data.datasets import load_dataset
+from utils.training import run as run_module
+from utils.training.selection import select_architecture
+
+TINY = ["--dataset", "digits", "--batch-size", "16", "--num-cells", "1", "--output-filter", "4", "--epoch", "1"]
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def digits_slice():
+    data = load_dataset("digits", "unused")
+    return dataclasses.replace(data, train_x=data.train_x[:96], train_y=data.train_y[:96])
+
+
+@pytest.fixture(scope="module")
+def selected(tmp_path_factory, digits_slice):
+    """Two searches and their selection, on data whose test set is NaN: reading it would show."""
+    poisoned = dataclasses.replace(digits_slice, test_x=np.full(digits_slice.test_x.shape, np.nan),
+                                   test_y=np.full(digits_slice.test_y.shape, -1))
+    monitor = tmp_path_factory.mktemp("selection")
+    patch = pytest.MonkeyPatch()
+    patch.setattr(darts_search, "load_dataset", lambda name, data_dir: poisoned)
+    patch.setattr(run_module, "draw_run", lambda monitor_path: [])  # pictures are not what is tested here
+    try:
+        darts_search.main(TINY + ["--seeds", "5,6", "--select-epochs", "1", "-m", str(monitor),
+                                  "--model-arch-name", str(monitor / "winner.json")])
+    finally:
+        patch.undo()
+    return monitor
+
+
+def settings(data):
+    return {"num_classes": data.num_classes, "channels": 4, "num_cells": 1, "epochs": 1, "batch_size": 16,
+            "lr": 0.025, "lr_min": 0.001, "momentum": 0.9, "weight_decay": 3e-4, "grad_clip": 5.0,
+            "cutout_length": 0, "hflip": data.hflip, "seed": 0}
+
+
+def test_each_seed_searches_into_its_own_directory(selected):
+    for seed in (5, 6):
+        assert (selected / f"seed_{seed}" / "DARTS_arch.json").is_file()
+        assert (selected / f"seed_{seed}" / "alpha_history.npz").is_file()
+    assert load_architecture(str(selected / "seed_5" / "DARTS_arch.json")) != \
+        load_architecture(str(selected / "seed_6" / "DARTS_arch.json"))
+
+
+def test_selection_ranks_by_held_out_error_and_writes_the_winner(selected):
+    selection = read_json(selected / "selection.json")
+    errors = [entry["held_out_error"] for entry in selection["ranking"]]
+    assert errors == sorted(errors) and all(np.isfinite(errors))
+    assert [entry["candidate"] for entry in selection["ranking"]] in (["seed_5", "seed_6"], ["seed_6", "seed_5"])
+    winner = selection["ranking"][0]
+    assert selection["winner"] == winner["candidate"]
+    assert load_architecture(str(selected / "winner.json")) == load_architecture(winner["architecture"])
+    assert selection["train_images"] + selection["held_out_images"] == 96  # the training slice, split
+
+
+def test_selection_never_reads_the_test_set(selected, digits_slice):
+    """The run above had a NaN test set; the same selection on the real data gives the same figures."""
+    candidates = {f"seed_{seed}": load_architecture(str(selected / f"seed_{seed}" / "DARTS_arch.json"))
+                  for seed in (5, 6)}
+    ranking, _ = select_architecture(candidates, digits_slice.train_x, digits_slice.train_y, digits_slice.mean,
+                                     digits_slice.std, settings(digits_slice), train_portion=0.5)
+    written = read_json(selected / "selection.json")["ranking"]
+    assert [(e["candidate"], e["held_out_error"], e["held_out_loss"]) for e in ranking] == \
+        [(e["candidate"], e["held_out_error"], e["held_out_loss"]) for e in written]
+
+
+def test_ties_go_to_the_lower_loss_then_the_earlier_candidate(monkeypatch):
+    from utils.training import selection as selection_module
+    from utils.training.evaluation import Scores
+    scores = {"a": Scores(1.0, 0.5, 0.1), "b": Scores(0.9, 0.5, 0.1), "c": Scores(0.9, 0.5, 0.1), "d": Scores(2.0, 0.4, 0.1)}
+    monkeypatch.setattr(selection_module, "brief_training", lambda arch, *args, **kwargs: scores[arch])
+    ranking, sizes = select_architecture({name: name for name in scores}, np.zeros((10, 1, 8, 8), np.uint8),
+                                         np.arange(10), (0.5,), (0.5,), {"seed": 0}, 0.6)
+    assert [entry["candidate"] for entry in ranking] == ["d", "b", "c", "a"]
+    assert sizes == {"train_images": 6, "held_out_images": 4}
+
+
+def test_select_epochs_needs_several_seeds(tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        darts_search.main(TINY + ["--select-epochs", "2", "-m", str(tmp_path)])
+    assert exit_info.value.code == 2

@@ -1,0 +1,63 @@
+"""Training an evaluation network from scratch: the epoch loop darts_train.py runs, and the brief training
+darts_search.py --select-epochs gives each searched cell."""
+import sys
+
+import nnabla as nn
+import numpy as np
+from tqdm import tqdm
+
+from models.eval_network import build_test_graph, build_train_graph
+from models.graph import feed, forward_backward
+from utils.data.pipeline import BatchLoader
+from utils.training.evaluation import RunningMean, classification_error, image_set_scores
+from utils.training.optim import SGD, cosine_lr
+
+# Keeps the drop-path noise apart from the data pipeline's shuffling (0) and augmentation (1) streams.
+DROP_PATH_STREAM = 2
+
+
+def train_epoch(graph, loader, optimizer, drop_path, seed, epoch, desc):
+    """One epoch of SGD steps; returns the mean training loss and error."""
+    loss, error = RunningMean(), RunningMean()
+    bar = tqdm(range(loader.steps_per_epoch), desc=desc, leave=False, disable=not sys.stderr.isatty())
+    for step in bar:
+        batch = loader.next()
+        feed(graph, batch)
+        if drop_path is not None:
+            drop_path.resample(np.random.default_rng([seed, DROP_PATH_STREAM, epoch, step]))
+        optimizer.zero_grad()
+        forward_backward(graph)
+        optimizer.step()
+        loss.add(float(graph.loss.d))
+        error.add(classification_error(graph.logits.d, batch[1]))
+        bar.set_postfix(loss=f"{loss.mean:.3f}", acc=f"{1 - error.mean:.3f}")
+    return loss.mean, error.mean
+
+
+def brief_training(arch, train_set, held_out_set, settings, desc):
+    """Trains `arch` from scratch on train_set and returns its evaluation.Scores on held_out_set.
+
+    Each set is (images_u8, labels, mean, std). settings: num_classes, channels, num_cells, epochs, batch_size, lr,
+    lr_min, momentum, weight_decay, grad_clip, cutout_length, hflip, seed. The network has neither
+    auxiliary head nor drop path: a short run only has to rank cells. Uses nnabla's global parameter
+    registry, which it clears first.
+    """
+    s = settings
+    images, labels, mean, std = train_set
+    nn.clear_parameters()
+    nn.random.seed(s["seed"])
+    num_classes = s["num_classes"]
+    shape = (s["batch_size"],) + images.shape[1:]
+    graph = build_train_graph(arch, shape, num_classes, s["channels"], s["num_cells"], auxiliary=False, aux_weight=0.0)
+    test_graph = build_test_graph(arch, shape, num_classes, s["channels"], s["num_cells"])
+    optimizer = SGD(nn.get_parameters(grad_only=True), s["lr"], s["momentum"], s["weight_decay"], s["grad_clip"])
+    loader = BatchLoader(images, labels, s["batch_size"], mean, std, augment=True, hflip=s["hflip"],
+                         cutout_length=s["cutout_length"], seed=s["seed"])
+    try:
+        for epoch in range(s["epochs"]):
+            optimizer.set_learning_rate(cosine_lr(epoch, s["epochs"], s["lr"], s["lr_min"]))
+            train_epoch(graph, loader, optimizer, None, s["seed"], epoch, f"{desc} epoch {epoch + 1}/{s['epochs']}")
+    finally:
+        loader.close()
+    held_out_images, held_out_labels, held_out_mean, held_out_std = held_out_set
+    return image_set_scores(test_graph, held_out_images, held_out_labels, s["batch_size"], held_out_mean, held_out_std)

@@ -1,0 +1,68 @@
+"""Repeated runs, as the DARTS paper reports them: one run per seed, then mean ± std over the seeds.
+
+The standard deviation is the sample one (ddof=1, numpy's std(ddof=1)); the DARTS README's
+2.76 ± 0.09 % over 10 runs does not say which one it used.
+"""
+import argparse
+import os
+
+import numpy as np
+
+AGGREGATE_NAME = "aggregate.json"
+# The error figures aggregated over seeds, when the runs have them (see utils.training.error_record).
+AGGREGATED_KEYS = ("final_test_error", "best_test_error_oracle", "final_test_top5_error", "test_error_at_best_valid")
+DDOF = 1
+
+
+def seed_dir(path, seed):
+    return os.path.join(path, f"seed_{seed}")
+
+
+def per_seed_args(args, seed):
+    """The settings of one run of a --seeds run: that seed, and its own directories under the run's.
+
+    --model-arch-name is left as it is; a search puts its own under the seed's directory.
+    """
+    values = dict(vars(args), seed=seed, seeds=None, monitor_path=seed_dir(args.monitor_path, seed))
+    if args.model_save_path is not None:
+        values["model_save_path"] = seed_dir(args.model_save_path, seed)
+    return argparse.Namespace(**values)
+
+
+def statistics(values):
+    """mean, sample std (ddof=1; None for one value) and n of a list of numbers."""
+    values = np.asarray(values, dtype=np.float64)
+    std = float(np.std(values, ddof=DDOF)) if len(values) > 1 else None
+    return {"mean": float(np.mean(values)), "std": std, "ddof": DDOF, "n": int(len(values))}
+
+
+def aggregate_runs(summaries):
+    """{seed: summary.json dict} -> aggregate.json: for each error key every run has, its statistics and
+    per-seed values; and the weights (the same network in every run)."""
+    seeds = list(summaries)
+    params = sorted({summaries[seed]["params"] for seed in seeds})
+    result = {"seeds": seeds, "params": params[0] if len(params) == 1 else params}
+    for key in AGGREGATED_KEYS:
+        values = [summaries[seed].get(key) for seed in seeds]
+        if all(value is not None for value in values):
+            result[key] = {**statistics(values), "per_seed": {str(seed): value for seed, value in zip(seeds, values)}}
+    return result
+
+
+def format_table(aggregate):
+    """The aggregate as a text table of percentages: one row per error, mean ± sample std, n, per seed."""
+    seeds = [str(seed) for seed in aggregate["seeds"]]
+    header = ["error (%)", "mean ± std (ddof=1)", "n"] + [f"seed {seed}" for seed in seeds]
+    rows = []
+    for key in AGGREGATED_KEYS:
+        if key not in aggregate:
+            continue
+        entry = aggregate[key]
+        std = "n/a" if entry["std"] is None else f"{100 * entry['std']:.2f}"
+        rows.append([key, f"{100 * entry['mean']:.2f} ± {std}", str(entry["n"])]
+                    + [f"{100 * entry['per_seed'][seed]:.2f}" for seed in seeds])
+    widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in [header] + rows]
+    params = aggregate["params"]
+    lines.append(f"weights: {params:,}" if isinstance(params, int) else f"weights: {params}")
+    return "\n".join(lines)
