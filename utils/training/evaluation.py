@@ -38,7 +38,7 @@ class RunningMean:
 
 
 # Mean cross-entropy, top-1 error and top-5 error of a set of images (as fractions), and their number.
-Scores = namedtuple("Scores", "loss error top5_error images")
+Scores = namedtuple("Scores", "loss error top5_error images", defaults=(0,))
 TOP5 = 5
 
 
