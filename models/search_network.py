@@ -8,7 +8,7 @@ import nnabla.functions as F
 import nnabla.initializer as I
 
 from models.genotype import EDGES, NODES
-from models.network import edge_stride, network
+from models.network import dense_classifier, edge_stride, network
 from ops.operations import OP_NAMES, POOLING_OPS, SEARCH_OPS, ZERO_OP, OpMode, batch_norm, operation
 
 WEIGHT_SCOPE = "net"
@@ -45,19 +45,27 @@ BUILT_OPS = tuple(op_id for op_id in SEARCH_OPS if op_id != ZERO_OP)
 assert SEARCH_OPS[-1] == ZERO_OP
 
 
-def mixed_op(x, edge_weights, channels, stride, mode):
-    """Sum over ops of weight * op(x), as one (1, ops) x (ops, size) product.
+def candidate_op(op_id, x, channels, stride, mode):
+    """One candidate op of a mixed edge as the search builds it: pooling is followed by batch normalisation."""
+    out = operation(op_id, x, channels, stride, mode)
+    if op_id in POOLING_OPS:
+        with nn.parameter_scope(f"{OP_NAMES[op_id]}_bn"):
+            out = batch_norm(out, mode)
+    return out
 
-    The product is an order of magnitude faster on nnabla's CPU backend than one broadcast multiply
-    per op.
+
+def mixed_op(x, edge_weights, channels, stride, mode):
+    """Sum over ops of weight * op(x), as one matrix product.
+
+    edge_weights is a (1, ops) row shared by the batch, taken as one (1, ops) x (ops, size) product;
+    or a (B, 1, ops) row per sample (models.mixing), taken as (B, 1, ops) x (B, ops, CHW) batched
+    products. The products are an order of magnitude faster on nnabla's CPU backend than one
+    broadcast multiply per op.
     """
-    outputs = []
-    for op_id in BUILT_OPS:
-        out = operation(op_id, x, channels, stride, mode)
-        if op_id in POOLING_OPS:
-            with nn.parameter_scope(f"{OP_NAMES[op_id]}_bn"):
-                out = batch_norm(out, mode)
-        outputs.append(out)
+    outputs = [candidate_op(op_id, x, channels, stride, mode) for op_id in BUILT_OPS]
+    if edge_weights.ndim == 3:
+        stacked = F.reshape(F.stack(*outputs, axis=1), (x.shape[0], len(outputs), -1))
+        return F.reshape(F.batch_matmul(edge_weights, stacked), outputs[0].shape)
     stacked = F.reshape(F.stack(*outputs, axis=0), (len(outputs), -1))
     return F.reshape(F.affine(edge_weights, stacked), outputs[0].shape)
 
@@ -81,16 +89,33 @@ def search_nodes(alpha_weights, mode):
     return build_nodes
 
 
-def search_network(x, alphas, num_classes, channels, num_cells, frozen=False):
+def edge_rows(weights):
+    """Per edge, the (1, 7) row (or (B, 1, 7) rows) of the weights of the ops that are built.
+
+    `weights` is (14, 8) or (B, 14, 8); the zero op, the last column, is left out.
+    """
+    if weights.ndim == 3:
+        return [weights[:, edge:edge + 1, :len(BUILT_OPS)] for edge in range(weights.shape[1])]
+    return [F.reshape(row, (1, -1))[:, :len(BUILT_OPS)] for row in F.split(weights, axis=0)]
+
+
+def softmax_mixing(alphas, batch_size):
+    """DARTS' mixing weights: softmax(alpha) per edge, shared by the batch. {alpha name: edge rows}."""
+    return {name: edge_rows(F.softmax(alpha, axis=1)) for name, alpha in alphas.items()}
+
+
+def search_network(x, alphas, num_classes, channels, num_cells, frozen=False, mixing=softmax_mixing,
+                   classifier=dense_classifier):
     """Logits of the search network for input `x`, in training mode (batch statistics), as in DARTS.
 
     frozen=True builds a graph that computes no weight gradients (see ops.operations.OpMode).
+    `alphas` are two (14, 8) variables, parameters (create_alphas) or the output of a hypernetwork
+    (models.hypernetwork); `mixing(alphas, batch_size)` says how a pass turns them into the mixing
+    weights of its edges (softmax_mixing, or models.mixing's sampled ones). `classifier` is the final
+    layer (models.network).
     """
-    alpha_weights = {}
-    for name, alpha in alphas.items():
-        softmax = F.softmax(alpha, axis=1)
-        # Per edge, a (1, 7) row of the weights of the ops that are built (all but zero, the last).
-        alpha_weights[name] = [F.reshape(row, (1, -1))[:, :len(BUILT_OPS)] for row in F.split(softmax, axis=0)]
     mode = OpMode(affine=False, test=False, frozen=frozen)
+    alpha_weights = mixing(alphas, x.shape[0])
     with nn.parameter_scope(WEIGHT_SCOPE):
-        return network(x, num_classes, channels, num_cells, mode, build_nodes=search_nodes(alpha_weights, mode))
+        return network(x, num_classes, channels, num_cells, mode, build_nodes=search_nodes(alpha_weights, mode),
+                       classifier=classifier)
