@@ -14,6 +14,9 @@ import yaml
 
 CONFIG_FILE_NAME = "config.yaml"
 
+# The data sets whose seeds (var_nas, DADARTS) augment with a random affine map (S-D2).
+AFFINE_AUGMENT_DATASETS = ("mnist", "fashion-mnist")
+
 _TRUE_WORDS = ("true", "1", "yes")
 _FALSE_WORDS = ("false", "0", "no")
 
@@ -74,6 +77,10 @@ def _common_parser(description):
         help="where data sets are downloaded and cached")
     add("--cutout-length", type=int, default=16,
         help="side of the square cutout mask")
+    add("--augment", choices=["darts", "affine"], default=None,
+        help="training augmentation: darts (pad, crop, horizontal flip) or affine (the seeds' random "
+             "affine, plus a vertical flip on fashion-mnist); default: affine on mnist and "
+             "fashion-mnist, darts elsewhere")
 
     add("--epoch", "-e", type=int)
     add("--batch-size", "-b", type=int)
@@ -273,6 +280,8 @@ def parse_args(parser, argv=None):
     problems = _range_problems(args)
     if problems:
         parser.error(problems[0])
+    if args.augment is None:
+        args.augment = "affine" if args.dataset in AFFINE_AUGMENT_DATASETS else "darts"
     return args
 
 

@@ -72,8 +72,8 @@ def search(args):
 
     def loader(idx, seed):
         return BatchLoader(data.train_x[idx], data.train_y[idx], args.batch_size, data.mean, data.std,
-                           augment=True, hflip=data.hflip, cutout_length=cutout, seed=seed,
-                           start_epoch=run.start_epoch)
+                           augment=args.augment, hflip=data.hflip, vflip=data.vflip, cutout_length=cutout,
+                           seed=seed, start_epoch=run.start_epoch)
     train_loader, val_loader = loader(weights_idx, args.seed), loader(arch_idx, args.seed + 1)
     steps = min(train_loader.steps_per_epoch, val_loader.steps_per_epoch)
 

@@ -133,8 +133,8 @@ def train(args, arch):
         summary["best_test_error"] = meta["best_test_error"]
     write_json(summary_path, summary)
 
-    loader = BatchLoader(data.train_x, data.train_y, args.batch_size, data.mean, data.std, augment=True,
-                         hflip=data.hflip, cutout_length=args.cutout_length if args.cutout else 0,
+    loader = BatchLoader(data.train_x, data.train_y, args.batch_size, data.mean, data.std, augment=args.augment,
+                         hflip=data.hflip, vflip=data.vflip, cutout_length=args.cutout_length if args.cutout else 0,
                          seed=args.seed, start_epoch=run.start_epoch)
     try:
         for epoch in run.remaining_epochs():
