@@ -67,7 +67,9 @@ def complexity_penalty(alphas, lam, table):
 
     var_nas adds it to the alpha objective: plain softmax, no temperature, no Gumbel noise (Q-V5).
     """
-    return lam * F.reshape(expected_parameters(alphas, table), (1,))
+    penalty = lam * F.reshape(expected_parameters(alphas, table), (1,))
+    penalty.persistent = True  # kept through the bilevel passes' buffer clearing, so it can be logged
+    return penalty
 
 
 def architecture_parameters(arch, channels, num_cells):
