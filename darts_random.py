@@ -13,20 +13,20 @@ from models.genotype import save_architecture
 from models.random_cells import random_architectures, random_cell_file_name
 
 
-def parse_args(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(description="Draw random cells for the random-search baseline.",
                                      allow_abbrev=False)
     parser.add_argument("--num-cells-to-draw", type=int, required=True, metavar="N")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", required=True, metavar="DIR", help="directory the JSON files are written to")
-    args = parser.parse_args(argv)
-    if args.num_cells_to_draw < 1:
-        parser.error("--num-cells-to-draw must be at least 1")
-    return args
+    return parser
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.num_cells_to_draw < 1:
+        parser.error("--num-cells-to-draw must be at least 1")
     for draw, (q, arch) in enumerate(random_architectures(args.num_cells_to_draw, args.seed)):
         path = os.path.join(args.out, random_cell_file_name(draw))
         save_architecture(arch, path)
