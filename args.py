@@ -12,6 +12,8 @@ import os
 
 import yaml
 
+from ops.topk import TopKError, check_topk_settings
+
 CONFIG_FILE_NAME = "config.yaml"
 
 # The data sets whose seeds (var_nas, DADARTS) augment with a random affine map (S-D2).
@@ -50,7 +52,10 @@ def _add_bool(parser, flag, default, help):
                         default=default, metavar="BOOL", help=help)
 
 
-def _common_parser(description):
+IMAGE_DATASETS = ("cifar10", "cifar100", "fashion-mnist", "mnist", "digits")
+
+
+def _common_parser(description, datasets=IMAGE_DATASETS):
     parser = argparse.ArgumentParser(
         description=description,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -70,9 +75,7 @@ def _common_parser(description):
         help="computation type")
     add("--seed", type=int, default=0)
 
-    add("--dataset",
-        choices=["cifar10", "cifar100", "fashion-mnist", "mnist", "digits"],
-        default="cifar10")
+    add("--dataset", choices=datasets, default="cifar10")
     add("--data-dir", type=expanded_path, default="~/nnabla_data",
         help="where data sets are downloaded and cached")
     add("--cutout-length", type=int, default=16,
@@ -125,6 +128,7 @@ def search_parser():
     add("--arch-weight-decay", type=float, default=1e-3)
     _add_bool(parser, "--draw-every-epoch", False,
               "draw the cells found after every epoch")
+    _add_dadarts(parser)
     add("--alpha-epoch", type=int, default=None, metavar="N",
         help="do not search: derive the architecture of epoch N from "
              "<monitor-path>/alpha_history.npz and write it to "
@@ -134,9 +138,54 @@ def search_parser():
     return parser
 
 
+DERIVATIONS = ("top-k", "top-k_with_none", "best", "all", "topk-edge", "topk-node")
+# What --dadarts turns on: the DADARTS README's command (S-H H6).
+DADARTS_PRESET = ("dal_on_alphas", "topk_on_alphas", "linear_temperature_increase", "hd_on_weights")
+
+
+def _add_dadarts(parser):
+    """DADARTS (S-H): architecture-weight transforms per pass, the discretization loss, derivations."""
+    group = parser.add_argument_group("DADARTS")
+    add = group.add_argument
+    _add_bool(group, "--dadarts", False,
+              "the DADARTS preset: --dal-on-alphas --topk-on-alphas --linear-temperature-increase "
+              "--hd-on-weights (with --linear-temperature-max 200)")
+    _add_bool(group, "--hd-on-weights", False,
+              "weight steps and validation run only the kept ops (hard discretization)")
+    add("--hd-start", type=int, default=0, metavar="N", help="hard discretization from epoch N (0-based)")
+    _add_bool(group, "--topk-on-alphas", False, "the alpha step mixes with top-k transformed weights")
+    _add_bool(group, "--topk-on-weights", False, "the weight step mixes with top-k transformed weights")
+    _add_bool(group, "--topk-on-virtualstep", False,
+              "the second-order virtual step mixes with top-k transformed weights")
+    add("--topk-k-edge", type=int, default=1, help="top-k over the ops of each edge (0: none)")
+    add("--topk-k-node", type=int, default=2, help="top-k over the (edge, op) pairs of each node (0: none)")
+    add("--topk-option", type=int, choices=[1, 2], default=1,
+        help="1: w * p_edge * p_node; 2: w * topk(p_edge)")
+    _add_bool(group, "--just-topk", False, "mix with the top-k mask alone, without the weights")
+    add("--topk-grad", choices=["exact", "seed"], default="exact",
+        help="seed: the DADARTS gradient, which lacks the factor T (for comparison only)")
+    add("--topk-temperature", type=float, default=1.0)
+    _add_bool(group, "--linear-temperature-increase", False,
+              "T = --linear-temperature-max * epoch / epochs (0 in the first epoch)")
+    add("--linear-temperature-max", type=float, default=200.0)
+    _add_bool(group, "--dal-on-alphas", False, "add the discretization additional loss to the alpha step")
+    add("--dal-factor", type=float, default=1.0)
+    add("--dal-starting-epoch", type=int, default=0)
+    _add_bool(group, "--linear-dal-factor-increase", False,
+              "DAL factor = --dal-factor-max * epoch / epochs")
+    add("--dal-factor-max", type=float, default=1.0)
+    add("--dal-cells", choices=["both", "normal"], default="both",
+        help="normal: regularise the normal cell only, as the DADARTS code does")
+    add("--derivation", choices=DERIVATIONS, default="top-k",
+        help="how cells are derived from the alphas (top-k is DARTS's)")
+    add("--finetune-epochs", type=int, default=0, metavar="N",
+        help="after the search, train the hard-discretized network's weights for N epochs (alphas fixed) "
+             "and report its validation error in search_summary.json")
+
+
 def train_parser():
     """Parser for darts_train.py (training a found architecture)."""
-    parser = _common_parser("Train a DARTS architecture from scratch.")
+    parser = _common_parser("Train a DARTS architecture from scratch.", IMAGE_DATASETS + ("imagenet",))
     add = parser.add_argument
     add("--model-arch-name", type=str, default="DARTS_arch.json",
         help="architecture JSON file, a genotype string, or DARTS_V1 / "
@@ -147,6 +196,15 @@ def train_parser():
     _add_bool(parser, "--auxiliary", True, "train with the auxiliary head")
     add("--auxiliary-weight", type=float, default=0.4)
     add("--drop-path-prob", type=float, default=0.2)
+    add("--label-smoothing", type=float, default=0.0,
+        help="label smoothing of the training losses (the ImageNet recipe: 0.1)")
+    add("--lr-schedule", choices=["cosine", "exponential"], default="cosine",
+        help="cosine from --lr to --lr-min, or --lr * --lr-decay ** epoch (the ImageNet recipe)")
+    add("--lr-decay", type=float, default=0.97, help="per-epoch factor of --lr-schedule exponential")
+    add("--image-size", type=int, default=224,
+        help="imagenet: side of the training crops and of the centre crop evaluated")
+    add("--num-workers", type=int, default=2,
+        help="imagenet: processes decoding JPEG files (0: in the main process)")
     add("--save-interval", type=int, default=10,
         help="save parameters every N epochs")
     _add_bool(parser, "--summary", False, "print a summary of the network")
@@ -250,14 +308,38 @@ def _range_problems(args):
     ]
     if hasattr(args, "train_portion"):
         checks.append((0.0 < args.train_portion < 1.0, "--train-portion must be between 0 and 1"))
+    if hasattr(args, "dadarts"):
+        checks += _dadarts_problems(args)
     if hasattr(args, "drop_path_prob"):
         checks += [
             (args.output_filter + args.additional_filters_on_retrain >= 1,
              "--output-filter + --additional-filters-on-retrain must be at least 1"),
             (0.0 <= args.drop_path_prob < 1.0, "--drop-path-prob must be in [0, 1)"),
+            (0.0 <= args.label_smoothing < 1.0, "--label-smoothing must be in [0, 1)"),
+            (0.0 < args.lr_decay <= 1.0, "--lr-decay must be in (0, 1]"),
+            (args.image_size >= 32, "--image-size must be at least 32"),
+            (args.num_workers >= 0, "--num-workers must not be negative"),
             (args.save_interval >= 1, "--save-interval must be at least 1"),
         ]
     return [message for ok, message in checks if not ok]
+
+
+def _dadarts_problems(args):
+    checks = [
+        (args.hd_start >= 0, "--hd-start must not be negative"),
+        (args.hd_on_weights or args.hd_start == 0, "--hd-start needs --hd-on-weights"),
+        (args.dal_starting_epoch >= 0, "--dal-starting-epoch must not be negative"),
+        (args.topk_temperature >= 0 and args.linear_temperature_max >= 0, "top-k temperatures must not be negative"),
+        (args.second_order or not args.topk_on_virtualstep,
+         "--topk-on-virtualstep needs --second-order: first order has no virtual step"),
+        (args.finetune_epochs >= 0, "--finetune-epochs must not be negative"),
+    ]
+    if args.topk_on_alphas or args.topk_on_weights or args.topk_on_virtualstep:
+        try:
+            check_topk_settings(args.topk_k_edge, args.topk_k_node, args.topk_option, args.topk_grad)
+        except TopKError as err:
+            checks.append((False, str(err)))
+    return checks
 
 
 def parse_args(parser, argv=None):
@@ -277,6 +359,9 @@ def parse_args(parser, argv=None):
         # the file's values therefore lets every given flag win, even one whose
         # value equals the default.
         args = parser.parse_args(argv, namespace=argparse.Namespace(**values))
+    if getattr(args, "dadarts", False):
+        for name in DADARTS_PRESET:
+            setattr(args, name, True)
     problems = _range_problems(args)
     if problems:
         parser.error(problems[0])

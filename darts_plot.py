@@ -10,7 +10,11 @@ DIR is a monitor directory of ours or of the NNabla example (whose series are in
 iteration: pass --x iteration). ARCH is a JSON file, a Genotype(...) string, DARTS_V1 or DARTS_V2.
 """
 import argparse
+import logging
 import sys
+
+# The cell pictures import nnabla, which logs at INFO from its import on.
+logging.getLogger("nnabla").setLevel(logging.WARNING)
 
 X_CHOICES = ("epoch", "iteration")
 FORMATS = ("png", "pdf", "svg")

@@ -2,70 +2,112 @@
 
     python darts_search.py --context cpu --dataset digits --epoch 5 --monitor-path runs/search
 """
+import logging
 import os
 import sys
+
+# nnabla logs at INFO from its import on (every extension and data iterator it creates); a run's own
+# lines are what matter, from whatever directory it starts.
+logging.getLogger("nnabla").setLevel(logging.WARNING)
 
 import nnabla as nn
 import numpy as np
 from tqdm import tqdm
 
 from args import parse_args, save_config, search_parser
-from models.genotype import derive_architecture, save_architecture
+from models.derivation import derive_by_rule
+from models.genotype import save_architecture, to_genotype_string
+from models.graph import feed, forward_backward
 from models.search_network import alpha_parameters, all_weight_state, create_alphas, search_network, weight_parameters
 from utils.data.datasets import load_dataset
-from utils.data.pipeline import BatchLoader, split_indices
+from utils.data.pipeline import BatchLoader, eval_batches, split_indices
+from utils.pictures.alpha_plot import TOPK_HISTORY
 from utils.pictures.cell_diagram import draw_architecture
 from utils.training.alpha_history import ALPHA_HISTORY, derive_from_history, write_alpha_history
 from utils.training.bilevel import BilevelOptimizer, build_search_graphs
 from utils.training.context import set_context
-from utils.training.evaluation import RunningMean, classification_error
+from utils.training.dadarts import ArchitectureWeights, DadartsSettings
+from utils.training.evaluation import RunningMean, classification_error, test_metrics
 from utils.training.optim import SGD, Adam, cosine_lr
-from utils.training.run import EPOCH_TIME, Run, fail_cleanly, quiet_nnabla_logging, seed_everything
+from utils.training.run import EPOCH_TIME, Run, fail_cleanly, seed_everything, write_json
 
-SERIES = ("Training loss", "Training error", "Validation loss", "Validation error", EPOCH_TIME)
+# Per epoch: the means over the steps of the weight step's and the alpha step's batches, then one
+# eval-mode pass over the whole alpha half, of the network the weights train (the supernet, or the
+# hard-discretized network under --hd-on-weights) and of the hard-discretized network.
+SERIES = ("Training loss", "Training error", "Alpha-step loss", "Alpha-step error",
+          "Validation loss", "Validation error", "Discretized validation error", EPOCH_TIME)
+DADARTS_SERIES = ("Temperature", "DAL")
+GENOTYPE_NAME = "genotype.txt"
+SUMMARY_NAME = "search_summary.json"
 
 
 def search_epoch(optimizer, train_loader, val_loader, steps, desc):
-    """`steps` search steps; returns the epoch means of the SERIES but EPOCH_TIME."""
-    train_graph, val_graph = optimizer.train_graph, optimizer.val_graph
-    stats = {name: RunningMean() for name in SERIES if name != EPOCH_TIME}
+    """`steps` search steps; returns the epoch means of the batch series."""
+    names = ("Training loss", "Training error", "Alpha-step loss", "Alpha-step error")
+    stats = {name: RunningMean() for name in names}
     bar = tqdm(range(steps), desc=desc, leave=False, disable=not sys.stderr.isatty())
     for _ in bar:
         train_batch, val_batch = train_loader.next(), val_loader.next()
         optimizer.step(train_batch, val_batch)
+        train_graph, val_graph = optimizer.weight_graph, optimizer.val_graph
         stats["Training loss"].add(float(train_graph.loss.d))
         stats["Training error"].add(classification_error(train_graph.logits.d, train_batch[1]))
-        stats["Validation loss"].add(float(val_graph.loss.d))
-        stats["Validation error"].add(classification_error(val_graph.logits.d, val_batch[1]))
+        stats["Alpha-step loss"].add(float(val_graph.loss.d))
+        stats["Alpha-step error"].add(classification_error(val_graph.logits.d, val_batch[1]))
         bar.set_postfix(loss=f"{stats['Training loss'].mean:.3f}", acc=f"{1 - stats['Training error'].mean:.3f}")
     return {name: s.mean for name, s in stats.items()}
+
+
+def finetune_discretized(graph, weight_opt, train_loader, epochs):
+    """--finetune-epochs: weight steps on the hard-discretized network of the final alphas, which stay fixed."""
+    for _ in range(epochs * train_loader.steps_per_epoch):
+        feed(graph, train_loader.next())
+        weight_opt.zero_grad()
+        forward_backward(graph)
+        weight_opt.step()
 
 
 def search(args):
     set_context(args.context, args.device_id, args.type_config)
     data = load_dataset(args.dataset, args.data_dir)
-    run = Run(args.monitor_path, args.model_save_path, args.epoch, SERIES)
+    settings = DadartsSettings.from_args(args)
+    dadarts = settings != DadartsSettings()
+    run = Run(args.monitor_path, args.model_save_path, args.epoch, SERIES + (DADARTS_SERIES if dadarts else ()))
     save_config(args, run.monitor_path)
 
     nn.clear_parameters()  # a run owns the global parameter registry from here on
     rng = seed_everything(args.seed)
     alphas = create_alphas(rng)
     shape = (args.batch_size,) + data.train_x.shape[1:]
+    sizes = (data.num_classes, args.output_filter, args.num_cells)
+    arch_weights = ArchitectureWeights(settings, alphas, shape, *sizes)
 
-    def network(x, frozen):
-        return search_network(x, alphas, data.num_classes, args.output_filter, args.num_cells, frozen)
-    graphs = build_search_graphs(network, shape, args.second_order)
+    def network(x, frozen, purpose):
+        return search_network(x, arch_weights.mixing(purpose), *sizes, frozen=frozen)
+    graphs = build_search_graphs(network, shape, args.second_order, arch_weights.alpha_penalty,
+                                 separate_virtual=settings.topk_on_virtualstep != settings.topk_on_weights)
     weights = weight_parameters()
     weight_opt = SGD(weights, args.lr, args.momentum, args.weight_decay, args.grad_clip)
     alpha_opt = Adam(alpha_parameters(), args.arch_lr, args.arch_beta1, args.arch_beta2, args.arch_weight_decay)
-    optimizer = BilevelOptimizer(graphs, weights, all_weight_state(), alpha_parameters(), weight_opt, alpha_opt)
+    optimizer = BilevelOptimizer(graphs, weights, all_weight_state(), alpha_parameters(), weight_opt, alpha_opt,
+                                 steps=arch_weights)
 
-    history = {"normal": [alphas["alpha_normal"].d.copy()], "reduction": [alphas["alpha_reduction"].d.copy()]}
+    def alpha_arrays():
+        return {"normal": alphas["alpha_normal"].d.copy(), "reduction": alphas["alpha_reduction"].d.copy()}
+
+    def topk_arrays():
+        values = arch_weights.transformed_weights()
+        return {"normal": values["alpha_normal"], "reduction": values["alpha_reduction"]}
+    histories = {ALPHA_HISTORY: alpha_arrays}
+    if settings.uses_topk:
+        histories[TOPK_HISTORY] = topk_arrays
+    history = {name: {cell: [array] for cell, array in arrays().items()} for name, arrays in histories.items()}
     meta = run.start({**all_weight_state(), **{f"arch/{k}": v for k, v in alpha_parameters().items()}},
                      {"weights": weight_opt.solver, "alphas": alpha_opt.solver}, args.resume)
     if meta is not None:
         weight_opt.resume_learning_rate(meta["weight_lr"])
-        history = {k: list(meta["arrays"][k]) for k in ("normal", "reduction")}
+        history = {name: {cell: list(meta["arrays"][f"{name}/{cell}"]) for cell in ("normal", "reduction")}
+                   for name in histories}
 
     weights_idx, arch_idx = split_indices(len(data.train_y), args.train_portion, args.seed)
     cutout = args.cutout_length if args.cutout else 0
@@ -74,38 +116,68 @@ def search(args):
         return BatchLoader(data.train_x[idx], data.train_y[idx], args.batch_size, data.mean, data.std,
                            augment=args.augment, hflip=data.hflip, vflip=data.vflip, cutout_length=cutout,
                            seed=seed, start_epoch=run.start_epoch)
+
+    def validate(graph):
+        return test_metrics(graph, eval_batches(data.train_x[arch_idx], data.train_y[arch_idx], args.batch_size,
+                                                data.mean, data.std))
+
+    def derived():
+        return derive_by_rule(alphas["alpha_normal"].d, alphas["alpha_reduction"].d, args.derivation)
     train_loader, val_loader = loader(weights_idx, args.seed), loader(arch_idx, args.seed + 1)
     steps = min(train_loader.steps_per_epoch, val_loader.steps_per_epoch)
 
     try:
         for epoch in run.remaining_epochs():
             weight_opt.set_learning_rate(cosine_lr(epoch, args.epoch, args.lr, args.lr_min))
+            arch_weights.start_epoch(epoch, args.epoch)
             values = search_epoch(optimizer, train_loader, val_loader, steps,
                                   f"search epoch {epoch + 1}/{args.epoch}")
-            history["normal"].append(alphas["alpha_normal"].d.copy())
-            history["reduction"].append(alphas["alpha_reduction"].d.copy())
-            write_alpha_history(run.monitor_path, history)
-            arch = derive_architecture(history["normal"][-1], history["reduction"][-1])
+            validation = validate(arch_weights.validation_graph())
+            discretized = validate(arch_weights.discretized_graph(test=True))
+            values.update({"Validation loss": validation["loss"], "Validation error": validation["error"],
+                           "Discretized validation error": discretized["error"]})
+            if dadarts:
+                values.update({"Temperature": float(arch_weights.temperature.d[0]), "DAL": arch_weights.dal_value()})
+            for name, arrays in histories.items():
+                for cell, array in arrays().items():
+                    history[name][cell].append(array)
+                write_alpha_history(run.monitor_path, history[name], name)
+            arch = derived()
             save_architecture(arch, os.path.join(run.monitor_path, "arch", f"epoch_{epoch + 1:03d}.json"))
+            genotype = to_genotype_string(arch)
+            with open(os.path.join(run.monitor_path, GENOTYPE_NAME), "w") as f:
+                f.write(genotype + "\n")
+            print(genotype)
             if args.draw_every_epoch:
                 draw_architecture(arch, os.path.join(run.monitor_path, "cells"), prefix=f"epoch_{epoch + 1:03d}_")
             run.end_epoch(epoch, values,
-                          meta={"weight_lr": weight_opt.lr, "arrays": {k: np.stack(v) for k, v in history.items()}},
+                          meta={"weight_lr": weight_opt.lr,
+                                "arrays": {f"{name}/{cell}": np.stack(arrays) for name, h in history.items()
+                                           for cell, arrays in h.items()}},
                           message=f"lr {weight_opt.lr:.5f}  "
                                   f"train loss {values['Training loss']:.4f} err {values['Training error']:.4f}  "
-                                  f"val loss {values['Validation loss']:.4f} err {values['Validation error']:.4f}")
+                                  f"val loss {values['Validation loss']:.4f} err {values['Validation error']:.4f}  "
+                                  f"discretized err {values['Discretized validation error']:.4f}")
+        summary = {"validation_error": validate(arch_weights.validation_graph())["error"],
+                   "discretized_validation_error": validate(arch_weights.discretized_graph(test=True))["error"]}
+        if args.finetune_epochs:
+            finetune_discretized(arch_weights.discretized_graph(test=False), weight_opt, train_loader,
+                                 args.finetune_epochs)
+            summary["finetune_epochs"] = args.finetune_epochs
+            summary["finetuned_discretized_validation_error"] = validate(
+                arch_weights.discretized_graph(test=True))["error"]
+        write_json(os.path.join(run.monitor_path, SUMMARY_NAME), summary)
     finally:
         train_loader.close()
         val_loader.close()
 
-    arch = derive_architecture(history["normal"][-1], history["reduction"][-1])
+    arch = derived()
     save_architecture(arch, args.model_arch_name)
     print(f"architecture written to {args.model_arch_name}")
     return arch
 
 
 def main(argv=None):
-    quiet_nnabla_logging()
     args = parse_args(search_parser(), argv)
     with fail_cleanly():
         if args.alpha_epoch is not None:

@@ -18,28 +18,33 @@ The defaults train the paper's network: 20 cells, C = --output-filter + --additi
 - evaluation.json with --evaluate: the test error of the given parameters;
 - DARTS_arch.json: the architecture trained, so the run's cell diagrams can be drawn from its directory.
 """
+import logging
 import os
 import sys
+
+# nnabla logs at INFO from its import on (every extension and data iterator it creates); a run's own
+# lines are what matter, from whatever directory it starts.
+logging.getLogger("nnabla").setLevel(logging.WARNING)
 
 import nnabla as nn
 import numpy as np
 from tqdm import tqdm
 
 from args import parse_args, save_config, train_parser
-from models.eval_network import AUX_SCOPE, DropPath, build_test_graph, build_train_graph, drop_path_schedule
+from models.eval_network import (AUX_SCOPE, CIFAR, IMAGENET, DropPath, build_test_graph, build_train_graph,
+                                 drop_path_schedule)
 from models.genotype import load_architecture, save_architecture
 from models.graph import feed, forward_backward
-from utils.data.datasets import dataset_info, load_dataset
-from utils.data.pipeline import BatchLoader
+from utils.data.sources import open_source, source_info
 from utils.pictures.run_pictures import FINAL_ARCH
 from utils.training.context import set_context
-from utils.training.evaluation import RunningMean, classification_error, test_loss_and_error
+from utils.training.evaluation import RunningMean, classification_error, test_metrics
 from utils.training.model_stats import describe_size, network_summary
-from utils.training.optim import SGD, cosine_lr
+from utils.training.optim import SGD, cosine_lr, exponential_lr
 from utils.training.parameter_files import load_parameter_file
-from utils.training.run import EPOCH_TIME, Run, fail_cleanly, quiet_nnabla_logging, seed_everything, write_json
+from utils.training.run import EPOCH_TIME, Run, fail_cleanly, seed_everything, write_json
 
-SERIES = ("Training loss", "Training error", "Test loss", "Test error", EPOCH_TIME)
+SERIES = ("Training loss", "Training error", "Test loss", "Test error", "Test top5 error", EPOCH_TIME)
 SUMMARY_NAME = "summary.json"
 EVALUATION_NAME = "evaluation.json"
 FINAL_PARAMS_NAME = "final_params.h5"
@@ -56,12 +61,23 @@ def network_channels(args):
     return args.output_filter + args.additional_filters_on_retrain
 
 
+def network_ends(args):
+    """quark0's ImageNet network has its own stem and auxiliary head around the same cells."""
+    return IMAGENET if args.dataset == "imagenet" else CIFAR
+
+
+def learning_rate(args, epoch):
+    if args.lr_schedule == "exponential":
+        return exponential_lr(epoch, args.lr, args.lr_decay)
+    return cosine_lr(epoch, args.epoch, args.lr, args.lr_min)
+
+
 def summarise(args, arch):
     """--summary: builds the network for the data set's input size and classes without reading data."""
-    shape, num_classes = dataset_info(args.dataset)
+    shape, num_classes = source_info(args.dataset, args.image_size)
     # Training mode without drop path has the test graph's layers (so its MACs) and the auxiliary head.
     graph = build_train_graph(arch, (1,) + shape, num_classes, network_channels(args), args.num_cells,
-                              auxiliary=args.auxiliary, aux_weight=args.auxiliary_weight)
+                              auxiliary=args.auxiliary, aux_weight=args.auxiliary_weight, ends=network_ends(args))
     summary = network_summary(graph.logits)
     os.makedirs(args.monitor_path, exist_ok=True)
     path = os.path.join(args.monitor_path, SUMMARY_NAME)
@@ -73,18 +89,21 @@ def summarise(args, arch):
 
 
 def evaluate(args, arch):
-    """--evaluate PARAMS.h5: the test error of saved parameters, written to evaluation.json."""
-    data = load_dataset(args.dataset, args.data_dir)
-    shape = (args.batch_size,) + data.test_x.shape[1:]
-    graph = build_test_graph(arch, shape, data.num_classes, network_channels(args), args.num_cells)
+    """--evaluate PARAMS.h5: the test (ImageNet: validation) errors of saved parameters, written to evaluation.json."""
+    source = open_source(args.dataset, args.data_dir, args.image_size, args.num_workers)
+    shape = (args.batch_size,) + source.input_shape
+    graph = build_test_graph(arch, shape, source.num_classes, network_channels(args), args.num_cells,
+                             ends=network_ends(args))
     load_parameter_file(args.evaluate, nn.get_parameters(grad_only=False), AUX_SCOPE)
-    loss, error = test_loss_and_error(graph, data, args.batch_size)
+    metrics = test_metrics(graph, source.test_batches(args.batch_size))
     os.makedirs(args.monitor_path, exist_ok=True)
     path = os.path.join(args.monitor_path, EVALUATION_NAME)
-    write_json(path, {"parameters": args.evaluate, "test_error": error, "test_loss": loss,
-                      "test_images": int(len(data.test_y))})
-    print(f"test error {error:.4f}  loss {loss:.4f}  ({len(data.test_y)} images)  written to {path}")
-    return error
+    write_json(path, {"parameters": args.evaluate, "test_error": metrics["error"],
+                      "top5_error": metrics["top5_error"], "test_loss": metrics["loss"],
+                      "test_images": metrics["images"]})
+    print(f"test error {metrics['error']:.4f}  top-5 error {metrics['top5_error']:.4f}  loss {metrics['loss']:.4f}  "
+          f"({metrics['images']} images)  written to {path}")
+    return metrics["error"]
 
 
 def train_epoch(graph, loader, optimizer, drop_path, seed, epoch, desc):
@@ -106,20 +125,21 @@ def train_epoch(graph, loader, optimizer, drop_path, seed, epoch, desc):
 
 
 def train(args, arch):
-    data = load_dataset(args.dataset, args.data_dir)
+    source = open_source(args.dataset, args.data_dir, args.image_size, args.num_workers)
     run = Run(args.monitor_path, args.model_save_path, args.epoch, SERIES)
     save_config(args, run.monitor_path)
     save_architecture(arch, os.path.join(run.monitor_path, FINAL_ARCH))
+    source.describe(run.monitor_path)
     summary_path = os.path.join(run.monitor_path, SUMMARY_NAME)
 
     seed_everything(args.seed)
-    shape = (args.batch_size,) + data.train_x.shape[1:]
+    shape = (args.batch_size,) + source.input_shape
     channels = network_channels(args)
     drop_path = DropPath() if args.drop_path_prob > 0 else None
-    train_graph = build_train_graph(arch, shape, data.num_classes, channels, args.num_cells,
+    train_graph = build_train_graph(arch, shape, source.num_classes, channels, args.num_cells,
                                     auxiliary=args.auxiliary, aux_weight=args.auxiliary_weight,
-                                    drop_path=drop_path)
-    test_graph = build_test_graph(arch, shape, data.num_classes, channels, args.num_cells)
+                                    drop_path=drop_path, ends=network_ends(args), label_smoothing=args.label_smoothing)
+    test_graph = build_test_graph(arch, shape, source.num_classes, channels, args.num_cells, ends=network_ends(args))
     network_state = nn.get_parameters(grad_only=False)  # weights and batch-norm statistics
     optimizer = SGD(nn.get_parameters(grad_only=True), args.lr, args.momentum, args.weight_decay,
                     args.grad_clip)
@@ -133,17 +153,17 @@ def train(args, arch):
         summary["best_test_error"] = meta["best_test_error"]
     write_json(summary_path, summary)
 
-    loader = BatchLoader(data.train_x, data.train_y, args.batch_size, data.mean, data.std, augment=args.augment,
-                         hflip=data.hflip, vflip=data.vflip, cutout_length=args.cutout_length if args.cutout else 0,
-                         seed=args.seed, start_epoch=run.start_epoch)
+    loader = source.train_loader(args.batch_size, args.seed, run.start_epoch,
+                                 cutout_length=args.cutout_length if args.cutout else 0, augment=args.augment)
     try:
         for epoch in run.remaining_epochs():
-            optimizer.set_learning_rate(cosine_lr(epoch, args.epoch, args.lr, args.lr_min))
+            optimizer.set_learning_rate(learning_rate(args, epoch))
             if drop_path is not None:
                 drop_path.set_prob(drop_path_schedule(epoch, args.epoch, args.drop_path_prob))
             train_loss, train_error = train_epoch(train_graph, loader, optimizer, drop_path, args.seed,
                                                   epoch, f"train epoch {epoch + 1}/{args.epoch}")
-            test_loss, test_error = test_loss_and_error(test_graph, data, args.batch_size)
+            test = test_metrics(test_graph, source.test_batches(args.batch_size))
+            test_loss, test_error = test["loss"], test["error"]
 
             best = summary["best_test_error"]
             summary["final_test_error"] = test_error
@@ -152,11 +172,12 @@ def train(args, arch):
                 nn.save_parameters(os.path.join(run.save_dir, epoch_params_name(epoch + 1)), network_state)
             write_json(summary_path, summary)
             run.end_epoch(epoch, {"Training loss": train_loss, "Training error": train_error,
-                                  "Test loss": test_loss, "Test error": test_error},
+                                  "Test loss": test_loss, "Test error": test_error,
+                                  "Test top5 error": test["top5_error"]},
                           meta={"lr": optimizer.lr, "final_test_error": summary["final_test_error"],
                                 "best_test_error": summary["best_test_error"]},
                           message=f"lr {optimizer.lr:.5f}  train loss {train_loss:.4f} err {train_error:.4f}  "
-                                  f"test loss {test_loss:.4f} err {test_error:.4f}")
+                                  f"test loss {test_loss:.4f} err {test_error:.4f} top-5 {test['top5_error']:.4f}")
     finally:
         loader.close()
 
@@ -169,7 +190,6 @@ def train(args, arch):
 
 def main(argv=None):
     """Runs the script; returns the summary dict (training, --summary) or the test error (--evaluate)."""
-    quiet_nnabla_logging()
     args = parse_args(train_parser(), argv)
     with fail_cleanly():
         arch = load_architecture(args.model_arch_name)

@@ -57,13 +57,17 @@ def images_per_second(samples, batch_size, batches, workers):
         return batches * batch_size / (time.perf_counter() - start)
 
 
-def main():
+def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--batches", type=int, default=6)
     parser.add_argument("--tree", default=os.path.join(tempfile.gettempdir(), "nnabla_darts_imagenet_bench"))
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     make_tree(args.tree, args.images)
     samples = scan_image_folder(args.tree).train
     cores = os.cpu_count() or 1

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from args import str2bool  # noqa: E402
-from models.search_network import (alpha_parameters, all_weight_state, create_alphas, search_network,  # noqa: E402
+from models.search_network import (alpha_parameters, all_weight_state, create_alphas, search_network, softmax_weights,  # noqa: E402
                                    weight_parameters)
 from utils.training.bilevel import BilevelOptimizer, build_search_graphs  # noqa: E402
 from utils.training.optim import SGD, Adam  # noqa: E402
@@ -66,8 +66,8 @@ def main(argv=None):
     alphas = create_alphas(rng)
     shape = (args.batch_size, 3, 32, 32)
 
-    def network(x, frozen):
-        return search_network(x, alphas, 10, args.channels, args.num_cells, frozen)
+    def network(x, frozen, purpose):
+        return search_network(x, softmax_weights(alphas), 10, args.channels, args.num_cells, frozen)
     built = time.perf_counter()
     graphs = build_search_graphs(network, shape, args.second_order)
     build_seconds = time.perf_counter() - built
@@ -97,7 +97,7 @@ def main(argv=None):
           f"{result['images_per_s']:>9.2f}{peak_rss_mb / 1024:>10.2f} GB")
     print("steps (s): " + ", ".join(f"{t:.2f}" for t in times))
 
-    seconds = profile_graphs([g for g in graphs if g is not None])
+    seconds = profile_graphs(list({id(g): g for g in graphs if g is not None}.values()))  # virtual may be train
     total = sum(seconds.values())
     print(f"\none forward+backward of each graph of the step, by function ({total:.1f} s):")
     for name, s in seconds.most_common(12):

@@ -1,11 +1,15 @@
-"""Speed and memory of the DARTS evaluation network at its paper size, on random CIFAR-shaped data.
+"""Speed and memory of the DARTS evaluation network at its paper size, on random data.
 
-Usage: .venv/bin/python bench/train_step.py [--context cpu] [--warmup 1] [--steps 3]
-DARTS_V2, C=36, 20 cells, 32x32x3 input, 10 classes. A training step is what darts_train.py does per
-batch (auxiliary head, drop path at 0.2, forward, backward, clipped SGD with weight decay) at batch
-32; inference is a test-graph forward at batch 64. Times are medians over the timed steps. Prints a
-table, then one JSON line with train_images_per_s, inference_images_per_s and peak_rss_mb.
+Usage: .venv/bin/python bench/train_step.py [--network cifar|imagenet] [--context cpu] [--warmup 1] [--steps 3]
+cifar: DARTS_V2, C=36, 20 cells, 32x32x3 input, 10 classes; a training step is what darts_train.py
+does per batch (auxiliary head, drop path at 0.2, forward, backward, clipped SGD with weight decay) at
+batch 32, inference a test-graph forward at batch 64.
+imagenet: the mobile setting, DARTS_V2, C=48, 14 cells, 224x224x3, 1000 classes, label smoothing
+0.1, no drop path; batch 8 for training and 16 for inference on cpu (the recipe's 128 is a GPU's).
+Times are medians over the timed steps. Prints a table, then one JSON line with train_images_per_s,
+inference_images_per_s and peak_rss_mb.
 """
+from dataclasses import dataclass
 import argparse
 import json
 import logging
@@ -21,14 +25,30 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import nnabla as nn  # noqa: E402
 from nnabla.logger import logger  # noqa: E402
 
-from models.eval_network import DropPath, build_test_graph, build_train_graph  # noqa: E402
+from models.eval_network import CIFAR, IMAGENET, DropPath, build_test_graph, build_train_graph  # noqa: E402
 from models.genotype import load_architecture  # noqa: E402
 from models.graph import forward_backward  # noqa: E402
 from utils.training.context import set_context  # noqa: E402
 from utils.training.optim import SGD  # noqa: E402
 
-ARCH, CHANNELS, CELLS, INPUT, CLASSES = "DARTS_V2", 36, 20, (3, 32, 32), 10
-TRAIN_BATCH, INFERENCE_BATCH = 32, 64
+ARCH = "DARTS_V2"
+
+
+@dataclass(frozen=True)
+class Setting:
+    channels: int
+    cells: int
+    input: tuple
+    classes: int
+    train_batch: int
+    inference_batch: int
+    drop_path: float
+    label_smoothing: float
+    ends: object
+
+
+SETTINGS = {"cifar": Setting(36, 20, (3, 32, 32), 10, 32, 64, 0.2, 0.0, CIFAR),
+            "imagenet": Setting(48, 14, (3, 224, 224), 1000, 8, 16, 0.0, 0.1, IMAGENET)}
 
 
 def median_seconds(step, warmup, steps):
@@ -42,14 +62,15 @@ def median_seconds(step, warmup, steps):
     return statistics.median(times)
 
 
-def train_step_seconds(arch, rng, warmup, steps):
+def train_step_seconds(arch, setting, rng, warmup, steps):
     drop_path = DropPath()
-    drop_path.set_prob(0.2)
-    graph = build_train_graph(arch, (TRAIN_BATCH,) + INPUT, CLASSES, CHANNELS, CELLS,
-                              auxiliary=True, aux_weight=0.4, drop_path=drop_path)
+    drop_path.set_prob(setting.drop_path)
+    graph = build_train_graph(arch, (setting.train_batch,) + setting.input, setting.classes, setting.channels,
+                              setting.cells, auxiliary=True, aux_weight=0.4, drop_path=drop_path,
+                              ends=setting.ends, label_smoothing=setting.label_smoothing)
     optimizer = SGD(nn.get_parameters(grad_only=True), 0.025, 0.9, 3e-4, 5.0)
     graph.x.d = rng.normal(size=graph.x.shape)
-    graph.y.d = rng.integers(0, CLASSES, graph.y.shape)
+    graph.y.d = rng.integers(0, setting.classes, graph.y.shape)
 
     def step():
         drop_path.resample(rng)
@@ -59,8 +80,9 @@ def train_step_seconds(arch, rng, warmup, steps):
     return median_seconds(step, warmup, steps)
 
 
-def inference_seconds(arch, rng, warmup, steps):
-    graph = build_test_graph(arch, (INFERENCE_BATCH,) + INPUT, CLASSES, CHANNELS, CELLS)
+def inference_seconds(arch, setting, rng, warmup, steps):
+    graph = build_test_graph(arch, (setting.inference_batch,) + setting.input, setting.classes, setting.channels,
+                             setting.cells, ends=setting.ends)
     graph.x.d = rng.normal(size=graph.x.shape)
     return median_seconds(lambda: graph.logits.forward(clear_buffer=True), warmup, steps)
 
@@ -73,6 +95,7 @@ def peak_rss_mb():
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--network", choices=sorted(SETTINGS), default="cifar")
     parser.add_argument("--context", choices=["cpu", "cudnn"], default="cpu")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
@@ -86,19 +109,21 @@ def main(argv=None):
     nn.random.seed(0)
     rng = np.random.default_rng(0)
     arch = load_architecture(ARCH)
+    setting = SETTINGS[args.network]
+    train_batch, inference_batch = setting.train_batch, setting.inference_batch
 
-    train_s = train_step_seconds(arch, rng, args.warmup, args.steps)
-    inference_s = inference_seconds(arch, rng, args.warmup, args.steps)
+    train_s = train_step_seconds(arch, setting, rng, args.warmup, args.steps)
+    inference_s = inference_seconds(arch, setting, rng, args.warmup, args.steps)
     rss = peak_rss_mb()
 
-    print(f"{ARCH}, C={CHANNELS}, {CELLS} cells, input {INPUT}, {args.context}, "
+    print(f"{ARCH}, C={setting.channels}, {setting.cells} cells, input {setting.input}, {args.context}, "
           f"{args.warmup} warm-up + {args.steps} timed steps (median)")
     print(f"{'pass':<12}{'batch':>6}{'s/step':>9}{'img/s':>9}")
-    print(f"{'train':<12}{TRAIN_BATCH:>6}{train_s:>9.3f}{TRAIN_BATCH / train_s:>9.1f}")
-    print(f"{'inference':<12}{INFERENCE_BATCH:>6}{inference_s:>9.3f}{INFERENCE_BATCH / inference_s:>9.1f}")
+    print(f"{'train':<12}{train_batch:>6}{train_s:>9.3f}{train_batch / train_s:>9.1f}")
+    print(f"{'inference':<12}{inference_batch:>6}{inference_s:>9.3f}{inference_batch / inference_s:>9.1f}")
     print(f"peak RSS {rss:.0f} MB")
-    print(json.dumps({"train_images_per_s": round(TRAIN_BATCH / train_s, 2),
-                      "inference_images_per_s": round(INFERENCE_BATCH / inference_s, 2),
+    print(json.dumps({"network": args.network, "train_images_per_s": round(train_batch / train_s, 2),
+                      "inference_images_per_s": round(inference_batch / inference_s, 2),
                       "peak_rss_mb": round(rss, 1), "context": args.context,
                       "warmup": args.warmup, "steps": args.steps}))
 

@@ -22,7 +22,6 @@ import nnabla.functions as F
 import nnabla.parametric_functions as PF
 import numpy as np
 
-from models.genotype import NODES
 from models.graph import build_graph, cross_entropy, label_smoothing_cross_entropy, make_graph
 from models.network import cifar_stem, edge_stride, imagenet_stem, network
 from ops.operations import OPS, OpMode, batch_norm, operation
@@ -109,12 +108,13 @@ def is_dropped(op_id, stride):
 
 
 def eval_nodes(arch, mode, drop_path=None):
-    """build_nodes for models.network: each intermediate node sums the ops of its edges in `arch`."""
+    """build_nodes for models.network: each intermediate node sums the ops of its edges in `arch`, and
+    the cell's output is its concat nodes, so the next cell reads len(concat) * C channels."""
     def build_nodes(s0, s1, channels, reduction):
-        cell = arch.reduction if reduction else arch.normal
-        states = [s0, s1]
-        for node in NODES:
-            total = None
+        cell, concat = arch.cell(reduction)
+        states = {0: s0, 1: s1}
+        for node in sorted(cell):
+            total = None  # stays None for an empty node, which Architecture keeps out of concat and inputs
             for index, (op_id, input_node) in enumerate(cell[node]):
                 stride = edge_stride(reduction, input_node)
                 with nn.parameter_scope(f"node{node}_edge{index}"):
@@ -122,8 +122,8 @@ def eval_nodes(arch, mode, drop_path=None):
                 if drop_path is not None and is_dropped(op_id, stride):
                     out = drop_path(out)
                 total = out if total is None else total + out
-            states.append(total)
-        return states[2:]
+            states[node] = total
+        return [states[node] for node in concat]
     return build_nodes
 
 

@@ -1,11 +1,15 @@
 """Cell architectures: deriving them from alphas, and reading and writing them.
 
-A cell is a dict {node: ((op_id, input_node), ...)} for the intermediate nodes 2..5; node 0 is
-c_{k-2}, node 1 is c_{k-1}, and each intermediate node is the sum of its edges.
+A cell is a dict {node: ((op_id, input_node), ...)} for the intermediate nodes 2..N (2..5 in the
+DARTS search space, 2..6 in NASNet and AmoebaNet); node 0 is c_{k-2}, node 1 is c_{k-1}, and each
+intermediate node is the sum of its edges. The cell's output concatenates its concat nodes (all
+intermediate nodes unless said otherwise); a node outside the concat may have no edges at all, as
+the cells DADARTS derives do.
 
 Two outside formats are supported:
 - the JSON file of the NNabla example (DARTS_arch.json), whose op ids are the ones used here:
-  {"arch_normal": {"2": [[op_id, input_node], ...], ...}, "arch_reduction": {...}};
+  {"arch_normal": {"2": [[op_id, input_node], ...], ...}, "arch_reduction": {...}}, plus the optional
+  keys "concat_normal" / "concat_reduction" (lists of nodes), written only for a concat other than all;
 - the genotype string of the PyTorch code (quark0/darts), with op names instead of ids, in its flat
   form (two pairs per node, in node order) or the nested form of DADARTS / pt.darts (one list per node);
 - var_nas' genotype JSON, [reduce, normal], each one list of op indices per node (node i has one
@@ -24,11 +28,12 @@ import numpy as np
 
 from ops.operations import OP_NAMES, SEARCH_OPS, ZERO_OP
 
+# The intermediate nodes of the DARTS search space; evaluation cells may have more or fewer.
 NODES = (2, 3, 4, 5)
+FIRST_NODE = 2
 # (input_node, node) in the order of the rows of an alpha array.
 EDGES = tuple((input_node, node) for node in NODES for input_node in range(node))
 
-_CONCAT = [2, 3, 4, 5]
 _GENOTYPE_FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
 
 
@@ -38,17 +43,34 @@ class ArchitectureError(ValueError):
 
 @dataclass(frozen=True)
 class Architecture:
-    """One normal and one reduction cell, each {node: ((op_id, input_node), ...)}.
+    """One normal and one reduction cell, each {node: ((op_id, input_node), ...)}, and the nodes each
+    cell's output concatenates (None: all of its intermediate nodes).
 
-    Built cells are validated and normalised (int keys, tuples), so two equal architectures compare
-    equal however they were read.
+    Built cells are validated and normalised (int keys, tuples, the concat as a sorted tuple), so two
+    equal architectures compare equal however they were read.
     """
     normal: dict
     reduction: dict
+    normal_concat: tuple = None
+    reduction_concat: tuple = None
 
     def __post_init__(self):
-        object.__setattr__(self, "normal", validate_cell(self.normal, "normal"))
-        object.__setattr__(self, "reduction", validate_cell(self.reduction, "reduction"))
+        for cell_name in ("normal", "reduction"):
+            cell, concat = _validate(getattr(self, cell_name), cell_name, getattr(self, f"{cell_name}_concat"),
+                                     f"{cell_name}_concat")
+            object.__setattr__(self, cell_name, cell)
+            object.__setattr__(self, f"{cell_name}_concat", concat)
+
+    def cell(self, reduction):
+        """(cell, concat) of the reduction or the normal cell."""
+        if reduction:
+            return self.reduction, self.reduction_concat
+        return self.normal, self.normal_concat
+
+
+def all_nodes(cell):
+    """The default concat of a cell: every intermediate node."""
+    return tuple(sorted(cell))
 
 
 def _is_int(value):
@@ -65,8 +87,28 @@ def _node_number(key, cell_name):
     raise ArchitectureError(f"{cell_name}: node key {key!r} is not a node number")
 
 
-def validate_cell(cell, cell_name):
-    """Check one cell and return it as {node: ((op_id, input_node), ...)} with int nodes 2..5."""
+def _validate_concat(concat, nodes, concat_name):
+    """A concat as a sorted tuple: a non-empty set of the cell's intermediate nodes (None: all of them)."""
+    if concat is None:
+        return tuple(nodes)
+    if not isinstance(concat, (list, tuple, range)):
+        raise ArchitectureError(f"{concat_name}: expected a list of nodes, got {type(concat).__name__}")
+    if not all(_is_int(node) for node in concat):
+        raise ArchitectureError(f"{concat_name} {list(concat)!r}: nodes must be ints")
+    values = [int(node) for node in concat]
+    if not values:
+        raise ArchitectureError(f"{concat_name} is empty; the cell's output needs at least one node")
+    if len(set(values)) != len(values):
+        raise ArchitectureError(f"{concat_name} {values}: a node is given twice")
+    unknown = [node for node in values if node not in nodes]
+    if unknown:
+        raise ArchitectureError(f"{concat_name} {values}: node(s) {unknown} are not intermediate nodes "
+                                f"of the cell ({nodes[0]}..{nodes[-1]})")
+    return tuple(sorted(values))
+
+
+def _validate(cell, cell_name, concat, concat_name):
+    """(cell, concat) checked and normalised: int nodes 2..N, tuples of (op_id, input_node), a sorted concat."""
     if not isinstance(cell, dict):
         raise ArchitectureError(f"{cell_name}: expected a dict of nodes, got {type(cell).__name__}")
     nodes = {}
@@ -75,22 +117,29 @@ def validate_cell(cell, cell_name):
         if node in nodes:
             raise ArchitectureError(f"{cell_name}: node {node} is given twice")
         nodes[node] = edges
-    missing = [node for node in NODES if node not in nodes]
+    below = sorted(node for node in nodes if node < FIRST_NODE)
+    if below:
+        raise ArchitectureError(f"{cell_name}: unexpected node(s) {below}; nodes 0 and 1 are the cell's "
+                                f"inputs, intermediate nodes start at {FIRST_NODE}")
+    if not nodes:
+        raise ArchitectureError(f"{cell_name}: has no intermediate nodes")
+    expected = tuple(range(FIRST_NODE, max(nodes) + 1))
+    missing = [node for node in expected if node not in nodes]
     if missing:
-        raise ArchitectureError(f"{cell_name}: missing node(s) {missing}; nodes 2, 3, 4, 5 are needed")
-    extra = sorted(node for node in nodes if node not in NODES)
-    if extra:
-        raise ArchitectureError(f"{cell_name}: unexpected node(s) {extra}; only nodes 2, 3, 4, 5 exist")
+        raise ArchitectureError(f"{cell_name}: missing node(s) {missing}; nodes "
+                                f"{', '.join(map(str, expected))} are needed")
+    concat = _validate_concat(concat, expected, concat_name)
 
     normalized = {}
-    for node in NODES:
+    for node in expected:
         where = f"{cell_name} node {node}"
         edges = nodes[node]
         if not isinstance(edges, (list, tuple)):
             raise ArchitectureError(f"{where}: expected a list of [op_id, input_node] pairs, "
                                     f"got {type(edges).__name__}")
-        if not edges:
-            raise ArchitectureError(f"{where}: has no edges")
+        if not edges and node in concat:
+            raise ArchitectureError(f"{where}: has no edges, but {concat_name} {list(concat)} includes it "
+                                    f"(only nodes outside the concat may be empty)")
         pairs = []
         for index, entry in enumerate(edges):
             where_entry = f"{where} entry {index} {entry!r}"
@@ -109,9 +158,19 @@ def validate_cell(cell, cell_name):
             if not 0 <= input_node < node:
                 raise ArchitectureError(f"{where_entry}: input node {input_node} is not an earlier "
                                         f"node (0..{node - 1})")
+            if input_node >= FIRST_NODE and not normalized[input_node]:
+                raise ArchitectureError(f"{where_entry}: input node {input_node} has no edges, so no value")
             pairs.append((int(op_id), int(input_node)))
         normalized[node] = tuple(pairs)
-    return normalized
+    return normalized, concat
+
+
+def validate_cell(cell, cell_name, concat=None):
+    """Check one cell and return it as {node: ((op_id, input_node), ...)} with int nodes 2..N.
+
+    Nodes may be empty only if they are outside `concat` (None: every node is in it).
+    """
+    return _validate(cell, cell_name, concat, f"{cell_name} concat")[0]
 
 
 def _softmax_rows(alpha):
@@ -153,11 +212,22 @@ def derive_architecture(alpha_normal, alpha_reduction):
     return Architecture(normal=derive_cell(alpha_normal), reduction=derive_cell(alpha_reduction))
 
 
+_JSON_CELLS = (("normal", "arch_normal", "concat_normal"), ("reduction", "arch_reduction", "concat_reduction"))
+
+
 def to_json_dict(arch):
-    """The NNabla example's layout: string node keys, [op_id, input_node] lists."""
-    def cell_dict(cell):
-        return {str(node): [[op_id, input_node] for op_id, input_node in cell[node]] for node in NODES}
-    return {"arch_normal": cell_dict(arch.normal), "arch_reduction": cell_dict(arch.reduction)}
+    """The NNabla example's layout: string node keys, [op_id, input_node] lists; a concat other than
+    all nodes under "concat_normal" / "concat_reduction", which the example's own files never have."""
+    data = {}
+    for cell_name, cell_key, _ in _JSON_CELLS:
+        cell = getattr(arch, cell_name)
+        data[cell_key] = {str(node): [[op_id, input_node] for op_id, input_node in cell[node]]
+                          for node in sorted(cell)}
+    for cell_name, _, concat_key in _JSON_CELLS:
+        concat = getattr(arch, f"{cell_name}_concat")
+        if concat != all_nodes(getattr(arch, cell_name)):
+            data[concat_key] = list(concat)
+    return data
 
 
 def from_json_dict(data):
@@ -168,17 +238,23 @@ def from_json_dict(data):
             raise ArchitectureError(f"architecture JSON has no {key!r} key "
                                     f"(keys: {sorted(map(str, data))})")
     # Validate under the JSON key names so that messages point into the file.
-    return Architecture(normal=validate_cell(data["arch_normal"], "arch_normal"),
-                        reduction=validate_cell(data["arch_reduction"], "arch_reduction"))
+    cells = {}
+    for cell_name, cell_key, concat_key in _JSON_CELLS:
+        cells[cell_name], cells[f"{cell_name}_concat"] = _validate(data[cell_key], cell_key,
+                                                                   data.get(concat_key), concat_key)
+    return Architecture(**cells)
 
 
 def _json_text(arch):
     # One line per node: json.dump(indent=...) would put every number on its own line.
-    cells = []
-    for cell_key, cell in to_json_dict(arch).items():
-        nodes = ",\n".join(f"    {json.dumps(node)}: {json.dumps(edges)}" for node, edges in cell.items())
-        cells.append(f"  {json.dumps(cell_key)}: {{\n{nodes}\n  }}")
-    return "{\n" + ",\n".join(cells) + "\n}\n"
+    entries = []
+    for key, value in to_json_dict(arch).items():
+        if isinstance(value, dict):
+            nodes = ",\n".join(f"    {json.dumps(node)}: {json.dumps(edges)}" for node, edges in value.items())
+            entries.append(f"  {json.dumps(key)}: {{\n{nodes}\n  }}")
+        else:
+            entries.append(f"  {json.dumps(key)}: {json.dumps(value)}")
+    return "{\n" + ",\n".join(entries) + "\n}\n"
 
 
 def save_architecture(arch, path):
@@ -203,14 +279,14 @@ def to_genotype_string(arch):
     """quark0's flat form: two (op name, input node) pairs per node, in node order."""
     def pairs(cell, cell_name):
         out = []
-        for node in NODES:
+        for node in sorted(cell):
             if len(cell[node]) != 2:
                 raise ArchitectureError(f"{cell_name} node {node} has {len(cell[node])} edges; "
                                         f"the genotype string needs exactly 2 per node")
             out.extend((OP_NAMES[op_id], input_node) for op_id, input_node in cell[node])
         return "[" + ", ".join(repr(pair) for pair in out) + "]"
-    return (f"Genotype(normal={pairs(arch.normal, 'normal')}, normal_concat={_CONCAT}, "
-            f"reduce={pairs(arch.reduction, 'reduce')}, reduce_concat={_CONCAT})")
+    return (f"Genotype(normal={pairs(arch.normal, 'normal')}, normal_concat={list(arch.normal_concat)}, "
+            f"reduce={pairs(arch.reduction, 'reduce')}, reduce_concat={list(arch.reduction_concat)})")
 
 
 def _literal(node, field):
@@ -221,18 +297,20 @@ def _literal(node, field):
 
 
 def _concat(node, field):
-    """[2, 3, 4, 5], or range(2, 6) as quark0's genotype() writes it."""
+    """The list of a concat field: [2, 3, 4, 5], or range(2, 6) as quark0's genotype() writes it.
+
+    Whether its nodes exist is checked with the cell, by Architecture.
+    """
     if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range"
             and not node.keywords):
-        try:
-            values = list(range(*[_literal(arg, field) for arg in node.args]))
-        except TypeError:
-            values = None
-    else:
-        values = _literal(node, field)
-    if not isinstance(values, (list, tuple)) or list(values) != _CONCAT:
-        raise ArchitectureError(f"genotype {field} is {ast.unparse(node)}; only the concat of "
-                                f"nodes {_CONCAT} is supported")
+        arguments = [_literal(arg, field) for arg in node.args]
+        if not 1 <= len(arguments) <= 3 or not all(_is_int(a) for a in arguments):
+            raise ArchitectureError(f"genotype {field} is {ast.unparse(node)}; range() needs 1 to 3 ints")
+        return list(range(*arguments))
+    values = _literal(node, field)
+    if not isinstance(values, (list, tuple)):
+        raise ArchitectureError(f"genotype {field} is {ast.unparse(node)}; expected a list of nodes or a range")
+    return list(values)
 
 
 def _op_id(name, where):
@@ -250,17 +328,14 @@ def _genotype_cell(value, field):
     # The first item tells the form: a pair starts with an op name, a node list with a pair.
     first = value[0]
     if isinstance(first, (list, tuple)) and first and isinstance(first[0], str):
-        if len(value) != 2 * len(NODES):
+        if len(value) % 2:
             raise ArchitectureError(f"genotype {field}: {len(value)} pairs; the flat form needs "
-                                    f"{2 * len(NODES)}, two per node")
+                                    f"two per node")
         per_node = [value[i:i + 2] for i in range(0, len(value), 2)]
     else:
-        if len(value) != len(NODES):
-            raise ArchitectureError(f"genotype {field}: {len(value)} node lists; expected "
-                                    f"{len(NODES)} (nodes 2..5), or a flat list of pairs")
         per_node = value
     cell = {}
-    for node, pairs in zip(NODES, per_node):
+    for node, pairs in enumerate(per_node, start=FIRST_NODE):
         where = f"genotype {field} node {node}"
         if not isinstance(pairs, (list, tuple)):
             raise ArchitectureError(f"{where}: expected a list of (op name, input node) pairs, got {pairs!r}")
@@ -270,7 +345,7 @@ def _genotype_cell(value, field):
                 raise ArchitectureError(f"{where} entry {index}: expected (op name, input node), got {pair!r}")
             edges.append((_op_id(pair[0], f"{where} entry {index}"), pair[1]))
         cell[node] = edges
-    return validate_cell(cell, f"genotype {field}")
+    return cell
 
 
 def parse_genotype_string(text):
@@ -296,18 +371,22 @@ def parse_genotype_string(text):
     missing = [field for field in _GENOTYPE_FIELDS if field not in fields]
     if missing:
         raise ArchitectureError(f"genotype is missing field(s) {', '.join(missing)}")
-    _concat(fields["normal_concat"], "normal_concat")
-    _concat(fields["reduce_concat"], "reduce_concat")
-    return Architecture(normal=_genotype_cell(_literal(fields["normal"], "normal"), "normal"),
-                        reduction=_genotype_cell(_literal(fields["reduce"], "reduce"), "reduce"))
+    cells = {}
+    for cell_name, field in (("normal", "normal"), ("reduction", "reduce")):
+        cell = _genotype_cell(_literal(fields[field], field), field)
+        concat = _concat(fields[f"{field}_concat"], f"{field}_concat")
+        cells[cell_name], cells[f"{cell_name}_concat"] = _validate(cell, f"genotype {field}", concat,
+                                                                   f"genotype {field}_concat")
+    return Architecture(**cells)
 
 
-def _named(normal, reduction):
-    """A cell from the spec's notation: one (op name, input node) list per node."""
+def _named(normal, reduction, normal_concat=None, reduction_concat=None):
+    """A cell from the spec's notation: one (op name, input node) list per node, from node 2 on."""
     def cell(nodes):
         return {node: [(OP_NAMES.index(op), input_node) for op, input_node in pairs]
-                for node, pairs in zip(NODES, nodes)}
-    return Architecture(normal=cell(normal), reduction=cell(reduction))
+                for node, pairs in enumerate(nodes, start=FIRST_NODE)}
+    return Architecture(normal=cell(normal), reduction=cell(reduction), normal_concat=normal_concat,
+                        reduction_concat=reduction_concat)
 
 
 NAMED_ARCHITECTURES = {

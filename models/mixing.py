@@ -1,8 +1,9 @@
 """Mixing weights with a temperature, and per-sample Gumbel-softmax sampling (var_nas I4).
 
-A Mixing gives search_network its `mixing(alphas, batch_size)` argument in two flavours:
-`mixing.sampled` for training passes and `mixing.expected` for passes that must be deterministic
-(validation, fixing var_nas' Q-V4, which samples there too). The modes:
+A Mixing turns alphas into the mixing weights search_network takes, {name: (14, 8)} shared by the
+batch or {name: (B, 14, 8)} one mixture per sample, in two flavours: `sampled(alphas, batch_size)` for
+training passes and `expected(alphas)` for passes that must be deterministic (validation, fixing
+var_nas' Q-V4, which samples there too). The modes:
 
 - 'gumbel': each sample b draws its own relaxed architecture,
   w_{b,e,.} = softmax((log softmax(α_e) + g_{b,e,.}) / t), g standard Gumbel; expected: softmax(α),
@@ -17,7 +18,6 @@ import nnabla as nn
 import nnabla.functions as F
 import numpy as np
 
-from models.search_network import edge_rows
 
 MIXING_MODES = ("gumbel", "softmax", "naive")
 # Keeps the Gumbel noise apart from the data pipeline's (0, 1) and drop path's (2) random streams.
@@ -66,7 +66,7 @@ class Mixing:
 
     def sampled(self, alphas, batch_size):
         if self.mode != "gumbel":
-            return self.expected(alphas, batch_size)
+            return self.expected(alphas)
         weights = {}
         for name, alpha in alphas.items():
             noise = nn.Variable((batch_size,) + alpha.shape, need_grad=False)
@@ -74,10 +74,10 @@ class Mixing:
             self.noise.append(noise)
             shape = noise.shape
             logits = F.broadcast(F.reshape(F.log_softmax(alpha, axis=1), (1,) + alpha.shape), shape) + noise
-            weights[name] = edge_rows(F.softmax(logits / F.broadcast(self.temperature, shape), axis=2))
+            weights[name] = F.softmax(logits / F.broadcast(self.temperature, shape), axis=2)
         return weights
 
-    def expected(self, alphas, batch_size):
+    def expected(self, alphas):
         if self.mode == "gumbel":
-            return {name: edge_rows(F.softmax(alpha, axis=1)) for name, alpha in alphas.items()}
-        return {name: edge_rows(self._shared(alpha)) for name, alpha in alphas.items()}
+            return {name: F.softmax(alpha, axis=1) for name, alpha in alphas.items()}
+        return {name: self._shared(alpha) for name, alpha in alphas.items()}

@@ -1,7 +1,8 @@
 """The skeleton the search and evaluation networks share: stem, cell sequence, preprocessing and classifier.
 
 A network differs from the other only in what happens on the edges inside a cell, which the caller
-supplies as `build_nodes(s0, s1, channels, reduction) -> list of the four intermediate node outputs`.
+supplies as `build_nodes(s0, s1, channels, reduction) -> list of the node outputs the cell concatenates`
+(the four intermediate nodes in the search network, the concat nodes in the evaluation network).
 """
 import dataclasses
 
@@ -42,7 +43,9 @@ def cell_body(s0, s1, channels, reduction, reduction_prev, mode, build_nodes):
             s0 = relu_conv_bn(s0, channels, mode)
     with nn.parameter_scope("preprocess1"):
         s1 = relu_conv_bn(s1, channels, mode)
-    return F.concatenate(*build_nodes(s0, s1, channels, reduction), axis=1)
+    nodes = build_nodes(s0, s1, channels, reduction)
+    # nnabla's concatenate needs two inputs at least; a one-node concat is that node.
+    return nodes[0] if len(nodes) == 1 else F.concatenate(*nodes, axis=1)
 
 
 def cifar_stem(x, channels, mode):

@@ -46,7 +46,7 @@ assert SEARCH_OPS[-1] == ZERO_OP
 
 
 def candidate_op(op_id, x, channels, stride, mode):
-    """One candidate op of a mixed edge as the search builds it: pooling is followed by batch normalisation."""
+    """One op of a mixed edge, in its own scope; pooling ops get a BN without affine after them, as in DARTS."""
     out = operation(op_id, x, channels, stride, mode)
     if op_id in POOLING_OPS:
         with nn.parameter_scope(f"{OP_NAMES[op_id]}_bn"):
@@ -70,52 +70,80 @@ def mixed_op(x, edge_weights, channels, stride, mode):
     return F.reshape(F.affine(edge_weights, stacked), outputs[0].shape)
 
 
-def search_nodes(alpha_weights, mode):
-    """Returns build_nodes for network(): every earlier node feeds every intermediate node."""
+def search_nodes(edge_output, mode):
+    """build_nodes for network(): every earlier node feeds every intermediate node.
+
+    edge_output(cell_type, edge, x, channels, stride) is what edge `edge` (a row of the alpha arrays)
+    adds to its node, or None for nothing; a node that gets nothing is zero.
+    """
     def build_nodes(s0, s1, channels, reduction):
-        op_weights = alpha_weights["alpha_reduction" if reduction else "alpha_normal"]
+        cell_type = ALPHA_NAMES[1] if reduction else ALPHA_NAMES[0]
         states = [s0, s1]
         edge = 0
         for node in NODES:
             total = None
             for input_node in range(node):
+                stride = edge_stride(reduction, input_node)
                 with nn.parameter_scope(f"edge{edge}"):
-                    out = mixed_op(states[input_node], op_weights[edge], channels,
-                                   edge_stride(reduction, input_node), mode)
-                total = out if total is None else total + out
+                    out = edge_output(cell_type, edge, states[input_node], channels, stride)
+                if out is not None:
+                    total = out if total is None else total + out
                 edge += 1
+            if total is None:
+                total = operation(ZERO_OP, s0, channels, edge_stride(reduction, 0), mode)
             states.append(total)
         return states[2:]
     return build_nodes
 
 
 def edge_rows(weights):
-    """Per edge, the (1, 7) row (or (B, 1, 7) rows) of the weights of the ops that are built.
+    """Per edge, the (1, 7) row, or (B, 1, 7) rows, of the weights of the ops that are built.
 
-    `weights` is (14, 8) or (B, 14, 8); the zero op, the last column, is left out.
+    `weights` is (14, 8), shared by the batch, or (B, 14, 8), one per sample (models.mixing); the zero
+    op, the last column, is left out.
     """
     if weights.ndim == 3:
         return [weights[:, edge:edge + 1, :len(BUILT_OPS)] for edge in range(weights.shape[1])]
     return [F.reshape(row, (1, -1))[:, :len(BUILT_OPS)] for row in F.split(weights, axis=0)]
 
 
-def softmax_mixing(alphas, batch_size):
-    """DARTS' mixing weights: softmax(alpha) per edge, shared by the batch. {alpha name: edge rows}."""
-    return {name: edge_rows(F.softmax(alpha, axis=1)) for name, alpha in alphas.items()}
+def softmax_weights(alphas):
+    """Plain DARTS's mixing weights: the softmax over the ops of every edge, {name: (14, 8) Variable}."""
+    return {name: F.softmax(alpha, axis=1) for name, alpha in alphas.items()}
 
 
-def search_network(x, alphas, num_classes, channels, num_cells, frozen=False, mixing=softmax_mixing,
+def search_network(x, mixing_weights, num_classes, channels, num_cells, frozen=False, test=False,
                    classifier=dense_classifier):
-    """Logits of the search network for input `x`, in training mode (batch statistics), as in DARTS.
+    """Logits of the search network for input `x`: every edge mixes all ops with `mixing_weights`
+    ({name: (14, 8) Variable}, e.g. softmax_weights(alphas); or (B, 14, 8), one mixture per sample).
 
-    frozen=True builds a graph that computes no weight gradients (see ops.operations.OpMode).
-    `alphas` are two (14, 8) variables, parameters (create_alphas) or the output of a hypernetwork
-    (models.hypernetwork); `mixing(alphas, batch_size)` says how a pass turns them into the mixing
-    weights of its edges (softmax_mixing, or models.mixing's sampled ones). `classifier` is the final
-    layer (models.network).
+    frozen=True builds a graph that computes no weight gradients (see ops.operations.OpMode); test=True
+    uses the batch-norm running statistics (validation), training mode uses batch statistics, as DARTS.
+    `classifier` is the final layer (models.network; models.hypernetwork has one that depends on λ).
     """
-    mode = OpMode(affine=False, test=False, frozen=frozen)
-    alpha_weights = mixing(alphas, x.shape[0])
+    rows = {name: edge_rows(weights) for name, weights in mixing_weights.items()}
+    mode = OpMode(affine=False, test=test, frozen=frozen)
+
+    def edge_output(cell_type, edge, x, channels, stride):
+        return mixed_op(x, rows[cell_type][edge], channels, stride, mode)
     with nn.parameter_scope(WEIGHT_SCOPE):
-        return network(x, num_classes, channels, num_cells, mode, build_nodes=search_nodes(alpha_weights, mode),
+        return network(x, num_classes, channels, num_cells, mode, build_nodes=search_nodes(edge_output, mode),
                        classifier=classifier)
+
+
+def discrete_search_network(x, kept_ops, num_classes, channels, num_cells, test=False):
+    """The search network with each edge reduced to the op it keeps, reading the supernet's parameters.
+
+    kept_ops: {name: {edge: op_id}} for the kept edges of each cell type (a hard discretization);
+    an edge that is not kept, or keeps 'none', adds nothing. The logits equal those of search_network
+    fed the one-hot weights of kept_ops, at a fraction of the cost.
+    """
+    mode = OpMode(affine=False, test=test)
+
+    def edge_output(cell_type, edge, x, channels, stride):
+        op_id = kept_ops[cell_type].get(edge, ZERO_OP)
+        if op_id == ZERO_OP:
+            return None
+        return candidate_op(op_id, x, channels, stride, mode)
+    with nn.parameter_scope(WEIGHT_SCOPE):
+        return network(x, num_classes, channels, num_cells, mode, build_nodes=search_nodes(edge_output, mode))

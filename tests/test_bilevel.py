@@ -5,7 +5,7 @@ import nnabla.parametric_functions as PF
 import numpy as np
 import pytest
 
-from models.search_network import all_weight_state, create_alphas, search_network, weight_parameters
+from models.search_network import all_weight_state, create_alphas, search_network, softmax_weights, weight_parameters
 from utils.training.bilevel import BilevelOptimizer, build_search_graphs
 from models.graph import feed, forward_backward
 from utils.training.optim import SGD, Adam
@@ -33,7 +33,7 @@ def smooth_bilevel_problem(rng):
     alphas = {"alpha": nn.parameter.get_parameter_or_create(
         "arch/alpha", (1, 3), rng.randn(1, 3).astype(np.float32), need_grad=True)}
 
-    def network(x, frozen):
+    def network(x, frozen, purpose):
         with nn.parameter_scope("net"):
             hidden = F.tanh(PF.affine(x, 6, fix_parameters=frozen, name="in"))
             weights = F.split(F.softmax(alphas["alpha"], axis=1), axis=1)
@@ -51,8 +51,8 @@ def search_network_problem(rng):
     for a in alphas.values():  # away from uniform, so every op matters differently
         a.d = rng.randn(*a.shape) * 0.5
 
-    def network(x, frozen):
-        return search_network(x, alphas, CLASSES, channels=4, num_cells=3, frozen=frozen)
+    def network(x, frozen, purpose):
+        return search_network(x, softmax_weights(alphas), CLASSES, channels=4, num_cells=3, frozen=frozen)
     graphs = build_search_graphs(network, (BATCH, 1, 8, 8), second_order=True)
     return alphas, graphs, weight_parameters(), all_weight_state()
 
@@ -61,7 +61,7 @@ def make_setup(problem):
     nn.clear_parameters()
     rng = seed_everything(0)
     alphas, graphs, weights, network_state = problem(rng)
-    train_graph, val_graph, hessian_graph = graphs
+    train_graph, _, val_graph, hessian_graph = graphs
     input_shape = train_graph.x.shape
     train_batch, val_batch = [(rng.randn(*input_shape).astype(np.float32), rng.randint(0, CLASSES, (BATCH, 1)))
                               for _ in range(2)]
@@ -202,9 +202,9 @@ def test_a_search_step_moves_alphas_with_the_second_order_gradient(setup):
 def test_frozen_validation_graph_gives_the_same_alpha_gradient_and_no_weight_gradient(setup):
     alphas, train_graph, val_graph, weights, optimizer, rng = setup
     full = first_order_gradient(alphas, val_graph)
-    def network(x, frozen):
-        return search_network(x, alphas, CLASSES, channels=4, num_cells=3, frozen=frozen)
-    _, frozen_val, hessian = build_search_graphs(network, val_graph.x.shape, second_order=False)
+    def network(x, frozen, purpose):
+        return search_network(x, softmax_weights(alphas), CLASSES, channels=4, num_cells=3, frozen=frozen)
+    _, _, frozen_val, hessian = build_search_graphs(network, val_graph.x.shape, second_order=False)
     assert hessian is None
     feed(frozen_val, (val_graph.x.d.copy(), val_graph.y.d.copy()))
     for w in weights.values():

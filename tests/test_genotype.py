@@ -222,7 +222,7 @@ def test_none_op_is_accepted_in_data():
 @pytest.mark.parametrize("text, message", [
     (DARTS_V1_FLAT.replace("'sep_conv_3x3', 1", "'sep_conv_7x7', 1", 1), "unknown op name 'sep_conv_7x7'"),
     (DARTS_V1_FLAT.replace("normal_concat=[2, 3, 4, 5]", "normal_concat=[2, 3, 4, 5, 6]"), "normal_concat"),
-    (DARTS_V2_NESTED.replace("reduce_concat=range(2, 6)", "reduce_concat=range(3, 6)"), "reduce_concat"),
+    (DARTS_V2_NESTED.replace("reduce_concat=range(2, 6)", "reduce_concat=range(6, 6)"), "reduce_concat"),
     (DARTS_V1_FLAT.replace("('skip_connect', 2)]", "]", 1), "7 pairs"),
     (DARTS_V1_FLAT.replace("('skip_connect', 2)]", "('skip_connect', 5)]", 1), "normal node 5 entry 1"),
     (DARTS_V1_FLAT.replace("normal=[", "normal=__import__('os').listdir('.') + [", 1), "not a literal"),
@@ -273,7 +273,8 @@ def _set_entry(data, cell, node, index, value):
     (lambda d: _set(d, "arch_normal", "3", {"op": 2}), "arch_normal node 3: expected a list"),
     (lambda d: _set(d, "arch_normal", "3", []), "arch_normal node 3: has no edges"),
     (lambda d: _drop(d, "arch_reduction", "4"), "arch_reduction: missing node(s) [4]"),
-    (lambda d: _set(d, "arch_normal", "6", [[2, 0]]), "unexpected node(s) [6]"),
+    (lambda d: _set(d, "arch_normal", "1", [[2, 0]]), "unexpected node(s) [1]"),
+    (lambda d: _set(d, "arch_normal", "7", [[2, 0]]), "arch_normal: missing node(s) [6]"),
     (lambda d: _set(d, "arch_normal", "x", [[2, 0]]), "node key 'x'"),
     (lambda d: _set(d, "arch_normal", 2, [[2, 0]]), "node 2 is given twice"),
     (lambda d: _drop(d, "arch_reduction"), "no 'arch_reduction' key"),

@@ -6,8 +6,8 @@ import pytest
 
 from models.hypernetwork import (Hypernetwork, LambdaInput, LambdaRangeError, piecewise_linear,
                                  piecewise_linear_classifier)
+from models.search_network import alpha_parameters, search_network, softmax_weights, weight_parameters
 from ops.operations import OpMode
-from models.search_network import alpha_parameters, search_network, weight_parameters
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ def test_gradient_of_knots_and_pivots_matches_central_differences(lam_tilde):
 
 def test_alphas_of_a_search_network_train_the_knots(hypernet):
     x = nn.Variable.from_numpy_array(np.random.default_rng(0).normal(size=(2, 1, 8, 8)))
-    logits = search_network(x, hypernet.alphas, 10, channels=2, num_cells=3)
+    logits = search_network(x, softmax_weights(hypernet.alphas), 10, channels=2, num_cells=3)
     hypernet.lambda_input.set_normalised(0.3)
     loss = F.sum(logits * logits)
     loss.forward()
@@ -155,7 +155,7 @@ def test_classifier_is_piecewise_linear_and_replaces_the_final_layer(hypernet):
     assert all(np.all(p.g == 0) for p in params.values())
 
     nn.clear_parameters()
-    search_network(nn.Variable((3, 1, 8, 8)), Hypernetwork(lam, np.random.RandomState(0)).alphas, 4,
-                   channels=2, num_cells=1, classifier=classifier)
+    alphas = Hypernetwork(lam, np.random.RandomState(0)).alphas
+    search_network(nn.Variable((3, 1, 8, 8)), softmax_weights(alphas), 4, channels=2, num_cells=1, classifier=classifier)
     names = set(weight_parameters())
     assert "classifier/W/knots" in names and not any(name.startswith("classifier/affine") for name in names)

@@ -3,6 +3,7 @@
 Unreadable files are warned about once per process, so each of them is met by one test only.
 """
 import io
+import json
 import os
 
 import nnabla as nn
@@ -311,3 +312,47 @@ def test_a_training_step_and_an_evaluation_on_the_tree(folder, fresh_parameters)
         test.logits.forward()
         seen += n_valid - top_k_misses(test.logits.d[:n_valid], y[:n_valid], 3)
     assert seen == 9  # every label is among the top 3 of 3 classes
+
+
+# ---------------------------------------------------------------- darts_train.py --dataset imagenet
+
+def test_darts_train_trains_and_evaluates_on_an_image_folder(tmp_path, capsys):
+    import darts_train
+    root = tmp_path / "tree"
+    write_tree(root, np.random.default_rng(5))
+    common = ["--dataset", "imagenet", "--data-dir", str(root), "--image-size", "32", "--num-workers", "0",
+              "--model-arch-name", "DARTS_V2", "--num-cells", "3", "--output-filter", "8", "-f", "0",
+              "--batch-size", "4", "--cutout", "false", "--label-smoothing", "0.1",
+              "--lr-schedule", "exponential", "--lr", "0.1", "-m", str(tmp_path / "run")]
+    summary = darts_train.main(common + ["--epoch", "1"])
+    assert (tmp_path / "run" / "classes.txt").read_text() == "n01\nn02\nn10\n"
+    top5 = np.loadtxt(tmp_path / "run" / "Test-top5-error.series.txt", ndmin=2)
+    assert top5.shape == (1, 2) and top5[0, 1] == 0.0  # 3 classes: every label is in the top 5
+    error = darts_train.main(common + ["--evaluate", str(tmp_path / "run" / "final_params.h5")])
+    assert error == summary["final_test_error"]
+    evaluation = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    assert evaluation["test_images"] == 9 and evaluation["top5_error"] == 0.0
+
+
+def test_summary_of_the_mobile_setting_reads_no_data(tmp_path, capsys):
+    import darts_train
+    summary = darts_train.main(["--dataset", "imagenet", "--data-dir", str(tmp_path / "nothing"),
+                                "--model-arch-name", "DARTS_V2", "--num-cells", "14", "--output-filter", "48",
+                                "-f", "0", "--summary", "-m", str(tmp_path)])
+    assert summary["params"] == 4_718_752
+    assert summary["macs"] < 600_000_000
+
+
+def test_a_missing_tree_and_cutout_are_one_line_errors(tmp_path, capsys):
+    import darts_train
+    base = ["--dataset", "imagenet", "--model-arch-name", "DARTS_V2", "--num-cells", "3", "-f", "0",
+            "-m", str(tmp_path / "run"), "--num-workers", "0", "--image-size", "32", "--batch-size", "2"]
+    for extra, message in ((["--data-dir", str(tmp_path / "absent")], "no folder"),
+                           (["--data-dir", str(tmp_path / "tree"), "--cutout", "true"], "cutout")):
+        if "--cutout" in extra:
+            write_tree(tmp_path / "tree", np.random.default_rng(6))
+        with pytest.raises(SystemExit) as exit_info:
+            darts_train.main(base + extra)
+        assert exit_info.value.code == 1
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err

@@ -19,7 +19,7 @@ PROJECT = ("ops", "models", "utils", "args", "darts_search", "darts_train", "dar
 def package_of(module):
     """'utils.training.run' -> 'utils/training', 'models.genotype' -> 'models', 'args' -> 'args'."""
     parts = module.split(".")
-    if parts[0] == "utils" and len(parts) > 2:
+    if parts[0] == "utils" and len(parts) >= 2:
         return "/".join(parts[:2])
     return parts[0]
 

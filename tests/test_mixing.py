@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from models.mixing import Mixing, MixingError
-from models.search_network import BUILT_OPS, create_alphas, mixed_op, search_network
+from models.search_network import BUILT_OPS, create_alphas, edge_rows, mixed_op, search_network
 from ops.operations import OpMode
 
 
@@ -20,8 +20,9 @@ def softmax(z, axis=-1):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def stacked(rows):
-    """(B, 14, 7) from 14 edge rows of shape (B, 1, 7) or (1, 7), after a forward pass."""
+def stacked(weights):
+    """(B, 14, 7), or (1, 14, 7) if shared by the batch, of mixing weights, as the edges read them."""
+    rows = edge_rows(weights)
     F.sink(*rows).forward()
     return np.concatenate([row.d.reshape(-1, 1, row.shape[-1]) for row in rows], axis=1)
 
@@ -31,10 +32,10 @@ def test_gumbel_weights_are_the_formula_and_differ_per_sample():
     mixing = Mixing("gumbel", temperature_start=1.0, temperature_delta=-0.016)
     mixing.set_epoch(49)
     assert mixing.temperature.d.item() == pytest.approx(0.216)
-    rows = mixing.sampled(alphas, batch_size=3)["alpha_normal"]
-    assert len(rows) == 14 and rows[0].shape == (3, 1, 7)
+    sampled = mixing.sampled(alphas, batch_size=3)["alpha_normal"]
+    assert sampled.shape == (3, 14, 8) and edge_rows(sampled)[0].shape == (3, 1, 7)
     mixing.resample(seed=0, epoch=49, step=5)
-    weights = stacked(rows)
+    weights = stacked(sampled)
     noise = mixing.noise[0].d
     alpha = alphas["alpha_normal"].d
     log_p = np.log(softmax(alpha))
@@ -76,13 +77,13 @@ def test_shared_modes_and_deterministic_expected_weights():
     alphas = alpha_variables(2)
     alpha = alphas["alpha_reduction"].d
     softmax_mixing = Mixing("softmax", temperature_start=2.0)
-    rows = softmax_mixing.sampled(alphas, 5)["alpha_reduction"]
-    assert rows[0].shape == (1, 7)
-    np.testing.assert_allclose(stacked(rows)[0], softmax(alpha / 2.0)[:, :7], rtol=1e-5)
+    shared = softmax_mixing.sampled(alphas, 5)["alpha_reduction"]
+    assert shared.shape == (14, 8) and edge_rows(shared)[0].shape == (1, 7)
+    np.testing.assert_allclose(stacked(shared)[0], softmax(alpha / 2.0)[:, :7], rtol=1e-5)
     naive = Mixing("naive").sampled(alphas, 5)["alpha_reduction"]
     np.testing.assert_allclose(stacked(naive)[0], alpha[:, :7], rtol=1e-6)
     gumbel = Mixing("gumbel", temperature_start=0.3)
-    expected = gumbel.expected(alphas, 5)["alpha_reduction"]
+    expected = gumbel.expected(alphas)["alpha_reduction"]
     np.testing.assert_allclose(stacked(expected)[0], softmax(alpha)[:, :7], rtol=1e-5)
     assert gumbel.noise == []
     with pytest.raises(MixingError):
@@ -115,7 +116,7 @@ def test_a_search_network_with_gumbel_mixing_trains_the_alphas():
     alphas = create_alphas(np.random.RandomState(0))
     mixing = Mixing("gumbel")
     x = nn.Variable.from_numpy_array(np.random.default_rng(0).normal(size=(2, 1, 8, 8)))
-    loss = F.sum(search_network(x, alphas, 10, 2, 3, mixing=mixing.sampled) ** 2)
+    loss = F.sum(search_network(x, mixing.sampled(alphas, 2), 10, 2, 3) ** 2)
     assert len(mixing.noise) == 2 and mixing.noise[0].shape == (2, 14, 8)
     mixing.resample(0, 0, 0)
     loss.forward()

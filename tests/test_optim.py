@@ -61,7 +61,7 @@ def test_virtual_step_uses_momentum_gradient_and_weight_decay():
     grad = rng.randn(5).astype(np.float32)
     w.g = grad
     before = w.d.copy()
-    bilevel = BilevelOptimizer((None, None, None), params, params, {}, opt, None)
+    bilevel = BilevelOptimizer((None, None, None, None), params, params, {}, opt, None)
     bilevel.virtual_step(xi=0.05)
     np.testing.assert_allclose(w.d, before - 0.05 * (0.9 * buf + grad + 0.1 * before), rtol=1e-5, atol=1e-7)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import darts_search
-from models.search_network import alpha_parameters, create_alphas, search_network, weight_parameters
+from models.search_network import alpha_parameters, create_alphas, search_network, softmax_weights, weight_parameters
 from utils.data.datasets import load_dataset
 from utils.training.bilevel import BilevelOptimizer
 
@@ -13,7 +13,7 @@ def test_search_network_has_the_originals_weight_count():
     """quark0's search network at C=16, 8 cells, 10 classes has 1,930,618 weights (alphas excluded)."""
     nn.clear_parameters()
     alphas = create_alphas(np.random.RandomState(0))
-    search_network(nn.Variable((1, 3, 32, 32)), alphas, 10, channels=16, num_cells=8)
+    search_network(nn.Variable((1, 3, 32, 32)), softmax_weights(alphas), 10, channels=16, num_cells=8)
     assert sum(v.size for v in weight_parameters().values()) == 1_930_618
     assert sum(v.size for v in alpha_parameters().values()) == 2 * 14 * 8
     nn.clear_parameters()

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from models.complexity import complexity_penalty, parameter_table
-from models.graph import make_graph
 from models.hypernetwork import Hypernetwork, LambdaInput, piecewise_linear_classifier
 from models.mixing import Mixing
 from models.search_network import all_weight_state, alpha_parameters, search_network, weight_parameters
@@ -23,14 +22,14 @@ def test_one_complexity_controlled_search_step(second_order):
     classifier = piecewise_linear_classifier(lam, rng)
     channels, cells = 2, 1  # one (reduction) cell: graph building dominates the time
 
-    def network(x, frozen):
-        return search_network(x, hypernet.alphas, 10, channels, cells, frozen, mixing=mixing.sampled,
+    def network(x, frozen, purpose):
+        return search_network(x, mixing.sampled(hypernet.alphas, x.shape[0]), 10, channels, cells, frozen,
                               classifier=classifier)
-    train, val, hessian = build_search_graphs(network, (4, 1, 8, 8), second_order)
     penalty = complexity_penalty(hypernet.alphas, lam.lam, parameter_table(channels, cells))
-    val = make_graph(val.x, val.y, val.logits, val.loss + F.reshape(penalty, ()))
+    graphs = build_search_graphs(network, (4, 1, 8, 8), second_order, alpha_penalty=lambda: F.reshape(penalty, ()))
+    val = graphs.val
     weights = weight_parameters()
-    optimizer = BilevelOptimizer((train, val, hessian), weights, all_weight_state(), alpha_parameters(),
+    optimizer = BilevelOptimizer(graphs, weights, all_weight_state(), alpha_parameters(),
                                  SGD(weights, 0.025, 0.9, 3e-4, 5.0), Adam(alpha_parameters(), 1e-3, 0.5, 0.999, 1e-3))
     assert "classifier/W/knots" in weights and all(name.startswith("hypernet_") for name in alpha_parameters())
     assert len(mixing.noise) == 2 * (3 if second_order else 2)

@@ -13,6 +13,8 @@ from ops.operations import OP_NAMES, SEARCH_OPS, ZERO_OP
 from utils.pictures.curves import save_figure
 
 ALPHA_HISTORY = "alpha_history.npz"
+# The same layout holding the mixing weights of DADARTS's top-k transform instead of raw alphas.
+TOPK_HISTORY = "topk_history.npz"
 CELL_TYPES = ("normal", "reduction")
 INPUT_NAMES = ("c_{k-2}", "c_{k-1}")
 
@@ -76,8 +78,11 @@ def _op_style(op_id):
     return {"color": f"C{op_id}", "linestyle": "-"}
 
 
-def plot_alpha_history(source, out_path):
+def plot_alpha_history(source, out_path, holds_weights=False):
     """Draw the op weights of every edge over the epochs into out_path; returns the Figure.
+
+    The history holds raw alphas, whose softmax is drawn, or (holds_weights) mixing weights drawn
+    as they are, such as DADARTS's top-k transformed ones.
 
     Each cell type is a triangle of small plots: one row per intermediate node, one column per
     input node, as in the cell diagrams; the empty corner holds the cell's title and the legend.
@@ -98,7 +103,8 @@ def plot_alpha_history(source, out_path):
     # would cost more than all the drawing, and a run redraws this every epoch.
     # DARTS weights start at 1/8 and often move by less than 0.01 in a short search; an axis from 0
     # would flatten them, so every panel shares an axis fitted to the range the weights cover.
-    all_weights = [op_weights(history[cell_type]) for cell_type in CELL_TYPES]
+    weights_of = (lambda values: values) if holds_weights else op_weights
+    all_weights = [weights_of(history[cell_type]) for cell_type in CELL_TYPES]
     low, high = min(w.min() for w in all_weights), max(w.max() for w in all_weights)
     margin = max(0.05 * (high - low), 1e-4)
     y_range = (max(0.0, low - margin), min(1.0, high + margin))
@@ -108,7 +114,7 @@ def plot_alpha_history(source, out_path):
                                left=0.065, right=0.99, top=0.955, bottom=0.04, hspace=0.6, wspace=0.07)
     for block, cell_type in enumerate(CELL_TYPES):
         first_row = block * (rows_per_cell + 1)
-        weights = op_weights(history[cell_type])
+        weights = weights_of(history[cell_type])
         first_ax = None
         for edge, (input_node, node) in enumerate(EDGES):
             ax = figure.add_subplot(grid[first_row + node - NODES[0], input_node],

@@ -1,7 +1,7 @@
 """Pictures of the two cells of an architecture, drawn by Graphviz.
 
 Node names follow the DARTS paper: the inputs c_{k-2} and c_{k-1}, the intermediate nodes 0..3
-(nodes 2..5 of models.genotype) and the output c_{k}, which concatenates every intermediate node.
+(nodes 2..N of models.genotype) and the output c_{k}, which concatenates the cell's concat nodes.
 Without Graphviz's `dot` program the .dot source is written instead, so a run never fails for it.
 """
 import os
@@ -9,7 +9,7 @@ import sys
 
 import graphviz
 
-from models.genotype import NODES
+from models.genotype import all_nodes
 from ops.operations import OP_NAMES
 
 FORMATS = ("png", "pdf", "svg")
@@ -27,8 +27,10 @@ def _node_id(node):
     return f"n{node}"
 
 
-def cell_graph(cell, title):
-    """A left-to-right Digraph of one cell {node: ((op_id, input_node), ...)}."""
+def cell_graph(cell, title, concat=None):
+    """A left-to-right Digraph of one cell {node: ((op_id, input_node), ...)} whose output joins
+    `concat` (None: every intermediate node)."""
+    concat = all_nodes(cell) if concat is None else concat
     graph = graphviz.Digraph(name=title, graph_attr={
         "rankdir": "LR", "label": title, "labelloc": "t", "fontsize": "22", "fontname": _FONT,
         "nodesep": "0.35", "ranksep": "0.9", "pad": "0.2"})
@@ -37,15 +39,15 @@ def cell_graph(cell, title):
     graph.attr("edge", fontname=_FONT, fontsize="15", penwidth="1.5", arrowsize="0.8")
     for node, label in enumerate(_INPUT_LABELS):
         graph.node(_node_id(node), label, fillcolor="#a6cee3")
-    for node in NODES:
+    for node in sorted(cell):
         graph.node(_node_id(node), str(node - len(_INPUT_LABELS)), fillcolor="#fdf5c0")
     graph.node("out", _OUTPUT_LABEL, fillcolor="#b2df8a")
-    for node in NODES:
+    for node in sorted(cell):
         for op_id, input_node in cell[node]:
             # Coloured by op: where edges cross, the colour tells which label belongs to which edge.
             graph.edge(_node_id(input_node), _node_id(node), label=OP_NAMES[op_id],
                        color=OP_COLORS[op_id], fontcolor=OP_COLORS[op_id])
-    for node in NODES:
+    for node in concat:
         graph.edge(_node_id(node), "out", color="gray55")
     return graph
 
@@ -80,8 +82,9 @@ def draw_architecture(arch, out_dir, fmt="png", prefix=""):
         raise ValueError(f"unknown picture format {fmt!r}; choose one of {', '.join(FORMATS)}")
     os.makedirs(out_dir, exist_ok=True)
     written = []
-    for cell_type, cell in zip(CELL_TYPES, (arch.normal, arch.reduction)):
-        graph = cell_graph(cell, f"{cell_type} cell")
+    for cell_type in CELL_TYPES:
+        cell, concat = arch.cell(reduction=cell_type == "reduction")
+        graph = cell_graph(cell, f"{cell_type} cell", concat)
         if fmt == "png":  # sharper text than the default 96 dpi; vector formats keep their own size
             graph.graph_attr["dpi"] = "110"
         try:

@@ -6,6 +6,7 @@ import glob
 import os
 import sys
 
+from utils.pictures.alpha_plot import ALPHA_HISTORY, TOPK_HISTORY
 
 FINAL_ARCH = "DARTS_arch.json"
 
@@ -41,13 +42,16 @@ def _draw_curves(monitor_dir, fmt, x):
 
 
 def _draw_alphas(monitor_dir, fmt, x):
-    history_path = os.path.join(monitor_dir, ALPHA_HISTORY)
-    if not os.path.exists(history_path):
-        return []
     from utils.pictures.alpha_plot import plot_alpha_history
-    out_path = os.path.join(monitor_dir, "alphas.png")
-    plot_alpha_history(history_path, out_path)
-    return [out_path]
+    written = []
+    for history, picture, holds_weights in ((ALPHA_HISTORY, "alphas.png", False),
+                                             (TOPK_HISTORY, "alphas_topk.png", True)):
+        history_path = os.path.join(monitor_dir, history)
+        if os.path.exists(history_path):
+            out_path = os.path.join(monitor_dir, picture)
+            plot_alpha_history(history_path, out_path, holds_weights)
+            written.append(out_path)
+    return written
 
 
 def _draw_cells(monitor_dir, fmt, x):

@@ -11,9 +11,12 @@ from models.genotype import ArchitectureError, derive_architecture, save_archite
 from utils.pictures.alpha_plot import ALPHA_HISTORY
 
 
-def write_alpha_history(monitor_path, history):
-    """history: {"normal": [arrays], "reduction": [arrays]}; replaced atomically."""
-    path = os.path.join(monitor_path, ALPHA_HISTORY)
+def write_alpha_history(monitor_path, history, name=ALPHA_HISTORY):
+    """history: {"normal": [arrays], "reduction": [arrays]}; replaced atomically.
+
+    name TOPK_HISTORY holds DADARTS's top-k transformed weights in the same layout.
+    """
+    path = os.path.join(monitor_path, name)
     tmp = path + ".tmp.npz"
     np.savez(tmp, normal=np.stack(history["normal"]), reduction=np.stack(history["reduction"]))
     os.replace(tmp, path)

@@ -1,7 +1,6 @@
 """Classification metrics: running means of batch figures, and the loss and error over a whole test set."""
 import numpy as np
 
-from utils.data.pipeline import eval_batches
 
 
 def classification_error(logits, labels):
@@ -35,13 +34,14 @@ class RunningMean:
         return self.total / max(self.count, 1)
 
 
-def test_loss_and_error(graph, data, batch_size):
-    """Mean cross-entropy and error over the whole test set; padding in the last batch is not counted."""
-    loss, error = RunningMean(), RunningMean()
-    for x, y, n_valid in eval_batches(data.test_x, data.test_y, batch_size, data.mean, data.std):
+def test_metrics(graph, batches):
+    """Mean cross-entropy, top-1 and top-5 error over (x, y, n_valid) batches; padding is not counted."""
+    loss, error, top5 = RunningMean(), RunningMean(), RunningMean()
+    for x, y, n_valid in batches:
         graph.x.d, graph.y.d = x, y
         graph.logits.forward(clear_buffer=True)
         logits, labels = graph.logits.d[:n_valid], y[:n_valid]
         loss.add(float(cross_entropy_per_sample(logits, labels).mean()), n_valid)
         error.add(classification_error(logits, labels), n_valid)
-    return loss.mean, error.mean
+        top5.add(top_k_misses(logits, labels, min(5, logits.shape[1])) / n_valid, n_valid)
+    return {"loss": loss.mean, "error": error.mean, "top5_error": top5.mean, "images": error.count}

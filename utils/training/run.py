@@ -1,4 +1,4 @@
-"""What every script's run shares: logging, seeding, clean failure, and the epoch loop's bookkeeping.
+"""What every script's run shares: seeding, clean failure, and the epoch loop's bookkeeping.
 
 Run owns a run's directories, its resume from the last checkpoint, its per-epoch series and the
 end-of-epoch routine (series, checkpoint, log line, pictures), so that each script only says what
@@ -6,7 +6,6 @@ one of its epochs computes.
 """
 import contextlib
 import json
-import logging
 import os
 import sys
 import time
@@ -22,14 +21,6 @@ from utils.training.context import ContextError
 from utils.training.monitoring import EpochSeries
 
 EPOCH_TIME = "Epoch time"
-
-
-def quiet_nnabla_logging():
-    """nnabla logs every extension and data iterator it creates at INFO; a run's own lines are what matter.
-
-    Called where a script starts (not on import), so it holds from any working directory.
-    """
-    logging.getLogger("nnabla").setLevel(logging.WARNING)
 
 
 def seed_everything(seed):
