@@ -137,7 +137,7 @@ def search(args):
             values.update({"Validation loss": validation["loss"], "Validation error": validation["error"],
                            "Discretized validation error": discretized["error"]})
             if dadarts:
-                values.update({"Temperature": float(arch_weights.temperature.d[0]), "DAL": arch_weights.dal_value()})
+                values.update({"Temperature": float(arch_weights.temperature.d), "DAL": arch_weights.dal_value()})
             for name, arrays in histories.items():
                 for cell, array in arrays().items():
                     history[name][cell].append(array)
@@ -182,7 +182,7 @@ def main(argv=None):
     with fail_cleanly():
         if args.alpha_epoch is not None:
             derive_from_history(os.path.join(args.monitor_path, ALPHA_HISTORY), args.alpha_epoch,
-                                args.model_arch_name)
+                                args.model_arch_name, args.derivation)
             print(f"architecture of epoch {args.alpha_epoch} written to {args.model_arch_name}")
         else:
             search(args)

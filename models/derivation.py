@@ -14,7 +14,7 @@ Common conventions:
 import numpy as np
 
 from models.discretization import kept_edges, node_rows, softmax_rows
-from models.genotype import NODES, ArchitectureError, derive_cell
+from models.genotype import NODES, Architecture, ArchitectureError, derive_cell
 from ops.operations import ZERO_OP
 
 K = 2
@@ -101,3 +101,10 @@ def derive(alpha, rule):
         raise ArchitectureError(f"unknown derivation rule {rule!r}; "
                                 f"choose one of {', '.join(DERIVATION_RULES)}")
     return DERIVATION_RULES[rule](alpha)
+
+
+def derive_by_rule(alpha_normal, alpha_reduction, rule):
+    """The Architecture of both cells' alphas by the named rule; its concats are the non-empty nodes."""
+    normal, normal_concat = derive(alpha_normal, rule)
+    reduction, reduction_concat = derive(alpha_reduction, rule)
+    return Architecture(normal, reduction, normal_concat, reduction_concat)

@@ -276,17 +276,15 @@ def save_architecture(arch, path):
 
 
 def to_genotype_string(arch):
-    """quark0's flat form: two (op name, input node) pairs per node, in node order."""
-    def pairs(cell, cell_name):
-        out = []
-        for node in sorted(cell):
-            if len(cell[node]) != 2:
-                raise ArchitectureError(f"{cell_name} node {node} has {len(cell[node])} edges; "
-                                        f"the genotype string needs exactly 2 per node")
-            out.extend((OP_NAMES[op_id], input_node) for op_id, input_node in cell[node])
-        return "[" + ", ".join(repr(pair) for pair in out) + "]"
-    return (f"Genotype(normal={pairs(arch.normal, 'normal')}, normal_concat={list(arch.normal_concat)}, "
-            f"reduce={pairs(arch.reduction, 'reduce')}, reduce_concat={list(arch.reduction_concat)})")
+    """quark0's flat form (two (op name, input node) pairs per node, in node order) where every node
+    has two edges, else the nested form of DADARTS and pt.darts (one list of pairs per node)."""
+    def pairs(cell):
+        per_node = [[(OP_NAMES[op_id], input_node) for op_id, input_node in cell[node]] for node in sorted(cell)]
+        if all(len(node_pairs) == 2 for node_pairs in per_node):
+            return "[" + ", ".join(repr(pair) for node_pairs in per_node for pair in node_pairs) + "]"
+        return "[" + ", ".join("[" + ", ".join(map(repr, node_pairs)) + "]" for node_pairs in per_node) + "]"
+    return (f"Genotype(normal={pairs(arch.normal)}, normal_concat={list(arch.normal_concat)}, "
+            f"reduce={pairs(arch.reduction)}, reduce_concat={list(arch.reduction_concat)})")
 
 
 def _literal(node, field):

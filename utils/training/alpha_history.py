@@ -7,7 +7,8 @@ import os
 
 import numpy as np
 
-from models.genotype import ArchitectureError, derive_architecture, save_architecture
+from models.derivation import derive_by_rule
+from models.genotype import ArchitectureError, save_architecture
 from utils.pictures.alpha_plot import ALPHA_HISTORY
 
 
@@ -22,8 +23,9 @@ def write_alpha_history(monitor_path, history, name=ALPHA_HISTORY):
     os.replace(tmp, path)
 
 
-def derive_from_history(history_path, epoch, arch_path):
-    """The architecture the alphas gave after `epoch` epochs (0 = the initial alphas), written to arch_path."""
+def derive_from_history(history_path, epoch, arch_path, rule="top-k"):
+    """The architecture the alphas gave after `epoch` epochs (0 = the initial alphas) by a rule of
+    models.derivation, written to arch_path."""
     try:
         history = np.load(history_path)
         normal, reduction = history["normal"], history["reduction"]
@@ -31,6 +33,6 @@ def derive_from_history(history_path, epoch, arch_path):
         raise ArchitectureError(f"cannot read alpha history {history_path}: {err}") from None
     if not 0 <= epoch < len(normal):
         raise ArchitectureError(f"--alpha-epoch {epoch} is not in {history_path}, which has epochs 0..{len(normal) - 1}")
-    arch = derive_architecture(normal[epoch], reduction[epoch])
+    arch = derive_by_rule(normal[epoch], reduction[epoch], rule)
     save_architecture(arch, arch_path)
     return arch

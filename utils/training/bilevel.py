@@ -27,14 +27,15 @@ def build_search_graphs(network, input_shape, second_order, alpha_penalty=None, 
     validation pass of first-order DARTS, the two Hessian-vector passes of second-order DARTS
     (which run on the training batch). Second order needs the weight gradient of the validation
     loss, so there the validation graph is a full one.
-    alpha_penalty(), if given, builds a scalar term of the alphas added to the alpha step's loss
-    (not to the Hessian passes, which differentiate the training loss).
+    alpha_penalty(), if given, builds a scalar term of the alphas (or returns None) added to the
+    alpha step's loss (not to the Hessian passes, which differentiate the training loss).
     """
     def graph(frozen, purpose, penalty=None):
         built = build_graph(lambda x: network(x, frozen=frozen, purpose=purpose), input_shape)
-        if penalty is None:
+        term = penalty() if penalty is not None else None
+        if term is None:
             return built
-        return make_graph(built.x, built.y, built.logits, built.loss + penalty())
+        return make_graph(built.x, built.y, built.logits, built.loss + term)
     train = graph(False, "weights")
     if not second_order:
         return SearchGraphs(train, None, graph(True, "alphas", alpha_penalty), None)

@@ -128,8 +128,8 @@ class ArchitectureWeights:
         self._supernet_test = None
         self.settings = settings
         self.alphas = alphas
-        self.temperature = nn.Variable((1,), need_grad=False)
-        self.dal_factor = nn.Variable((1,), need_grad=False)
+        self.temperature = nn.Variable((), need_grad=False)
+        self.dal_factor = nn.Variable((), need_grad=False)
         self.temperature.d, self.dal_factor.d = settings.temperature(0, 1), 0.0
         self._dal_targets = {name: nn.Variable(alphas[name].shape, need_grad=False) for name in ALPHA_NAMES}
         self._dal_cells = ALPHA_NAMES if settings.dal_cells == "both" else ALPHA_NAMES[:1]
