@@ -12,6 +12,8 @@ import os
 
 import yaml
 
+from models.extraction import EXTRACTION_MODES
+from models.mixing import MIXING_MODES
 from ops.topk import TopKError, check_topk_settings
 
 CONFIG_FILE_NAME = "config.yaml"
@@ -129,6 +131,7 @@ def search_parser():
     _add_bool(parser, "--draw-every-epoch", False,
               "draw the cells found after every epoch")
     _add_dadarts(parser)
+    _add_complexity_control(parser)
     add("--alpha-epoch", type=int, default=None, metavar="N",
         help="do not search: derive the architecture of epoch N from "
              "<monitor-path>/alpha_history.npz and write it to "
@@ -183,6 +186,42 @@ def _add_dadarts(parser):
              "and report its validation error in search_summary.json")
 
 
+def _add_complexity_control(parser):
+    """Complexity-controlled DARTS (var_nas, S-I): alphas as functions of the complexity budget λ."""
+    group = parser.add_argument_group("complexity control (var_nas)")
+    add = group.add_argument
+    _add_bool(group, "--complexity-control", False,
+              "alphas and classifier are piecewise-linear functions of lambda, drawn log-uniformly every step; "
+              "the alpha loss adds lambda times the expected parameter count")
+    add("--log10-lambda-min", type=float, default=-8.0)
+    add("--log10-lambda-max", type=float, default=-4.0)
+    add("--sampling-mode", choices=MIXING_MODES, default="gumbel",
+        help="training passes mix with per-sample Gumbel-softmax samples, softmax(alpha / t) or the raw alphas")
+    add("--temperature-start", type=float, default=1.0, help="t = start + delta * epoch")
+    add("--temperature-delta", type=float, default=-0.016)
+    add("--extract-mode", choices=EXTRACTION_MODES, default="simple",
+        help="simple: every edge keeps its argmax op ('none' included); DARTS: two edges per node")
+    add("--extract-lambda", type=float, default=None, metavar="LAMBDA_TILDE",
+        help="do not search: from the checkpoint of a finished --complexity-control search, write the cell "
+             "at the normalised lambda (0..1) to <monitor-path>/arch_lambda_<LAMBDA_TILDE>_<mode>.json")
+
+
+# The DADARTS switches, none of which complexity control combines with.
+DADARTS_SWITCHES = ("dadarts", "topk_on_alphas", "topk_on_weights", "topk_on_virtualstep", "hd_on_weights",
+                    "dal_on_alphas")
+
+
+def _complexity_problems(args):
+    dadarts_flags = ["--" + name.replace("_", "-") for name in DADARTS_SWITCHES if getattr(args, name)]
+    return [
+        (args.log10_lambda_max - args.log10_lambda_min >= 1,
+         "--log10-lambda-max must exceed --log10-lambda-min by at least 1 (one knot per decade)"),
+        (args.temperature_start + args.temperature_delta * (args.epoch - 1) > 0,
+         "--temperature-start + --temperature-delta * (epochs - 1) must be positive"),
+        (not dadarts_flags, f"--complexity-control cannot be combined with {', '.join(dadarts_flags)}"),
+    ]
+
+
 def train_parser():
     """Parser for darts_train.py (training a found architecture)."""
     parser = _common_parser("Train a DARTS architecture from scratch.", IMAGE_DATASETS + ("imagenet",))
@@ -207,6 +246,11 @@ def train_parser():
         help="imagenet: processes decoding JPEG files (0: in the main process)")
     add("--save-interval", type=int, default=10,
         help="save parameters every N epochs")
+    add("--drop-path-delta", type=float, default=None, metavar="D",
+        help="drop-path probability D * epoch (var_nas' schedule) instead of --drop-path-prob * epoch / epochs")
+    add("--cell-bn", choices=["affine", "none"], default="affine",
+        help="none: the cells' batch normalisations learn no scale and shift (var_nas' one-hot fine-tuning)")
+    _add_bool(parser, "--pool-bn", False, "pooling edges are followed by a batch normalisation (var_nas' PoolBN)")
     _add_bool(parser, "--summary", False, "print a summary of the network")
     add("--evaluate", type=str, default=None, metavar="PARAMS.h5",
         help="only evaluate these parameters on the test set")
@@ -310,11 +354,18 @@ def _range_problems(args):
         checks.append((0.0 < args.train_portion < 1.0, "--train-portion must be between 0 and 1"))
     if hasattr(args, "dadarts"):
         checks += _dadarts_problems(args)
+    if getattr(args, "complexity_control", False):
+        checks += _complexity_problems(args)
+    if getattr(args, "extract_lambda", None) is not None:
+        checks.append((0.0 <= args.extract_lambda <= 1.0, "--extract-lambda must be in [0, 1]"))
     if hasattr(args, "drop_path_prob"):
         checks += [
             (args.output_filter + args.additional_filters_on_retrain >= 1,
              "--output-filter + --additional-filters-on-retrain must be at least 1"),
             (0.0 <= args.drop_path_prob < 1.0, "--drop-path-prob must be in [0, 1)"),
+            (args.drop_path_delta is None or
+             (args.drop_path_delta >= 0 and args.drop_path_delta * (args.epoch - 1) < 1.0),
+             "--drop-path-delta must be at least 0, with delta * (epochs - 1) below 1"),
             (0.0 <= args.label_smoothing < 1.0, "--label-smoothing must be in [0, 1)"),
             (0.0 < args.lr_decay <= 1.0, "--lr-decay must be in (0, 1]"),
             (args.image_size >= 32, "--image-size must be at least 32"),

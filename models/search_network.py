@@ -131,12 +131,12 @@ def search_network(x, mixing_weights, num_classes, channels, num_cells, frozen=F
                        classifier=classifier)
 
 
-def discrete_search_network(x, kept_ops, num_classes, channels, num_cells, test=False):
+def discrete_search_network(x, kept_ops, num_classes, channels, num_cells, test=False, classifier=dense_classifier):
     """The search network with each edge reduced to the op it keeps, reading the supernet's parameters.
 
     kept_ops: {name: {edge: op_id}} for the kept edges of each cell type (a hard discretization);
     an edge that is not kept, or keeps 'none', adds nothing. The logits equal those of search_network
-    fed the one-hot weights of kept_ops, at a fraction of the cost.
+    fed the one-hot weights of kept_ops, at a fraction of the cost. `classifier` as in search_network.
     """
     mode = OpMode(affine=False, test=test)
 
@@ -146,4 +146,5 @@ def discrete_search_network(x, kept_ops, num_classes, channels, num_cells, test=
             return None
         return candidate_op(op_id, x, channels, stride, mode)
     with nn.parameter_scope(WEIGHT_SCOPE):
-        return network(x, num_classes, channels, num_cells, mode, build_nodes=search_nodes(edge_output, mode))
+        return network(x, num_classes, channels, num_cells, mode, build_nodes=search_nodes(edge_output, mode),
+                       classifier=classifier)
