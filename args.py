@@ -393,12 +393,9 @@ def _dadarts_problems(args):
     return checks
 
 
-def parse_args(parser, argv=None):
-    """Parse argv (default sys.argv[1:]), applying --config under it.
-
-    Precedence: command line, then the config file, then the defaults.
-    A value out of range exits 2 with one line, like any other bad flag.
-    """
+def parse_with_config(parser, argv=None):
+    """Parse argv (default sys.argv[1:]) with the parser's --config file under it: command line, then
+    the file, then the defaults. Any parser with a --config flag (darts_random.py's too)."""
     args = parser.parse_args(argv)
     if args.config is not None:
         try:
@@ -410,6 +407,16 @@ def parse_args(parser, argv=None):
         # the file's values therefore lets every given flag win, even one whose
         # value equals the default.
         args = parser.parse_args(argv, namespace=argparse.Namespace(**values))
+    return args
+
+
+def parse_args(parser, argv=None):
+    """Parse argv (default sys.argv[1:]), applying --config under it.
+
+    Precedence: command line, then the config file, then the defaults.
+    A value out of range exits 2 with one line, like any other bad flag.
+    """
+    args = parse_with_config(parser, argv)
     if getattr(args, "dadarts", False):
         for name in DADARTS_PRESET:
             setattr(args, name, True)
