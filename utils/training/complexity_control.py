@@ -20,13 +20,13 @@ import nnabla as nn
 import numpy as np
 
 from models.complexity import complexity_penalty, parameter_table
-from models.discretization import kept_edges, softmax_rows
+from models.discretization import softmax_rows
 from models.extraction import extract_architecture
-from models.genotype import EDGES
 from models.graph import build_graph
 from models.hypernetwork import Hypernetwork, LambdaInput, piecewise_linear_classifier
 from models.mixing import Mixing
-from models.search_network import ALPHA_NAMES, discrete_search_network, search_network
+from models.search_network import ALPHA_NAMES, search_network
+from utils.training.dadarts import DiscreteGraph, kept_ops_of
 from utils.training.evaluation import RunningMean
 
 # Keeps the λ draws apart from the data pipeline's (0, 1), drop path's (2) and the Gumbel noise's (3) streams.
@@ -57,16 +57,6 @@ class ComplexitySettings:
         return cls(**{name: getattr(args, name) for name in cls.__dataclass_fields__})
 
 
-def kept_ops_of(alphas):
-    """{name: {edge: op_id}} of the hard discretization of numpy alphas ({name: (14, 8)})."""
-    kept = {}
-    for name in ALPHA_NAMES:
-        cell = kept_edges(softmax_rows(alphas[name]))
-        kept[name] = {EDGES.index((input_node, node)): op_id for node, edges in cell.items()
-                      for op_id, input_node in edges}
-    return kept
-
-
 class ComplexityControl:
     """The mixing weights, classifier, penalty and per-step feeding of a complexity-controlled search.
 
@@ -87,7 +77,8 @@ class ComplexityControl:
         self._input_shape = input_shape
         self._penalty = None
         self._validation = None
-        self._discrete = {}
+        self._discrete = {test: DiscreteGraph(input_shape, num_classes, channels, num_cells, test, self.classifier)
+                          for test in (False, True)}
         self.epoch, self.step = 0, 0
         self.penalty_mean = RunningMean()
 
@@ -159,11 +150,6 @@ class ComplexityControl:
 
     def discretized_graph(self, test):
         """The discrete network of the hard discretization at λ̃ = VALIDATION_LAMBDA (its classifier at that λ̃)."""
-        kept = kept_ops_of(self.alpha_values(VALIDATION_LAMBDA))
-        cached = self._discrete.get(test)
-        if cached is None or cached[0] != kept:
-            def logits(x):
-                return discrete_search_network(x, kept, *self._sizes, test=test, classifier=self.classifier)
-            self._discrete[test] = (kept, build_graph(logits, self._input_shape))
+        graph = self._discrete[test].graph(kept_ops_of(self.alpha_values(VALIDATION_LAMBDA)))
         self.lambda_input.set_normalised(VALIDATION_LAMBDA)
-        return self._discrete[test][1]
+        return graph
