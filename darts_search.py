@@ -16,11 +16,11 @@ from tqdm import tqdm
 
 from args import parse_args, save_config, search_parser
 from models.derivation import derive_by_rule
-from models.extraction import extract_architecture, extracted_file_name
 from models.complexity import architecture_parameters
+from models.extraction import extract_architecture, extracted_file_name
 from models.genotype import ArchitectureError, save_architecture, to_genotype_string
-from models.hypernetwork import Hypernetwork, LambdaInput
 from models.graph import feed, forward_backward
+from models.hypernetwork import Hypernetwork, LambdaInput
 from models.network import dense_classifier
 from models.search_network import alpha_parameters, all_weight_state, create_alphas, search_network, weight_parameters
 from utils.data.datasets import load_dataset
@@ -117,8 +117,7 @@ def search(args):
     if settings.uses_topk:
         histories[TOPK_HISTORY] = topk_arrays
     if complexity:
-        histories = {name: (lambda name=name: arch_weights.history_arrays()[name])
-                     for name in arch_weights.history_arrays()}
+        histories = arch_weights.histories()
     history = {name: {cell: [array] for cell, array in arrays().items()} for name, arrays in histories.items()}
     meta = run.start({**all_weight_state(), **{f"arch/{k}": v for k, v in alpha_parameters().items()}},
                      {"weights": weight_opt.solver, "alphas": alpha_opt.solver}, args.resume)

@@ -115,13 +115,12 @@ class ComplexityControl:
         """{name: (14, 8) numpy alphas} at λ̃."""
         return self.hypernetwork.alphas_at(lam_tilde)
 
-    def history_arrays(self):
-        """{file name: {"normal", "reduction"}} of the alphas at HISTORY_LAMBDAS."""
-        arrays = {}
-        for lam_tilde in HISTORY_LAMBDAS:
+    def histories(self):
+        """{history file name: a function giving {"normal", "reduction"}: the alphas at that λ̃}, one per HISTORY_LAMBDAS."""
+        def arrays(lam_tilde):
             values = self.alpha_values(lam_tilde)
-            arrays[history_name(lam_tilde)] = {"normal": values["alpha_normal"], "reduction": values["alpha_reduction"]}
-        return arrays
+            return {"normal": values["alpha_normal"], "reduction": values["alpha_reduction"]}
+        return {history_name(lam_tilde): (lambda lam_tilde=lam_tilde: arrays(lam_tilde)) for lam_tilde in HISTORY_LAMBDAS}
 
     def expected_parameters(self, lam_tilde):
         """P at λ̃: the expected weight count of the cells' ops under softmax(α(λ̃))."""
