@@ -12,9 +12,14 @@ import os
 
 import yaml
 
+from models.extraction import EXTRACTION_MODES
+from models.mixing import MIXING_MODES
 from ops.topk import TopKError, check_topk_settings
 
 CONFIG_FILE_NAME = "config.yaml"
+
+# The data sets whose seeds (var_nas, DADARTS) augment with a random affine map (S-D2).
+AFFINE_AUGMENT_DATASETS = ("mnist", "fashion-mnist")
 
 _TRUE_WORDS = ("true", "1", "yes")
 _FALSE_WORDS = ("false", "0", "no")
@@ -91,6 +96,10 @@ def _common_parser(description, datasets=IMAGE_DATASETS):
         help="where data sets are downloaded and cached")
     add("--cutout-length", type=int, default=16,
         help="side of the square cutout mask")
+    add("--augment", choices=["darts", "affine"], default=None,
+        help="training augmentation: darts (pad, crop, horizontal flip) or affine (the seeds' random "
+             "affine, plus a vertical flip on fashion-mnist); default: affine on mnist and "
+             "fashion-mnist, darts elsewhere")
 
     add("--epoch", "-e", type=int)
     add("--batch-size", "-b", type=int)
@@ -139,6 +148,7 @@ def search_parser():
     add("--select-epochs", type=int, default=None, metavar="N",
         help="with --seeds: train each search's cell for N epochs on a held-out "
              "split of the training set and keep the best as --model-arch-name")
+    _add_complexity_control(parser)
     add("--alpha-epoch", type=int, default=None, metavar="N",
         help="do not search: derive the architecture of epoch N from "
              "<monitor-path>/alpha_history.npz and write it to "
@@ -193,6 +203,42 @@ def _add_dadarts(parser):
              "and report its validation error in search_summary.json")
 
 
+def _add_complexity_control(parser):
+    """Complexity-controlled DARTS (var_nas, S-I): alphas as functions of the complexity budget λ."""
+    group = parser.add_argument_group("complexity control (var_nas)")
+    add = group.add_argument
+    _add_bool(group, "--complexity-control", False,
+              "alphas and classifier are piecewise-linear functions of lambda, drawn log-uniformly every step; "
+              "the alpha loss adds lambda times the expected parameter count")
+    add("--log10-lambda-min", type=float, default=-8.0)
+    add("--log10-lambda-max", type=float, default=-4.0)
+    add("--sampling-mode", choices=MIXING_MODES, default="gumbel",
+        help="training passes mix with per-sample Gumbel-softmax samples, softmax(alpha / t) or the raw alphas")
+    add("--temperature-start", type=float, default=1.0, help="t = start + delta * epoch")
+    add("--temperature-delta", type=float, default=-0.016)
+    add("--extract-mode", choices=EXTRACTION_MODES, default="simple",
+        help="simple: every edge keeps its argmax op ('none' included); DARTS: two edges per node")
+    add("--extract-lambda", type=float, default=None, metavar="LAMBDA_TILDE",
+        help="do not search: from the checkpoint of a finished --complexity-control search, write the cell "
+             "at the normalised lambda (0..1) to <monitor-path>/arch_lambda_<LAMBDA_TILDE>_<mode>.json")
+
+
+# The DADARTS switches, none of which complexity control combines with.
+DADARTS_SWITCHES = ("dadarts", "topk_on_alphas", "topk_on_weights", "topk_on_virtualstep", "hd_on_weights",
+                    "dal_on_alphas")
+
+
+def _complexity_problems(args):
+    dadarts_flags = ["--" + name.replace("_", "-") for name in DADARTS_SWITCHES if getattr(args, name)]
+    return [
+        (args.log10_lambda_max - args.log10_lambda_min >= 1,
+         "--log10-lambda-max must exceed --log10-lambda-min by at least 1 (one knot per decade)"),
+        (args.temperature_start + args.temperature_delta * (args.epoch - 1) > 0,
+         "--temperature-start + --temperature-delta * (epochs - 1) must be positive"),
+        (not dadarts_flags, f"--complexity-control cannot be combined with {', '.join(dadarts_flags)}"),
+    ]
+
+
 def train_parser():
     """Parser for darts_train.py (training a found architecture)."""
     parser = _common_parser("Train a DARTS architecture from scratch.", IMAGE_DATASETS + ("imagenet",))
@@ -218,6 +264,11 @@ def train_parser():
         help="imagenet: processes decoding JPEG files (0: in the main process)")
     add("--save-interval", type=int, default=10,
         help="save parameters every N epochs")
+    add("--drop-path-delta", type=float, default=None, metavar="D",
+        help="drop-path probability D * epoch (var_nas' schedule) instead of --drop-path-prob * epoch / epochs")
+    add("--cell-bn", choices=["affine", "none"], default="affine",
+        help="none: the cells' batch normalisations learn no scale and shift (var_nas' one-hot fine-tuning)")
+    _add_bool(parser, "--pool-bn", False, "pooling edges are followed by a batch normalisation (var_nas' PoolBN)")
     _add_bool(parser, "--summary", False, "print a summary of the network")
     add("--evaluate", type=str, default=None, metavar="PARAMS.h5",
         help="only evaluate these parameters on the test set")
@@ -334,11 +385,18 @@ def _range_problems(args):
     if getattr(args, "select_epochs", None) is not None:
         checks += [(args.select_epochs >= 1, "--select-epochs must be at least 1"),
                    (args.seeds is not None and len(args.seeds) >= 2, "--select-epochs needs --seeds with two seeds or more")]
+    if getattr(args, "complexity_control", False):
+        checks += _complexity_problems(args)
+    if getattr(args, "extract_lambda", None) is not None:
+        checks.append((0.0 <= args.extract_lambda <= 1.0, "--extract-lambda must be in [0, 1]"))
     if hasattr(args, "drop_path_prob"):
         checks += [
             (args.output_filter + args.additional_filters_on_retrain >= 1,
              "--output-filter + --additional-filters-on-retrain must be at least 1"),
             (0.0 <= args.drop_path_prob < 1.0, "--drop-path-prob must be in [0, 1)"),
+            (args.drop_path_delta is None or
+             (args.drop_path_delta >= 0 and args.drop_path_delta * (args.epoch - 1) < 1.0),
+             "--drop-path-delta must be at least 0, with delta * (epochs - 1) below 1"),
             (0.0 <= args.label_smoothing < 1.0, "--label-smoothing must be in [0, 1)"),
             (0.0 < args.lr_decay <= 1.0, "--lr-decay must be in (0, 1]"),
             (args.image_size >= 32, "--image-size must be at least 32"),
@@ -366,12 +424,9 @@ def _dadarts_problems(args):
     return checks
 
 
-def parse_args(parser, argv=None):
-    """Parse argv (default sys.argv[1:]), applying --config under it.
-
-    Precedence: command line, then the config file, then the defaults.
-    A value out of range exits 2 with one line, like any other bad flag.
-    """
+def parse_with_config(parser, argv=None):
+    """Parse argv (default sys.argv[1:]) with the parser's --config file under it: command line, then
+    the file, then the defaults. Any parser with a --config flag (darts_random.py's too)."""
     args = parser.parse_args(argv)
     if args.config is not None:
         try:
@@ -383,12 +438,24 @@ def parse_args(parser, argv=None):
         # the file's values therefore lets every given flag win, even one whose
         # value equals the default.
         args = parser.parse_args(argv, namespace=argparse.Namespace(**values))
+    return args
+
+
+def parse_args(parser, argv=None):
+    """Parse argv (default sys.argv[1:]), applying --config under it.
+
+    Precedence: command line, then the config file, then the defaults.
+    A value out of range exits 2 with one line, like any other bad flag.
+    """
+    args = parse_with_config(parser, argv)
     if getattr(args, "dadarts", False):
         for name in DADARTS_PRESET:
             setattr(args, name, True)
     problems = _range_problems(args)
     if problems:
         parser.error(problems[0])
+    if args.augment is None:
+        args.augment = "affine" if args.dataset in AFFINE_AUGMENT_DATASETS else "darts"
     return args
 
 

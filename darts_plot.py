@@ -4,6 +4,7 @@
     python darts_plot.py cells ARCH [-o OUTDIR] [--format png|pdf|svg]
     python darts_plot.py alphas ALPHA_HISTORY.npz [-o alphas.png]
     python darts_plot.py run DIR [--format png|pdf|svg] [--x epoch|iteration]
+    python darts_plot.py pareto DIR [DIR ...] [-o pareto.png]    # and pareto.csv next to it
 
 DIR is a monitor directory of ours or of the NNabla example (whose series are indexed by
 iteration: pass --x iteration). ARCH is a JSON file, a Genotype(...) string, DARTS_V1 or DARTS_V2.
@@ -60,6 +61,11 @@ def _run(args):
     return written
 
 
+def _pareto(args):
+    from utils.pictures.pareto import plot_pareto
+    return plot_pareto(args.dirs, args.output)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="darts_plot.py", description="Draw the pictures of a search or training run.")
@@ -93,6 +99,12 @@ def build_parser():
     run.add_argument("--x", choices=X_CHOICES, default="epoch",
                      help="what the series index counts (default: %(default)s)")
     run.set_defaults(draw=_run)
+
+    pareto = commands.add_parser("pareto", help="parameters against test accuracy of trained runs, and a CSV")
+    pareto.add_argument("dirs", nargs="+", metavar="DIR", help="darts_train.py run directories (summary.json)")
+    pareto.add_argument("-o", "--output", default="pareto.png",
+                        help="picture to write; the CSV gets its name with .csv (default: %(default)s)")
+    pareto.set_defaults(draw=_pareto)
     return parser
 
 
@@ -101,9 +113,10 @@ def main(argv=None):
     from models.genotype import ArchitectureError
     from utils.pictures.alpha_plot import AlphaHistoryError
     from utils.pictures.curves import SeriesError
+    from utils.pictures.pareto import ParetoError
     try:
         written = args.draw(args)
-    except (PlotError, SeriesError, ArchitectureError, AlphaHistoryError) as error:
+    except (PlotError, SeriesError, ArchitectureError, AlphaHistoryError, ParetoError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     except OSError as error:  # e.g. an output directory that cannot be written

@@ -23,8 +23,12 @@ from tqdm import tqdm
 
 from args import parse_args, save_config, search_parser
 from models.derivation import derive_by_rule
-from models.genotype import load_architecture, save_architecture, to_genotype_string
+from models.complexity import architecture_parameters
+from models.extraction import extract_architecture, extracted_file_name
+from models.genotype import ArchitectureError, load_architecture, save_architecture, to_genotype_string
 from models.graph import feed, forward_backward
+from models.hypernetwork import Hypernetwork, LambdaInput
+from models.network import dense_classifier
 from models.search_network import alpha_parameters, all_weight_state, create_alphas, search_network, weight_parameters
 from utils.data.datasets import load_dataset
 from utils.data.pipeline import BatchLoader, split_indices
@@ -33,6 +37,8 @@ from utils.pictures.cell_diagram import draw_architecture
 from utils.pictures.run_pictures import FINAL_ARCH
 from utils.training.alpha_history import ALPHA_HISTORY, derive_from_history, write_alpha_history
 from utils.training.bilevel import BilevelOptimizer, build_search_graphs
+from utils.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from utils.training.complexity_control import ComplexityControl, ComplexitySettings
 from utils.training.context import set_context
 from utils.training.dadarts import ArchitectureWeights, DadartsSettings
 from utils.training.evaluation import RunningMean, classification_error, image_set_scores
@@ -47,6 +53,8 @@ from utils.training.selection import SELECTION_NAME, select_architecture
 SERIES = ("Training loss", "Training error", "Alpha-step loss", "Alpha-step error",
           "Validation loss", "Validation error", "Discretized validation error", EPOCH_TIME)
 DADARTS_SERIES = ("Temperature", "DAL")
+COMPLEXITY_SERIES = ("Temperature", "Complexity penalty", "Expected parameters at lambda 0",
+                     "Expected parameters at lambda 1")
 GENOTYPE_NAME = "genotype.txt"
 SUMMARY_NAME = "search_summary.json"
 
@@ -82,18 +90,24 @@ def search(args):
     data = load_dataset(args.dataset, args.data_dir)
     settings = DadartsSettings.from_args(args)
     dadarts = settings != DadartsSettings()
-    run = Run(args.monitor_path, args.model_save_path, args.epoch, SERIES + (DADARTS_SERIES if dadarts else ()))
+    complexity = args.complexity_control
+    extra_series = COMPLEXITY_SERIES if complexity else DADARTS_SERIES if dadarts else ()
+    run = Run(args.monitor_path, args.model_save_path, args.epoch, SERIES + extra_series)
     save_config(args, run.monitor_path)
 
     nn.clear_parameters()  # a run owns the global parameter registry from here on
     rng = seed_everything(args.seed)
-    alphas = create_alphas(rng)
     shape = (args.batch_size,) + data.train_x.shape[1:]
     sizes = (data.num_classes, args.output_filter, args.num_cells)
-    arch_weights = ArchitectureWeights(settings, alphas, shape, *sizes)
+    if complexity:
+        arch_weights = ComplexityControl(ComplexitySettings.from_args(args), args.seed, rng, shape, *sizes)
+        classifier = arch_weights.classifier
+    else:
+        arch_weights = ArchitectureWeights(settings, create_alphas(rng), shape, *sizes)
+        classifier = dense_classifier
 
     def network(x, frozen, purpose):
-        return search_network(x, arch_weights.mixing(purpose), *sizes, frozen=frozen)
+        return search_network(x, arch_weights.mixing(purpose), *sizes, frozen=frozen, classifier=classifier)
     graphs = build_search_graphs(network, shape, args.second_order, arch_weights.alpha_penalty,
                                  separate_virtual=settings.topk_on_virtualstep != settings.topk_on_weights)
     weights = weight_parameters()
@@ -103,6 +117,7 @@ def search(args):
                                  steps=arch_weights)
 
     def alpha_arrays():
+        alphas = arch_weights.alphas
         return {"normal": alphas["alpha_normal"].d.copy(), "reduction": alphas["alpha_reduction"].d.copy()}
 
     def topk_arrays():
@@ -111,6 +126,8 @@ def search(args):
     histories = {ALPHA_HISTORY: alpha_arrays}
     if settings.uses_topk:
         histories[TOPK_HISTORY] = topk_arrays
+    if complexity:
+        histories = arch_weights.histories()
     history = {name: {cell: [array] for cell, array in arrays().items()} for name, arrays in histories.items()}
     meta = run.start({**all_weight_state(), **{f"arch/{k}": v for k, v in alpha_parameters().items()}},
                      {"weights": weight_opt.solver, "alphas": alpha_opt.solver}, args.resume)
@@ -124,14 +141,17 @@ def search(args):
 
     def loader(idx, seed):
         return BatchLoader(data.train_x[idx], data.train_y[idx], args.batch_size, data.mean, data.std,
-                           augment=True, hflip=data.hflip, cutout_length=cutout, seed=seed,
-                           start_epoch=run.start_epoch)
+                           augment=args.augment, hflip=data.hflip, vflip=data.vflip, cutout_length=cutout,
+                           seed=seed, start_epoch=run.start_epoch)
 
     def validate(graph):
         return image_set_scores(graph, data.train_x[arch_idx], data.train_y[arch_idx], args.batch_size,
                                 data.mean, data.std)
 
     def derived():
+        if complexity:
+            return arch_weights.derived()
+        alphas = arch_weights.alphas
         return derive_by_rule(alphas["alpha_normal"].d, alphas["alpha_reduction"].d, args.derivation)
     train_loader, val_loader = loader(weights_idx, args.seed), loader(arch_idx, args.seed + 1)
     steps = min(train_loader.steps_per_epoch, val_loader.steps_per_epoch)
@@ -148,6 +168,8 @@ def search(args):
                            "Discretized validation error": discretized.error})
             if dadarts:
                 values.update({"Temperature": float(arch_weights.temperature.d), "DAL": arch_weights.dal_value()})
+            if complexity:
+                values.update(arch_weights.epoch_values())
             for name, arrays in histories.items():
                 for cell, array in arrays().items():
                     history[name][cell].append(array)
@@ -222,10 +244,30 @@ def search_seeds(args):
     return selection
 
 
+def extract(args):
+    """--extract-lambda: the cell at λ̃ from the checkpoint of a finished complexity-controlled search."""
+    path = os.path.join(args.model_save_path or args.monitor_path, CHECKPOINT_NAME)
+    if not os.path.exists(path):
+        raise ArchitectureError(f"--extract-lambda needs the checkpoint of a --complexity-control search; "
+                                f"{path} does not exist")
+    nn.clear_parameters()
+    hypernetwork = Hypernetwork(LambdaInput(args.log10_lambda_min, args.log10_lambda_max), np.random.RandomState(0))
+    load_checkpoint(path, {f"arch/{k}": v for k, v in alpha_parameters().items()}, {})
+    arch = extract_architecture(hypernetwork.alphas_at(args.extract_lambda), args.extract_mode)
+    out = os.path.join(args.monitor_path, extracted_file_name(args.extract_lambda, args.extract_mode))
+    save_architecture(arch, out)
+    params = architecture_parameters(arch, args.output_filter, args.num_cells)
+    print(f"cell at normalised lambda {args.extract_lambda:g} ({args.extract_mode}) written to {out}: "
+          f"{params} weights in its ops at C={args.output_filter}, {args.num_cells} cells")
+    return out, params
+
+
 def main(argv=None):
     args = parse_args(search_parser(), argv)
     with fail_cleanly():
-        if args.alpha_epoch is not None:
+        if args.extract_lambda is not None:
+            extract(args)
+        elif args.alpha_epoch is not None:
             derive_from_history(os.path.join(args.monitor_path, ALPHA_HISTORY), args.alpha_epoch,
                                 args.model_arch_name, args.derivation)
             print(f"architecture of epoch {args.alpha_epoch} written to {args.model_arch_name}")

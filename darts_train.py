@@ -37,8 +37,8 @@ logging.getLogger("nnabla").setLevel(logging.WARNING)
 import nnabla as nn
 
 from args import parse_args, save_config, train_parser
-from models.eval_network import (AUX_SCOPE, CIFAR, IMAGENET, DropPath, build_test_graph, build_train_graph,
-                                 drop_path_schedule)
+from models.eval_network import (AUX_SCOPE, CIFAR, IMAGENET, CellVariant, DropPath, build_test_graph,
+                                 build_train_graph, drop_path_schedule)
 from models.genotype import load_architecture, save_architecture
 from models.graph import feed, forward_backward
 from utils.data.sources import open_source, source_info
@@ -76,6 +76,15 @@ def network_ends(args):
     return IMAGENET if args.dataset == "imagenet" else CIFAR
 
 
+def cell_variant(args):
+    """--cell-bn and --pool-bn: DARTS's cells, or var_nas' one-hot fine-tuning ones."""
+    return CellVariant(affine=args.cell_bn == "affine", pool_bn=args.pool_bn)
+
+
+def uses_drop_path(args):
+    return args.drop_path_delta > 0 if args.drop_path_delta is not None else args.drop_path_prob > 0
+
+
 def learning_rate(args, epoch):
     if args.lr_schedule == "exponential":
         return exponential_lr(epoch, args.lr, args.lr_decay)
@@ -87,7 +96,8 @@ def summarise(args, arch):
     shape, num_classes = source_info(args.dataset, args.image_size)
     # Training mode without drop path has the test graph's layers (so its MACs) and the auxiliary head.
     graph = build_train_graph(arch, (1,) + shape, num_classes, network_channels(args), args.num_cells,
-                              auxiliary=args.auxiliary, aux_weight=args.auxiliary_weight, ends=network_ends(args))
+                              auxiliary=args.auxiliary, aux_weight=args.auxiliary_weight, ends=network_ends(args),
+                              cells=cell_variant(args))
     summary = network_summary(graph.logits)
     os.makedirs(args.monitor_path, exist_ok=True)
     path = os.path.join(args.monitor_path, SUMMARY_NAME)
@@ -103,7 +113,7 @@ def evaluate(args, arch):
     source = open_source(args.dataset, args.data_dir, args.image_size, args.num_workers)
     shape = (args.batch_size,) + source.input_shape
     graph = build_test_graph(arch, shape, source.num_classes, network_channels(args), args.num_cells,
-                             ends=network_ends(args))
+                             ends=network_ends(args), cells=cell_variant(args))
     load_parameter_file(args.evaluate, nn.get_parameters(grad_only=False), AUX_SCOPE)
     scores = batch_scores(graph, source.test_batches(args.batch_size))
     os.makedirs(args.monitor_path, exist_ok=True)
@@ -141,11 +151,14 @@ def train(args, arch):
     seed_everything(args.seed)
     shape = (args.batch_size,) + source.input_shape
     channels = network_channels(args)
-    drop_path = DropPath() if args.drop_path_prob > 0 else None
+    drop_path = DropPath() if uses_drop_path(args) else None
+    cells = cell_variant(args)
     train_graph = build_train_graph(arch, shape, source.num_classes, channels, args.num_cells,
                                     auxiliary=args.auxiliary, aux_weight=args.auxiliary_weight,
-                                    drop_path=drop_path, ends=network_ends(args), label_smoothing=args.label_smoothing)
-    test_graph = build_test_graph(arch, shape, source.num_classes, channels, args.num_cells, ends=network_ends(args))
+                                    drop_path=drop_path, ends=network_ends(args), label_smoothing=args.label_smoothing,
+                                    cells=cells)
+    test_graph = build_test_graph(arch, shape, source.num_classes, channels, args.num_cells, ends=network_ends(args),
+                                  cells=cells)
     network_state = nn.get_parameters(grad_only=False)  # weights and batch-norm statistics
     optimizer = SGD(nn.get_parameters(grad_only=True), args.lr, args.momentum, args.weight_decay,
                     args.grad_clip)
@@ -161,12 +174,12 @@ def train(args, arch):
     if validated:
         print(f"training on {len(source.train_idx)} images, validating on {len(source.valid_idx)}")
     loader = source.train_loader(args.batch_size, args.seed, run.start_epoch,
-                                 cutout_length=args.cutout_length if args.cutout else 0)
+                                 cutout_length=args.cutout_length if args.cutout else 0, augment=args.augment)
     try:
         for epoch in run.remaining_epochs():
             optimizer.set_learning_rate(learning_rate(args, epoch))
             if drop_path is not None:
-                drop_path.set_prob(drop_path_schedule(epoch, args.epoch, args.drop_path_prob))
+                drop_path.set_prob(drop_path_schedule(epoch, args.epoch, args.drop_path_prob, args.drop_path_delta))
             train_loss, train_error = train_epoch(train_graph, loader, optimizer, drop_path, args.seed,
                                                   epoch, f"train epoch {epoch + 1}/{args.epoch}")
             test = batch_scores(test_graph, source.test_batches(args.batch_size))

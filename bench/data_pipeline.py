@@ -20,9 +20,9 @@ from utils.data.pipeline import BatchLoader  # noqa: E402
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 WARMUP_STEPS = 20
 PIPELINES = (
-    ("normalise only", dict(augment=False, hflip=False, cutout_length=0)),
-    ("crop + flip", dict(augment=True, hflip=True, cutout_length=0)),
-    ("crop + flip + cutout 16", dict(augment=True, hflip=True, cutout_length=16)),
+    ("normalise only", dict(augment=None, hflip=False, cutout_length=0)),
+    ("crop + flip", dict(augment="darts", hflip=True, cutout_length=0)),
+    ("crop + flip + cutout 16", dict(augment="darts", hflip=True, cutout_length=16)),
 )
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from models.graph import build_graph, cross_entropy, label_smoothing_cross_entropy, make_graph
 from models.network import cifar_stem, edge_stride, imagenet_stem, network
-from ops.operations import OPS, OpMode, batch_norm, operation
+from ops.operations import OP_NAMES, OPS, POOLING_OPS, OpMode, batch_norm, operation
 
 AUX_SCOPE = "auxiliary_head"
 AUX_POOL_KERNEL = 5
@@ -44,8 +44,25 @@ CIFAR = NetworkEnds(cifar_stem, aux_feature_bn=True)
 IMAGENET = NetworkEnds(imagenet_stem, aux_feature_bn=False)
 
 
-def drop_path_schedule(epoch, epochs, max_prob):
-    """Drop probability of `epoch` (0-based): max_prob * epoch / epochs, so training starts without it."""
+@dataclass(frozen=True)
+class CellVariant:
+    """How the cells' layers are built: DARTS's (affine BN, bare pooling), or var_nas' one-hot fine-tuning
+    (affine=False: the cells' BNs learn no scale and shift; pool_bn: a BN after every pooling edge).
+
+    The stem, classifier and auxiliary head are the same in every variant (the stem BN stays affine).
+    """
+    affine: bool = True
+    pool_bn: bool = False
+
+
+DARTS_CELLS = CellVariant()
+
+
+def drop_path_schedule(epoch, epochs, max_prob, delta=None):
+    """Drop probability of `epoch` (0-based): max_prob * epoch / epochs, so training starts without it;
+    with `delta`, var_nas' delta * epoch (the same when delta = max_prob / epochs)."""
+    if delta is not None:
+        return delta * epoch
     return max_prob * epoch / epochs
 
 
@@ -107,9 +124,10 @@ def is_dropped(op_id, stride):
     return not (kind == "identity" and stride == 1)
 
 
-def eval_nodes(arch, mode, drop_path=None):
+def eval_nodes(arch, mode, drop_path=None, pool_bn=False):
     """build_nodes for models.network: each intermediate node sums the ops of its edges in `arch`, and
-    the cell's output is its concat nodes, so the next cell reads len(concat) * C channels."""
+    the cell's output is its concat nodes, so the next cell reads len(concat) * C channels. pool_bn puts
+    a batch normalisation (of `mode`) after every pooling edge, before drop path."""
     def build_nodes(s0, s1, channels, reduction):
         cell, concat = arch.cell(reduction)
         states = {0: s0, 1: s1}
@@ -119,6 +137,8 @@ def eval_nodes(arch, mode, drop_path=None):
                 stride = edge_stride(reduction, input_node)
                 with nn.parameter_scope(f"node{node}_edge{index}"):
                     out = operation(op_id, states[input_node], channels, stride, mode)
+                    if pool_bn and op_id in POOLING_OPS:
+                        out = batch_norm(out, mode, name=f"{OP_NAMES[op_id]}_bn")
                 if drop_path is not None and is_dropped(op_id, stride):
                     out = drop_path(out)
                 total = out if total is None else total + out
@@ -159,7 +179,8 @@ def auxiliary_head(x, num_classes, mode, feature_bn=True):
         return PF.affine(F.relu(x), num_classes, name="classifier")
 
 
-def eval_network(x, arch, num_classes, channels, num_cells, test, drop_path=None, auxiliary=False, ends=CIFAR):
+def eval_network(x, arch, num_classes, channels, num_cells, test, drop_path=None, auxiliary=False, ends=CIFAR,
+                 cells=DARTS_CELLS):
     """(logits, auxiliary logits) of the evaluation network; the second is None without `auxiliary`.
 
     test=True uses the batch-norm running statistics; test graphs take neither drop path nor the
@@ -170,13 +191,15 @@ def eval_network(x, arch, num_classes, channels, num_cells, test, drop_path=None
     aux_cell = 2 * num_cells // 3
     aux_logits = []
     mode = OpMode(affine=True, test=test)
+    cell_mode = OpMode(affine=cells.affine, test=test)
 
     def after_cell(index, output):
         if auxiliary and index == aux_cell:
             aux_logits.append(auxiliary_head(output, num_classes, mode, ends.aux_feature_bn))
 
-    logits = network(x, num_classes, channels, num_cells, mode,
-                     build_nodes=eval_nodes(arch, mode, drop_path), after_cell=after_cell, stem=ends.stem)
+    logits = network(x, num_classes, channels, num_cells, cell_mode,
+                     build_nodes=eval_nodes(arch, cell_mode, drop_path, cells.pool_bn), after_cell=after_cell,
+                     stem=lambda x, c, _: ends.stem(x, c, mode))
     return logits, (aux_logits[0] if aux_logits else None)
 
 
@@ -189,7 +212,7 @@ def training_loss(logits, aux_logits, labels, aux_weight, criterion=cross_entrop
 
 
 def build_train_graph(arch, input_shape, num_classes, channels, num_cells, *, auxiliary, aux_weight,
-                      drop_path=None, ends=CIFAR, label_smoothing=0.0):
+                      drop_path=None, ends=CIFAR, label_smoothing=0.0, cells=DARTS_CELLS):
     """A static training graph (batch statistics); its loss includes the auxiliary loss.
 
     With label_smoothing > 0 both losses are label-smoothed (quark0's ImageNet recipe).
@@ -197,7 +220,7 @@ def build_train_graph(arch, input_shape, num_classes, channels, num_cells, *, au
     x = nn.Variable(input_shape)
     y = nn.Variable((input_shape[0], 1))
     logits, aux_logits = eval_network(x, arch, num_classes, channels, num_cells, test=False,
-                                      drop_path=drop_path, auxiliary=auxiliary, ends=ends)
+                                      drop_path=drop_path, auxiliary=auxiliary, ends=ends, cells=cells)
 
     def criterion(z, labels):
         if label_smoothing > 0:
@@ -206,8 +229,8 @@ def build_train_graph(arch, input_shape, num_classes, channels, num_cells, *, au
     return make_graph(x, y, logits, training_loss(logits, aux_logits, y, aux_weight, criterion))
 
 
-def build_test_graph(arch, input_shape, num_classes, channels, num_cells, ends=CIFAR):
+def build_test_graph(arch, input_shape, num_classes, channels, num_cells, ends=CIFAR, cells=DARTS_CELLS):
     """A static test graph: running statistics, no drop path, no auxiliary head, plain cross-entropy."""
     def logits(x):
-        return eval_network(x, arch, num_classes, channels, num_cells, test=True, ends=ends)[0]
+        return eval_network(x, arch, num_classes, channels, num_cells, test=True, ends=ends, cells=cells)[0]
     return build_graph(logits, input_shape)

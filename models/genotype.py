@@ -11,7 +11,9 @@ Two outside formats are supported:
   {"arch_normal": {"2": [[op_id, input_node], ...], ...}, "arch_reduction": {...}}, plus the optional
   keys "concat_normal" / "concat_reduction" (lists of nodes), written only for a concat other than all;
 - the genotype string of the PyTorch code (quark0/darts), with op names instead of ids, in its flat
-  form (two pairs per node, in node order) or the nested form of DADARTS / pt.darts (one list per node).
+  form (two pairs per node, in node order) or the nested form of DADARTS / pt.darts (one list per node);
+- var_nas' genotype JSON, [reduce, normal], each one list of op indices per node (node i has one
+  per earlier node), in var_nas' op order (read only).
 
 Op ids and names come from the one op table, ops.operations.OPS.
 """
@@ -433,19 +435,51 @@ NAMED_ARCHITECTURES.update({
 })
 
 
+# var_nas op index -> ours: max, avg, skip, sep3, sep5, dil3, dil5, none.
+VAR_NAS_OPS = (4, 5, 6, 2, 3, 0, 1, 7)
+
+
+def from_var_nas_lists(data):
+    """An Architecture from var_nas' [reduce, normal] lists of op indices (every edge kept)."""
+    if not isinstance(data, list) or len(data) != 2:
+        raise ArchitectureError("var_nas genotype must be a list [reduce, normal]")
+    cells = []
+    for cell_name, nodes in zip(("reduce", "normal"), data):
+        if not isinstance(nodes, list) or len(nodes) != len(NODES):
+            raise ArchitectureError(f"var_nas {cell_name} cell must be a list of {len(NODES)} node lists")
+        cell = {}
+        for node, ops in zip(NODES, nodes):
+            where = f"var_nas {cell_name} node {node}"
+            if not isinstance(ops, list) or len(ops) != node:
+                raise ArchitectureError(f"{where}: expected {node} op indices, one per earlier node, got {ops!r}")
+            for op in ops:
+                if not _is_int(op) or not 0 <= op < len(VAR_NAS_OPS):
+                    raise ArchitectureError(f"{where}: op index {op!r} is not one of 0..{len(VAR_NAS_OPS) - 1}")
+            cell[node] = [(VAR_NAS_OPS[op], input_node) for input_node, op in enumerate(ops)]
+        cells.append(cell)
+    reduction, normal = cells
+    return Architecture(normal=normal, reduction=reduction)
+
+
+def _json(text, source):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ArchitectureError(f"{source}: invalid JSON: {error}") from None
+
+
 def _from_text(text, source):
     stripped = text.strip()
     if not stripped:
         raise ArchitectureError(f"{source} is empty")
     if stripped.startswith("{"):
-        try:
-            data = json.loads(stripped)
-        except json.JSONDecodeError as error:
-            raise ArchitectureError(f"{source}: invalid JSON: {error}") from None
-        return from_json_dict(data)
+        return from_json_dict(_json(stripped, source))
+    if stripped.startswith("["):
+        return from_var_nas_lists(_json(stripped, source))
     if re.match(r"(\w+\.)*Genotype\s*\(", stripped):
         return parse_genotype_string(stripped)
-    raise ArchitectureError(f"{source} holds neither architecture JSON nor a Genotype(...) string")
+    raise ArchitectureError(f"{source} holds neither architecture JSON nor a Genotype(...) string "
+                            f"(nor a var_nas [reduce, normal] list)")
 
 
 def load_architecture(spec):

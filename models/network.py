@@ -24,6 +24,17 @@ def edge_stride(reduction, input_node):
     return 2 if reduction and input_node < 2 else 1
 
 
+def cell_channels(channels, num_cells):
+    """(channel count, is a reduction cell) of every cell: a reduction cell doubles the channels."""
+    reductions = reduction_cells(num_cells)
+    plan = []
+    for i in range(num_cells):
+        if i in reductions:
+            channels *= 2
+        plan.append((channels, i in reductions))
+    return plan
+
+
 def cell_body(s0, s1, channels, reduction, reduction_prev, mode, build_nodes):
     with nn.parameter_scope("preprocess0"):
         if reduction_prev:
@@ -62,19 +73,21 @@ def imagenet_stem(x, channels, mode):
     return s0, s1, True
 
 
-def network(x, num_classes, channels, num_cells, mode, build_nodes, after_cell=None, stem=cifar_stem):
+def dense_classifier(pooled, num_classes, mode):
+    return dense(pooled, num_classes, mode)
+
+
+def network(x, num_classes, channels, num_cells, mode, build_nodes, after_cell=None, stem=cifar_stem,
+            classifier=dense_classifier):
     """Stem, `num_cells` cells and the classifier; returns the logits. `mode` is an ops.OpMode.
 
     `stem(x, channels, mode)` gives (s0, s1, reduction_prev): the two inputs of cell 0, and whether s0
     has twice the resolution of s1. `after_cell(index, output)` is called after every cell, which is
-    where an auxiliary head attaches.
+    where an auxiliary head attaches. `classifier(pooled, num_classes, mode)` gives the logits from the
+    pooled features, in the parameter scope "classifier".
     """
     s0, s1, reduction_prev = stem(x, channels, mode)
-    reductions = reduction_cells(num_cells)
-    for i in range(num_cells):
-        reduction = i in reductions
-        if reduction:
-            channels *= 2
+    for i, (channels, reduction) in enumerate(cell_channels(channels, num_cells)):
         with nn.parameter_scope(f"cell{i}"):
             out = cell_body(s0, s1, channels, reduction, reduction_prev, mode, build_nodes)
         s0, s1 = s1, out
@@ -83,4 +96,4 @@ def network(x, num_classes, channels, num_cells, mode, build_nodes, after_cell=N
             after_cell(i, s1)
     pooled = F.global_average_pooling(s1)
     with nn.parameter_scope("classifier"):
-        return dense(pooled, num_classes, mode)
+        return classifier(pooled, num_classes, mode)

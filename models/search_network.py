@@ -8,7 +8,7 @@ import nnabla.functions as F
 import nnabla.initializer as I
 
 from models.genotype import EDGES, NODES
-from models.network import edge_stride, network
+from models.network import dense_classifier, edge_stride, network
 from ops.operations import OP_NAMES, POOLING_OPS, SEARCH_OPS, ZERO_OP, OpMode, batch_norm, operation
 
 WEIGHT_SCOPE = "net"
@@ -55,12 +55,17 @@ def candidate_op(op_id, x, channels, stride, mode):
 
 
 def mixed_op(x, edge_weights, channels, stride, mode):
-    """Sum over ops of weight * op(x), as one (1, ops) x (ops, size) product.
+    """Sum over ops of weight * op(x), as one matrix product.
 
-    The product is an order of magnitude faster on nnabla's CPU backend than one broadcast multiply
-    per op.
+    edge_weights is a (1, ops) row shared by the batch, taken as one (1, ops) x (ops, size) product;
+    or a (B, 1, ops) row per sample (models.mixing), taken as (B, 1, ops) x (B, ops, CHW) batched
+    products. The products are an order of magnitude faster on nnabla's CPU backend than one
+    broadcast multiply per op.
     """
     outputs = [candidate_op(op_id, x, channels, stride, mode) for op_id in BUILT_OPS]
+    if edge_weights.ndim == 3:
+        stacked = F.reshape(F.stack(*outputs, axis=1), (x.shape[0], len(outputs), -1))
+        return F.reshape(F.batch_matmul(edge_weights, stacked), outputs[0].shape)
     stacked = F.reshape(F.stack(*outputs, axis=0), (len(outputs), -1))
     return F.reshape(F.affine(edge_weights, stacked), outputs[0].shape)
 
@@ -91,35 +96,47 @@ def search_nodes(edge_output, mode):
     return build_nodes
 
 
+def edge_rows(weights):
+    """Per edge, the (1, 7) row, or (B, 1, 7) rows, of the weights of the ops that are built.
+
+    `weights` is (14, 8), shared by the batch, or (B, 14, 8), one per sample (models.mixing); the zero
+    op, the last column, is left out.
+    """
+    if weights.ndim == 3:
+        return [weights[:, edge:edge + 1, :len(BUILT_OPS)] for edge in range(weights.shape[1])]
+    return [F.reshape(row, (1, -1))[:, :len(BUILT_OPS)] for row in F.split(weights, axis=0)]
+
+
 def softmax_weights(alphas):
     """Plain DARTS's mixing weights: the softmax over the ops of every edge, {name: (14, 8) Variable}."""
     return {name: F.softmax(alpha, axis=1) for name, alpha in alphas.items()}
 
 
-def search_network(x, mixing_weights, num_classes, channels, num_cells, frozen=False, test=False):
+def search_network(x, mixing_weights, num_classes, channels, num_cells, frozen=False, test=False,
+                   classifier=dense_classifier):
     """Logits of the search network for input `x`: every edge mixes all ops with `mixing_weights`
-    ({name: (14, 8) Variable}, e.g. softmax_weights(alphas)).
+    ({name: (14, 8) Variable}, e.g. softmax_weights(alphas); or (B, 14, 8), one mixture per sample).
 
     frozen=True builds a graph that computes no weight gradients (see ops.operations.OpMode); test=True
     uses the batch-norm running statistics (validation), training mode uses batch statistics, as DARTS.
+    `classifier` is the final layer (models.network; models.hypernetwork has one that depends on λ).
     """
-    # Per edge, a (1, 7) row of the weights of the ops that are built (all but zero, the last).
-    rows = {name: [F.reshape(row, (1, -1))[:, :len(BUILT_OPS)] for row in F.split(weights, axis=0)]
-            for name, weights in mixing_weights.items()}
+    rows = {name: edge_rows(weights) for name, weights in mixing_weights.items()}
     mode = OpMode(affine=False, test=test, frozen=frozen)
 
     def edge_output(cell_type, edge, x, channels, stride):
         return mixed_op(x, rows[cell_type][edge], channels, stride, mode)
     with nn.parameter_scope(WEIGHT_SCOPE):
-        return network(x, num_classes, channels, num_cells, mode, build_nodes=search_nodes(edge_output, mode))
+        return network(x, num_classes, channels, num_cells, mode, build_nodes=search_nodes(edge_output, mode),
+                       classifier=classifier)
 
 
-def discrete_search_network(x, kept_ops, num_classes, channels, num_cells, test=False):
+def discrete_search_network(x, kept_ops, num_classes, channels, num_cells, test=False, classifier=dense_classifier):
     """The search network with each edge reduced to the op it keeps, reading the supernet's parameters.
 
     kept_ops: {name: {edge: op_id}} for the kept edges of each cell type (a hard discretization);
     an edge that is not kept, or keeps 'none', adds nothing. The logits equal those of search_network
-    fed the one-hot weights of kept_ops, at a fraction of the cost.
+    fed the one-hot weights of kept_ops, at a fraction of the cost. `classifier` as in search_network.
     """
     mode = OpMode(affine=False, test=test)
 
@@ -129,4 +146,5 @@ def discrete_search_network(x, kept_ops, num_classes, channels, num_cells, test=
             return None
         return candidate_op(op_id, x, channels, stride, mode)
     with nn.parameter_scope(WEIGHT_SCOPE):
-        return network(x, num_classes, channels, num_cells, mode, build_nodes=search_nodes(edge_output, mode))
+        return network(x, num_classes, channels, num_cells, mode, build_nodes=search_nodes(edge_output, mode),
+                       classifier=classifier)

@@ -13,7 +13,7 @@ ALLOWED = {
     "utils/pictures": ("ops", "models", "utils/data"),
     "utils/training": ("ops", "models", "utils/data", "utils/pictures"),
 }
-PROJECT = ("ops", "models", "utils", "args", "darts_search", "darts_train", "darts_plot", "demo")
+PROJECT = ("ops", "models", "utils", "args", "darts_search", "darts_train", "darts_plot", "darts_random", "demo")
 
 
 def package_of(module):

@@ -13,7 +13,7 @@ def random_images(n, shape, seed=0):
 
 def batches(images, labels, batch_size, count, mean=MEAN3, std=STD3, **options):
     """`count` batches from a fresh loader, plus the epoch reported with each."""
-    settings = dict(augment=True, hflip=True, cutout_length=16, seed=0)
+    settings = dict(augment="darts", hflip=True, cutout_length=16, seed=0)
     settings.update(options)
     loader = BatchLoader(images, labels, batch_size, mean, std, **settings)
     try:
@@ -145,7 +145,7 @@ def test_cutout_zeroes_a_square_after_normalisation(size, channels, side):
 
 def test_without_augmentation_batches_are_only_normalised():
     images = random_images(40, (3, 32, 32), seed=7)
-    for x, y, _ in batches(images, np.arange(40), 8, 5, augment=False):
+    for x, y, _ in batches(images, np.arange(40), 8, 5, augment=None):
         expected = (images[y[:, 0]] / 255.0 - np.array(MEAN3)[:, None, None]) / np.array(STD3)[:, None, None]
         np.testing.assert_allclose(x, expected, rtol=1e-5, atol=1e-5)
         assert x.dtype == np.float32 and y.dtype == np.int32 and y.shape == (8, 1)
@@ -190,7 +190,7 @@ def test_the_seed_changes_order_and_augmentation():
 def test_a_set_smaller_than_a_batch_is_refused():
     with pytest.raises(ValueError):
         BatchLoader(random_images(5, (1, 8, 8)), np.zeros(5), 8, (0.5,), (0.5,),
-                    augment=False, hflip=False, cutout_length=0, seed=0)
+                    augment=None, hflip=False, cutout_length=0, seed=0)
 
 
 # ---------------------------------------------------------------- evaluation

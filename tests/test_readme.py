@@ -3,6 +3,7 @@ import importlib.util
 import os
 import re
 import shlex
+import shutil
 import subprocess
 
 import pytest
@@ -62,6 +63,7 @@ def test_the_readme_quotes_the_commands_it_must():
 @pytest.mark.parametrize("command", [c for c in quoted_commands() if c.startswith("python ")])
 def test_python_command_parses(command, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    shutil.copytree(os.path.join(ROOT, "configs"), tmp_path / "configs")  # commands that read --config configs/...
     for name, body in yaml_files().items():
         (tmp_path / name).write_text(body)
     script, *argv = shlex.split(command)[1:]

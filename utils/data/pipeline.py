@@ -53,6 +53,21 @@ class _Normaliser:
         return x
 
 
+def cutout_keep_mask(batch, height, width, cutout_length, rng):
+    """(B, 1, H, W) mask, 0 in one square per image. The side is cutout_length scaled by H / 32."""
+    side = max(1, round(cutout_length * height / 32))
+    # The square is exactly `side` wide; DARTS's centre +- side // 2 gives
+    # the same square for even sides and one pixel less for odd ones.
+    top = rng.integers(0, height, batch) - side // 2
+    left = rng.integers(0, width, batch) - side // 2
+    rows = np.arange(height)
+    cols = np.arange(width)
+    in_rows = (rows >= top[:, None]) & (rows < top[:, None] + side)
+    in_cols = (cols >= left[:, None]) & (cols < left[:, None] + side)
+    cut = in_rows[:, :, None] & in_cols[:, None, :]
+    return (~cut).astype(np.float32)[:, None]
+
+
 class _Augmenter:
     """Random crop after zero padding, horizontal flip, then cutout, all per image.
 
@@ -82,21 +97,77 @@ class _Augmenter:
             crops[flip] = crops[flip, :, :, ::-1]
         x = self._normalise(crops)
         if self._cutout_length > 0:
-            x *= self._cutout_keep_mask(batch, height, width, rng)
+            x *= cutout_keep_mask(batch, height, width, self._cutout_length, rng)
         return x
 
-    def _cutout_keep_mask(self, batch, height, width, rng):
-        side = max(1, round(self._cutout_length * height / 32))
-        # The square is exactly `side` wide; DARTS's centre +- side // 2 gives
-        # the same square for even sides and one pixel less for odd ones.
-        top = rng.integers(0, height, batch) - side // 2
-        left = rng.integers(0, width, batch) - side // 2
-        rows = np.arange(height)
-        cols = np.arange(width)
-        in_rows = (rows >= top[:, None]) & (rows < top[:, None] + side)
-        in_cols = (cols >= left[:, None]) & (cols < left[:, None] + side)
-        cut = in_rows[:, :, None] & in_cols[:, None, :]
-        return (~cut).astype(np.float32)[:, None]
+
+# The seeds' RandomAffine(degrees=15, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=0.1) (S-D2).
+AFFINE_DEGREES = 15.0
+AFFINE_TRANSLATE = 0.1
+AFFINE_SCALE = (0.9, 1.1)
+AFFINE_SHEAR_DEGREES = 0.1  # torchvision reads a single number as an x-shear angle in degrees
+
+
+def draw_affine_parameters(batch, height, width, rng):
+    """Per image: rotation and x-shear (radians), scale, and whole-pixel shifts (tx, ty), as torchvision draws them."""
+    angle = np.deg2rad(rng.uniform(-AFFINE_DEGREES, AFFINE_DEGREES, batch))
+    shear = np.deg2rad(rng.uniform(-AFFINE_SHEAR_DEGREES, AFFINE_SHEAR_DEGREES, batch))
+    scale = rng.uniform(*AFFINE_SCALE, batch)
+    tx = np.rint(rng.uniform(-AFFINE_TRANSLATE * width, AFFINE_TRANSLATE * width, batch))
+    ty = np.rint(rng.uniform(-AFFINE_TRANSLATE * height, AFFINE_TRANSLATE * height, batch))
+    return angle, shear, scale, tx, ty
+
+
+def affine_warp(images, angle, shear, scale, tx, ty):
+    """Each image moved by p -> c + t + scale R(angle) S(shear) (p - c) about its centre c, nearest pixel, 0 outside.
+
+    Coordinates are (x right, y down), so a positive angle turns the picture clockwise on screen.
+    Every output pixel reads the input at the inverse map of its own position, all images at once.
+    """
+    batch, channels, height, width = images.shape
+    cos, sin = np.cos(angle), np.sin(angle)
+    rotation = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)
+    shearing = np.zeros((batch, 2, 2))
+    shearing[:, 0, 0] = shearing[:, 1, 1] = 1.0
+    shearing[:, 0, 1] = np.tan(shear)
+    inverse = np.linalg.inv(scale[:, None, None] * rotation @ shearing)
+    cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
+    ys, xs = np.mgrid[0:height, 0:width].reshape(2, 1, -1)
+    dx = xs - cx - tx[:, None]
+    dy = ys - cy - ty[:, None]
+    src_x = np.rint(inverse[:, 0, 0, None] * dx + inverse[:, 0, 1, None] * dy + cx).astype(np.int64)
+    src_y = np.rint(inverse[:, 1, 0, None] * dx + inverse[:, 1, 1, None] * dy + cy).astype(np.int64)
+    inside = (src_x >= 0) & (src_x < width) & (src_y >= 0) & (src_y < height)
+    index = np.where(inside, src_y * width + src_x, 0)[:, None, :]
+    flat = images.reshape(batch, channels, height * width)
+    warped = np.take_along_axis(flat, np.broadcast_to(index, flat.shape), axis=2) * inside[:, None, :]
+    return warped.reshape(images.shape).astype(images.dtype)
+
+
+class _AffineAugmenter:
+    """The seeds' (Fashion-)MNIST augmentation: random affine, vertical flip if `vflip`, then cutout.
+
+    No padding, crop or horizontal flip (S-D2).
+    """
+
+    def __init__(self, normalise, vflip, cutout_length):
+        self._normalise = normalise
+        self._vflip = vflip
+        self._cutout_length = cutout_length
+
+    def __call__(self, images_u8, rng):
+        batch, _, height, width = images_u8.shape
+        warped = affine_warp(images_u8, *draw_affine_parameters(batch, height, width, rng))
+        if self._vflip:
+            flip = rng.random(batch) < 0.5
+            warped[flip] = warped[flip, :, ::-1, :]
+        x = self._normalise(warped)
+        if self._cutout_length > 0:
+            x *= cutout_keep_mask(batch, height, width, self._cutout_length, rng)
+        return x
+
+
+AUGMENTATIONS = ("darts", "affine")
 
 
 class _EpochOrderSource(DataSource):
@@ -131,7 +202,9 @@ class BatchLoader:
     """Endless shuffled, augmented, normalised training batches: x float32 (B,C,H,W), y int32 (B,1)."""
 
     def __init__(self, images_u8, labels, batch_size, mean, std, *, augment, hflip,
-                 cutout_length, seed, start_epoch=0):
+                 cutout_length, seed, start_epoch=0, vflip=False):
+        """augment: None (normalise only), "darts" (crop, horizontal flip if hflip, cutout) or "affine"
+        (random affine, vertical flip if vflip, cutout)."""
         if len(images_u8) != len(labels):
             raise ValueError(f"{len(images_u8)} images but {len(labels)} labels")
         self.steps_per_epoch = len(images_u8) // batch_size
@@ -139,7 +212,14 @@ class BatchLoader:
             raise DataError(f"--batch-size {batch_size} is larger than the {len(images_u8)} images "
                             f"this run draws its batches from")
         self._normalise = _Normaliser(mean, std)
-        self._augmenter = _Augmenter(self._normalise, hflip, cutout_length) if augment else None
+        if augment == "darts":
+            self._augmenter = _Augmenter(self._normalise, hflip, cutout_length)
+        elif augment == "affine":
+            self._augmenter = _AffineAugmenter(self._normalise, vflip, cutout_length)
+        elif augment is None:
+            self._augmenter = None
+        else:
+            raise ValueError(f"unknown augmentation {augment!r}; choose from {', '.join(AUGMENTATIONS)} or None")
         self._seed = seed
         self.epoch = start_epoch
         self._next_epoch, self._next_step = start_epoch, 0

@@ -28,10 +28,11 @@ class ArraySource:
         if train_portion is not None:
             self.train_idx, self.valid_idx = split_indices(len(data.train_y), train_portion, seed)
 
-    def train_loader(self, batch_size, seed, start_epoch, cutout_length):
+    def train_loader(self, batch_size, seed, start_epoch, cutout_length, augment="darts"):
         data, idx = self.data, self.train_idx
-        return BatchLoader(data.train_x[idx], data.train_y[idx], batch_size, data.mean, data.std, augment=True,
-                           hflip=data.hflip, cutout_length=cutout_length, seed=seed, start_epoch=start_epoch)
+        return BatchLoader(data.train_x[idx], data.train_y[idx], batch_size, data.mean, data.std, augment=augment,
+                           hflip=data.hflip, vflip=data.vflip, cutout_length=cutout_length, seed=seed,
+                           start_epoch=start_epoch)
 
     def validation_batches(self, batch_size):
         data, idx = self.data, self.valid_idx
@@ -54,7 +55,9 @@ class ImageFolderSource:
         self.input_shape = (3, image_size, image_size)
         self.num_classes = len(self.folder.classes)
 
-    def train_loader(self, batch_size, seed, start_epoch, cutout_length):
+    def train_loader(self, batch_size, seed, start_epoch, cutout_length, augment="darts"):
+        if augment == "affine":
+            raise DataError("--augment affine is for the digit sets; ImageNet has its own augmentation")
         if cutout_length:
             raise DataError("cutout is not part of the ImageNet recipe; run with --cutout false")
         return imagenet.TrainLoader(self.folder.train, batch_size, seed=seed, num_workers=self.num_workers,

@@ -19,6 +19,7 @@ import nnabla as nn
 from models.discretization import dal_loss_sum, dal_value, hard_discretization, kept_edges, softmax_rows
 from models.genotype import EDGES
 from models.graph import build_graph
+from models.network import dense_classifier
 from models.search_network import ALPHA_NAMES, discrete_search_network, search_network, softmax_weights
 from ops.topk import topk_transform_cell
 
@@ -85,9 +86,14 @@ class DadartsSettings:
 
 def kept_ops(alphas):
     """{name: {edge: op_id}} of the hard discretization of the alphas' softmax (an edge may keep 'none')."""
+    return kept_ops_of({name: alphas[name].d for name in ALPHA_NAMES})
+
+
+def kept_ops_of(values):
+    """kept_ops of numpy alphas ({name: (14, 8) array})."""
     kept = {}
     for name in ALPHA_NAMES:
-        cell = kept_edges(softmax_rows(alphas[name].d))
+        cell = kept_edges(softmax_rows(values[name]))
         kept[name] = {EDGES.index((input_node, node)): op_id
                       for node, edges in cell.items() for op_id, input_node in edges}
     return kept
@@ -96,8 +102,9 @@ def kept_ops(alphas):
 class DiscreteGraph:
     """The static discrete graph of the current hard discretization, rebuilt only when it changes."""
 
-    def __init__(self, input_shape, num_classes, channels, num_cells, test):
+    def __init__(self, input_shape, num_classes, channels, num_cells, test, classifier=dense_classifier):
         self._build_args = (num_classes, channels, num_cells)
+        self._classifier = classifier
         self._input_shape = input_shape
         self._test = test
         self._kept = None
@@ -107,7 +114,8 @@ class DiscreteGraph:
     def graph(self, kept):
         if kept != self._kept:
             def logits(x):
-                return discrete_search_network(x, kept, *self._build_args, test=self._test)
+                return discrete_search_network(x, kept, *self._build_args, test=self._test,
+                                               classifier=self._classifier)
             self._graph = build_graph(logits, self._input_shape)
             self._kept = kept
             self.builds += 1

@@ -1,0 +1,83 @@
+"""Mixing weights with a temperature, and per-sample Gumbel-softmax sampling (var_nas I4).
+
+A Mixing turns alphas into the mixing weights search_network takes, {name: (14, 8)} shared by the
+batch or {name: (B, 14, 8)} one mixture per sample, in two flavours: `sampled(alphas, batch_size)` for
+training passes and `expected(alphas)` for passes that must be deterministic (validation, fixing
+var_nas' Q-V4, which samples there too). The modes:
+
+- 'gumbel': each sample b draws its own relaxed architecture,
+  w_{b,e,.} = softmax((log softmax(α_e) + g_{b,e,.}) / t), g standard Gumbel; expected: softmax(α),
+  the probabilities the relaxed samples approach as t falls;
+- 'softmax': softmax(α / t), shared by the batch, both ways;
+- 'naive': the raw α, shared by the batch, both ways.
+
+The temperature t = t0 + δ·epoch and the Gumbel noise are fed into variables, so a graph is built
+once. The noise of a step is drawn from (seed, epoch, step) alone, so a resumed run draws the same.
+"""
+import nnabla as nn
+import nnabla.functions as F
+import numpy as np
+
+
+MIXING_MODES = ("gumbel", "softmax", "naive")
+# Keeps the Gumbel noise apart from the data pipeline's (0, 1) and drop path's (2) random streams.
+GUMBEL_STREAM = 3
+
+
+class MixingError(ValueError):
+    """A mixing mode or temperature that cannot be used."""
+
+
+def temperature_schedule(epoch, start, delta):
+    """t = t0 + δ·epoch (0-based epoch), var_nas' linear schedule."""
+    return start + delta * epoch
+
+
+class Mixing:
+    def __init__(self, mode, temperature_start=1.0, temperature_delta=0.0):
+        if mode not in MIXING_MODES:
+            raise MixingError(f"unknown mixing mode {mode!r}; choose from {', '.join(MIXING_MODES)}")
+        self.mode = mode
+        self.temperature_start = temperature_start
+        self.temperature_delta = temperature_delta
+        self.temperature = nn.Variable((1, 1, 1), need_grad=False)
+        self.noise = []  # one (B, 14, 8) variable per cell type and sampled graph
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch):
+        t = temperature_schedule(epoch, self.temperature_start, self.temperature_delta)
+        if not t > 0:
+            raise MixingError(f"temperature {self.temperature_start} + {self.temperature_delta} * {epoch} = {t} "
+                              f"at epoch {epoch} is not positive")
+        self.temperature.d = t
+
+    def resample(self, seed, epoch, step):
+        """New Gumbel noise in every sampled graph, drawn from (seed, epoch, step) only."""
+        rng = np.random.default_rng([seed, GUMBEL_STREAM, epoch, step])
+        for variable in self.noise:
+            variable.d = rng.gumbel(size=variable.shape)
+
+    def _shared(self, alpha):
+        """(14, 8) weights of the modes that share one architecture over the batch."""
+        if self.mode == "naive":
+            return alpha
+        t = F.reshape(self.temperature, (1, 1))
+        return F.softmax(alpha / F.broadcast(t, alpha.shape), axis=1)
+
+    def sampled(self, alphas, batch_size):
+        if self.mode != "gumbel":
+            return self.expected(alphas)
+        weights = {}
+        for name, alpha in alphas.items():
+            noise = nn.Variable((batch_size,) + alpha.shape, need_grad=False)
+            noise.d = 0.0
+            self.noise.append(noise)
+            shape = noise.shape
+            logits = F.broadcast(F.reshape(F.log_softmax(alpha, axis=1), (1,) + alpha.shape), shape) + noise
+            weights[name] = F.softmax(logits / F.broadcast(self.temperature, shape), axis=2)
+        return weights
+
+    def expected(self, alphas):
+        if self.mode == "gumbel":
+            return {name: F.softmax(alpha, axis=1) for name, alpha in alphas.items()}
+        return {name: self._shared(alpha) for name, alpha in alphas.items()}

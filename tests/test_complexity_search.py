@@ -1,0 +1,111 @@
+"""darts_search.py --complexity-control end to end on a slice of the embedded digits, and --extract-lambda."""
+import numpy as np
+import pytest
+
+import darts_search
+import utils.training.run
+from models.complexity import architecture_parameters
+from models.extraction import extract_architecture
+from models.genotype import load_architecture
+from utils.data.datasets import load_dataset
+
+TINY = ["--dataset", "digits", "--batch-size", "8", "--num-cells", "1", "--output-filter", "2", "--seed", "3",
+        "--complexity-control", "--log10-lambda-min", "-3", "--log10-lambda-max", "-1"]
+
+
+@pytest.fixture(scope="module")
+def digits_slice():
+    data = load_dataset("digits", "unused")
+    data.train_x, data.train_y = data.train_x[:32], data.train_y[:32]
+    return data
+
+
+@pytest.fixture(autouse=True)
+def small_data(monkeypatch, digits_slice):
+    monkeypatch.setattr(darts_search, "load_dataset", lambda name, data_dir: digits_slice)
+    # The pictures (tested in test_pictures.py) would take most of the time.
+    monkeypatch.setattr(utils.training.run, "draw_run", lambda monitor_dir: [])
+
+
+def search(tmp_path, name, *extra):
+    out = tmp_path / name
+    darts_search.main(TINY + ["-m", str(out), "--model-arch-name", str(out / "arch.json"), *extra])
+    return out
+
+
+def series(path, name):
+    return np.loadtxt(path / f"{name.replace(' ', '-')}.series.txt", ndmin=2)
+
+
+def alphas(path, file_name, epoch=-1):
+    history = np.load(path / file_name)
+    return {"alpha_normal": history["normal"][epoch], "alpha_reduction": history["reduction"][epoch]}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, digits_slice):
+    """One second-order search of 2 epochs (module scope: the extraction tests read its checkpoint)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(darts_search, "load_dataset", lambda name, data_dir: digits_slice)
+        patch.setattr(utils.training.run, "draw_run", lambda monitor_dir: [])
+        return search(tmp_path_factory.mktemp("complexity"), "run", "--epoch", "2", "--second-order")
+
+
+def test_search_writes_histories_series_and_the_cell_at_lambda_0(finished):
+    for name in ("alpha_history.npz", "alpha_history_lambda_0.5.npz", "alpha_history_lambda_1.npz"):
+        history = np.load(finished / name)
+        assert history["normal"].shape == (3, 14, 8)
+        assert not np.array_equal(history["normal"][0], history["normal"][2])  # the knots learned
+    # The hypernetwork gives other alphas at other budgets.
+    assert not np.allclose(np.load(finished / "alpha_history.npz")["normal"],
+                           np.load(finished / "alpha_history_lambda_1.npz")["normal"])
+    for name in darts_search.SERIES + darts_search.COMPLEXITY_SERIES:
+        assert series(finished, name).shape == (2, 2)
+    penalty = series(finished, "Complexity penalty")[:, 1]
+    at0, at1 = (series(finished, f"Expected parameters at lambda {x}")[:, 1] for x in (0, 1))
+    # λ·P with λ in [1e-3, 1e-1]: between the bounds of λ times the expected counts.
+    assert np.all(penalty > 1e-3 * np.minimum(at0, at1) * 0.5) and np.all(penalty < 1e-1 * np.maximum(at0, at1) * 2)
+    np.testing.assert_allclose(series(finished, "Temperature")[:, 1], [1.0, 1.0 - 0.016], rtol=1e-6)
+    expected = extract_architecture(alphas(finished, "alpha_history.npz"), "simple")
+    assert load_architecture(str(finished / "arch.json")) == expected
+    assert load_architecture(str(finished / "arch" / "epoch_002.json")) == expected
+
+
+@pytest.mark.parametrize("lam_tilde, history", [("0.5", "alpha_history_lambda_0.5.npz"), ("1", "alpha_history_lambda_1.npz")])
+@pytest.mark.parametrize("mode", ["simple", "DARTS"])
+def test_extraction_reads_the_checkpoint(finished, capsys, lam_tilde, history, mode):
+    darts_search.main(TINY + ["-m", str(finished), "--extract-lambda", lam_tilde, "--extract-mode", mode])
+    out = finished / f"arch_lambda_{lam_tilde}_{mode}.json"
+    arch = load_architecture(str(out))
+    assert arch == extract_architecture(alphas(finished, history), mode)
+    assert f"{architecture_parameters(arch, 2, 1)} weights" in capsys.readouterr().out
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    whole = search(tmp_path, "whole", "--epoch", "2")
+    search(tmp_path, "parts", "--epoch", "1")
+    parts = search(tmp_path, "parts", "--epoch", "2", "--resume")
+    for name in ("alpha_history.npz", "alpha_history_lambda_1.npz"):
+        for key in ("normal", "reduction"):
+            np.testing.assert_array_equal(np.load(whole / name)[key], np.load(parts / name)[key])
+    for name in ("Training loss", "Validation error", "Complexity penalty"):
+        np.testing.assert_array_equal(series(whole, name), series(parts, name))
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--dadarts"], "cannot be combined with --dadarts"),
+    (["--log10-lambda-max", "-2.5"], "at least 1"),
+    (["--temperature-delta", "-1", "--epoch", "3"], "must be positive"),
+    (["--extract-lambda", "1.5"], "--extract-lambda must be in [0, 1]"),
+])
+def test_impossible_settings_are_one_line_errors(tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as exit_info:
+        darts_search.main(TINY + ["-m", str(tmp_path)] + extra)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_extraction_without_a_checkpoint_is_a_one_line_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        darts_search.main(TINY + ["-m", str(tmp_path), "--extract-lambda", "0.5"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and "checkpoint" in err and len(err.strip().splitlines()) == 1
