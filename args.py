@@ -96,6 +96,10 @@ def _common_parser(description):
         help="where parameters and checkpoints are saved (default: the monitor path)")
     _add_bool(parser, "--resume", False,
               "continue from the last checkpoint in the monitor path")
+    _add_bool(parser, "--force-resume", False,
+              "resume even if settings differ from the run's saved config.yaml")
+    add("--progress-every", type=int, default=50, metavar="N",
+        help="when stderr is not a terminal, print a progress line every N steps")
     return parser
 
 
@@ -142,6 +146,8 @@ def train_parser():
     add("--drop-path-prob", type=float, default=0.2)
     add("--save-interval", type=int, default=10,
         help="save parameters every N epochs")
+    add("--keep-last", type=int, default=None, metavar="K",
+        help="keep only the K latest params_epoch_NNN.h5 files (default: all)")
     _add_bool(parser, "--summary", False, "print a summary of the network")
     add("--evaluate", type=str, default=None, metavar="PARAMS.h5",
         help="only evaluate these parameters on the test set")
@@ -240,6 +246,7 @@ def _range_problems(args):
         (args.num_cells >= 1, "--num-cells must be at least 1"),
         (args.output_filter >= 1, "--output-filter must be at least 1"),
         (args.cutout_length >= 0, "--cutout-length must not be negative"),
+        (args.progress_every >= 1, "--progress-every must be at least 1"),
     ]
     if hasattr(args, "train_portion"):
         checks.append((0.0 < args.train_portion < 1.0, "--train-portion must be between 0 and 1"))
@@ -249,6 +256,7 @@ def _range_problems(args):
              "--output-filter + --additional-filters-on-retrain must be at least 1"),
             (0.0 <= args.drop_path_prob < 1.0, "--drop-path-prob must be in [0, 1)"),
             (args.save_interval >= 1, "--save-interval must be at least 1"),
+            (args.keep_last is None or args.keep_last >= 1, "--keep-last must be at least 1"),
         ]
     return [message for ok, message in checks if not ok]
 

@@ -3,13 +3,11 @@
     python darts_search.py --context cpu --dataset digits --epoch 5 --monitor-path runs/search
 """
 import os
-import sys
 
 import nnabla as nn
 import numpy as np
-from tqdm import tqdm
 
-from args import parse_args, save_config, search_parser
+from args import CONFIG_FILE_NAME, parse_args, save_config, search_parser
 from models.genotype import derive_architecture, save_architecture
 from models.search_network import alpha_parameters, all_weight_state, create_alphas, search_network, weight_parameters
 from utils.data.datasets import load_dataset
@@ -17,19 +15,19 @@ from utils.data.pipeline import BatchLoader, split_indices
 from utils.pictures.cell_diagram import draw_architecture
 from utils.training.alpha_history import ALPHA_HISTORY, derive_from_history, write_alpha_history
 from utils.training.bilevel import BilevelOptimizer, build_search_graphs
-from utils.training.context import set_context
+from utils.training.context import check_precision, set_context
 from utils.training.evaluation import RunningMean, classification_error
 from utils.training.optim import SGD, Adam, cosine_lr
-from utils.training.run import EPOCH_TIME, Run, fail_cleanly, quiet_nnabla_logging, seed_everything
+from utils.training.run import EPOCH_TIME, Progress, Run, fail_cleanly, quiet_nnabla_logging, seed_everything
 
 SERIES = ("Training loss", "Training error", "Validation loss", "Validation error", EPOCH_TIME)
 
 
-def search_epoch(optimizer, train_loader, val_loader, steps, desc):
+def search_epoch(optimizer, train_loader, val_loader, steps, desc, progress_every=50):
     """`steps` search steps; returns the epoch means of the SERIES but EPOCH_TIME."""
     train_graph, val_graph = optimizer.train_graph, optimizer.val_graph
     stats = {name: RunningMean() for name in SERIES if name != EPOCH_TIME}
-    bar = tqdm(range(steps), desc=desc, leave=False, disable=not sys.stderr.isatty())
+    bar = Progress(steps, desc, progress_every)
     for _ in bar:
         train_batch, val_batch = train_loader.next(), val_loader.next()
         optimizer.step(train_batch, val_batch)
@@ -42,9 +40,11 @@ def search_epoch(optimizer, train_loader, val_loader, steps, desc):
 
 
 def search(args):
+    check_precision(args.type_config, args.second_order)
     set_context(args.context, args.device_id, args.type_config)
     data = load_dataset(args.dataset, args.data_dir)
     run = Run(args.monitor_path, args.model_save_path, args.epoch, SERIES)
+    run.check_resume_settings(vars(args), os.path.join(run.monitor_path, CONFIG_FILE_NAME), args.force_resume)
     save_config(args, run.monitor_path)
 
     nn.clear_parameters()  # a run owns the global parameter registry from here on
@@ -81,7 +81,7 @@ def search(args):
         for epoch in run.remaining_epochs():
             weight_opt.set_learning_rate(cosine_lr(epoch, args.epoch, args.lr, args.lr_min))
             values = search_epoch(optimizer, train_loader, val_loader, steps,
-                                  f"search epoch {epoch + 1}/{args.epoch}")
+                                  f"search epoch {epoch + 1}/{args.epoch}", args.progress_every)
             history["normal"].append(alphas["alpha_normal"].d.copy())
             history["reduction"].append(alphas["alpha_reduction"].d.copy())
             write_alpha_history(run.monitor_path, history)

@@ -19,13 +19,11 @@ The defaults train the paper's network: 20 cells, C = --output-filter + --additi
 - DARTS_arch.json: the architecture trained, so the run's cell diagrams can be drawn from its directory.
 """
 import os
-import sys
 
 import nnabla as nn
 import numpy as np
-from tqdm import tqdm
 
-from args import parse_args, save_config, train_parser
+from args import CONFIG_FILE_NAME, parse_args, save_config, train_parser
 from models.eval_network import AUX_SCOPE, DropPath, build_test_graph, build_train_graph, drop_path_schedule
 from models.genotype import load_architecture, save_architecture
 from models.graph import feed, forward_backward
@@ -37,7 +35,8 @@ from utils.training.evaluation import RunningMean, classification_error, test_lo
 from utils.training.model_stats import describe_size, network_summary
 from utils.training.optim import SGD, cosine_lr
 from utils.training.parameter_files import load_parameter_file
-from utils.training.run import EPOCH_TIME, Run, fail_cleanly, quiet_nnabla_logging, seed_everything, write_json
+from utils.training.run import (EPOCH_TIME, Progress, Run, fail_cleanly, keep_last_files, quiet_nnabla_logging,
+                                seed_everything, write_json)
 
 SERIES = ("Training loss", "Training error", "Test loss", "Test error", EPOCH_TIME)
 SUMMARY_NAME = "summary.json"
@@ -47,9 +46,12 @@ FINAL_PARAMS_NAME = "final_params.h5"
 _DROP_PATH_STREAM = 2
 
 
+EPOCH_PARAMS_PREFIX, EPOCH_PARAMS_SUFFIX = "params_epoch_", ".h5"
+
+
 def epoch_params_name(epoch):
     """Name of the parameters saved after `epoch` epochs (1-based)."""
-    return f"params_epoch_{epoch:03d}.h5"
+    return f"{EPOCH_PARAMS_PREFIX}{epoch:03d}{EPOCH_PARAMS_SUFFIX}"
 
 
 def network_channels(args):
@@ -87,10 +89,10 @@ def evaluate(args, arch):
     return error
 
 
-def train_epoch(graph, loader, optimizer, drop_path, seed, epoch, desc):
+def train_epoch(graph, loader, optimizer, drop_path, seed, epoch, desc, progress_every=50):
     """One epoch of SGD steps; returns the mean training loss and error."""
     loss, error = RunningMean(), RunningMean()
-    bar = tqdm(range(loader.steps_per_epoch), desc=desc, leave=False, disable=not sys.stderr.isatty())
+    bar = Progress(loader.steps_per_epoch, desc, progress_every)
     for step in bar:
         batch = loader.next()
         feed(graph, batch)
@@ -108,6 +110,7 @@ def train_epoch(graph, loader, optimizer, drop_path, seed, epoch, desc):
 def train(args, arch):
     data = load_dataset(args.dataset, args.data_dir)
     run = Run(args.monitor_path, args.model_save_path, args.epoch, SERIES)
+    run.check_resume_settings(vars(args), os.path.join(run.monitor_path, CONFIG_FILE_NAME), args.force_resume)
     save_config(args, run.monitor_path)
     save_architecture(arch, os.path.join(run.monitor_path, FINAL_ARCH))
     summary_path = os.path.join(run.monitor_path, SUMMARY_NAME)
@@ -142,7 +145,8 @@ def train(args, arch):
             if drop_path is not None:
                 drop_path.set_prob(drop_path_schedule(epoch, args.epoch, args.drop_path_prob))
             train_loss, train_error = train_epoch(train_graph, loader, optimizer, drop_path, args.seed,
-                                                  epoch, f"train epoch {epoch + 1}/{args.epoch}")
+                                                  epoch, f"train epoch {epoch + 1}/{args.epoch}",
+                                                  args.progress_every)
             test_loss, test_error = test_loss_and_error(test_graph, data, args.batch_size)
 
             best = summary["best_test_error"]
@@ -150,6 +154,7 @@ def train(args, arch):
             summary["best_test_error"] = test_error if best is None else min(best, test_error)
             if (epoch + 1) % args.save_interval == 0:
                 nn.save_parameters(os.path.join(run.save_dir, epoch_params_name(epoch + 1)), network_state)
+                keep_last_files(run.save_dir, EPOCH_PARAMS_PREFIX, EPOCH_PARAMS_SUFFIX, args.keep_last)
             write_json(summary_path, summary)
             run.end_epoch(epoch, {"Training loss": train_loss, "Training error": train_error,
                                   "Test loss": test_loss, "Test error": test_error},
