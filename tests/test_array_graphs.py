@@ -6,7 +6,7 @@ import nnabla.functions as F
 import numpy as np
 import pytest
 
-from utils.training.array_graphs import ArrayGraph, GlobalNorm, copy_graph
+from utils.training.array_graphs import ArrayGraph, GlobalNorm, copy_graph, float_context
 
 SHAPES = [(3, 4), (5,), (2, 1, 3, 3)]
 
@@ -82,3 +82,15 @@ def test_a_parameter_gradient_read_through_a_graph_survives_its_own_graphs_backw
     loss.forward()
     loss.backward(clear_buffer=True)
     assert norm() == pytest.approx(2 * np.linalg.norm(w.d), rel=1e-6)
+
+
+def test_the_graphs_compute_in_float_under_a_half_context():
+    half = nn.Context(backend=["cpu:half", "cpu:float"], array_class="CpuCachedArray", device_id="")
+    with nn.context_scope(half):
+        assert float_context().backend == ["cpu:float"]
+    cuda_half = nn.Context(backend=["cudnn:half", "cuda:half", "cpu:float"], array_class="CudaCachedArray",
+                           device_id="1")
+    with nn.context_scope(cuda_half):
+        ctx = float_context()
+    assert ctx.backend == ["cudnn:float", "cuda:float", "cpu:float"]
+    assert ctx.array_class == "CudaCachedArray" and ctx.device_id == "1"

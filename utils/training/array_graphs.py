@@ -14,6 +14,14 @@ import nnabla as nn
 import nnabla.functions as F
 
 
+def float_context():
+    """The current context computing in float: under --type-config half, norms of ~10^6 squares and
+    weight copies must not go through fp16 (its range ends at 65504, its spacing near 0.1 is 6e-5)."""
+    ctx = nn.get_current_context()
+    backend = list(dict.fromkeys(b.replace(":half", ":float") for b in ctx.backend))
+    return nn.Context(backend=backend, array_class=ctx.array_class, device_id=ctx.device_id)
+
+
 def bound_variable(array):
     """A Variable whose data is `array` (an NdArray): reading it reads the array, writing it writes the array."""
     v = nn.Variable(array.shape, need_grad=False)
@@ -32,6 +40,10 @@ class ArrayGraph:
     """
 
     def __init__(self, formula, operands, targets, scalars=()):
+        with nn.context_scope(float_context()):
+            self._build(formula, operands, targets, scalars)
+
+    def _build(self, formula, operands, targets, scalars):
         self.scalars = {name: nn.Variable(()) for name in scalars}
         outputs = []
         for index, arrays in enumerate(zip(*operands)):
@@ -65,8 +77,9 @@ class GlobalNorm:
     """The L2 norm of a list of arrays taken together as one vector, from one graph built once."""
 
     def __init__(self, arrays):
-        squares = [F.sum(F.pow_scalar(bound_variable(a), 2.0)) for a in arrays]
-        self.total = F.sum(F.stack(*squares)) if squares else None
+        with nn.context_scope(float_context()):
+            squares = [F.sum(F.pow_scalar(bound_variable(a), 2.0)) for a in arrays]
+            self.total = F.sum(F.stack(*squares)) if squares else None
 
     def __call__(self):
         if self.total is None:
