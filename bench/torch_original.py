@@ -2,8 +2,8 @@
 side-by-side with bench/search_step.py. Not part of the project: it imports the original's own
 files from a checkout you point it at, and needs torch, which the project's venv does not have.
 
-    git clone https://github.com/naszilla/darts /tmp/darts        # cnn/ equals quark0/darts
-    python3.10 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch numpy
+    # a checkout of naszilla/darts in /tmp/darts (its cnn/ equals quark0/darts)
+    python3 -m venv /tmp/torchenv && /tmp/torchenv/bin/pip install torch numpy   # a cpu build of torch
     /tmp/torchenv/bin/python bench/torch_original.py --darts-cnn /tmp/darts/cnn --batch-size 64
     .venv/bin/python bench/search_step.py --batch-size 64 --profile false
 
