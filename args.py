@@ -122,6 +122,10 @@ def _common_parser(description, datasets=IMAGE_DATASETS):
         help="where parameters and checkpoints are saved (default: the monitor path)")
     _add_bool(parser, "--resume", False,
               "continue from the last checkpoint in the monitor path")
+    _add_bool(parser, "--force-resume", False,
+              "resume even if settings differ from the run's saved config.yaml")
+    add("--progress-every", type=int, default=50, metavar="N",
+        help="when stderr is not a terminal, print a progress line every N steps")
     return parser
 
 
@@ -269,6 +273,8 @@ def train_parser():
     add("--cell-bn", choices=["affine", "none"], default="affine",
         help="none: the cells' batch normalisations learn no scale and shift (var_nas' one-hot fine-tuning)")
     _add_bool(parser, "--pool-bn", False, "pooling edges are followed by a batch normalisation (var_nas' PoolBN)")
+    add("--keep-last", type=int, default=None, metavar="K",
+        help="keep only the K latest params_epoch_NNN.h5 files (default: all)")
     _add_bool(parser, "--summary", False, "print a summary of the network")
     add("--evaluate", type=str, default=None, metavar="PARAMS.h5",
         help="only evaluate these parameters on the test set")
@@ -377,6 +383,7 @@ def _range_problems(args):
         (args.num_cells >= 1, "--num-cells must be at least 1"),
         (args.output_filter >= 1, "--output-filter must be at least 1"),
         (args.cutout_length >= 0, "--cutout-length must not be negative"),
+        (args.progress_every >= 1, "--progress-every must be at least 1"),
     ]
     if getattr(args, "train_portion", None) is not None:
         checks.append((0.0 < args.train_portion < 1.0, "--train-portion must be between 0 and 1"))
@@ -402,6 +409,7 @@ def _range_problems(args):
             (args.image_size >= 32, "--image-size must be at least 32"),
             (args.num_workers >= 0, "--num-workers must not be negative"),
             (args.save_interval >= 1, "--save-interval must be at least 1"),
+            (args.keep_last is None or args.keep_last >= 1, "--keep-last must be at least 1"),
         ]
     return [message for ok, message in checks if not ok]
 

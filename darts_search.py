@@ -11,7 +11,6 @@ is scored on the rest of the training set (never the test set), and the ranking 
 """
 import logging
 import os
-import sys
 
 # nnabla logs at INFO from its import on (every extension and data iterator it creates); a run's own
 # lines are what matter, from whatever directory it starts.
@@ -19,9 +18,8 @@ logging.getLogger("nnabla").setLevel(logging.WARNING)
 
 import nnabla as nn
 import numpy as np
-from tqdm import tqdm
 
-from args import parse_args, save_config, search_parser
+from args import CONFIG_FILE_NAME, parse_args, save_config, search_parser
 from models.derivation import derive_by_rule
 from models.complexity import architecture_parameters
 from models.extraction import extract_architecture, extracted_file_name
@@ -39,12 +37,12 @@ from utils.training.alpha_history import ALPHA_HISTORY, derive_from_history, wri
 from utils.training.bilevel import BilevelOptimizer, build_search_graphs
 from utils.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from utils.training.complexity_control import ComplexityControl, ComplexitySettings
-from utils.training.context import set_context
+from utils.training.context import check_precision, set_context
 from utils.training.dadarts import ArchitectureWeights, DadartsSettings
 from utils.training.evaluation import RunningMean, classification_error, image_set_scores
 from utils.training.optim import SGD, Adam, cosine_lr
 from utils.training.protocol import per_seed_args
-from utils.training.run import EPOCH_TIME, Run, fail_cleanly, seed_everything, write_json
+from utils.training.run import EPOCH_TIME, Progress, Run, fail_cleanly, seed_everything, write_json
 from utils.training.selection import SELECTION_NAME, select_architecture
 
 # Per epoch: the means over the steps of the weight step's and the alpha step's batches, then one
@@ -59,11 +57,11 @@ GENOTYPE_NAME = "genotype.txt"
 SUMMARY_NAME = "search_summary.json"
 
 
-def search_epoch(optimizer, train_loader, val_loader, steps, desc):
+def search_epoch(optimizer, train_loader, val_loader, steps, desc, progress_every=50):
     """`steps` search steps; returns the epoch means of the batch series."""
     names = ("Training loss", "Training error", "Alpha-step loss", "Alpha-step error")
     stats = {name: RunningMean() for name in names}
-    bar = tqdm(range(steps), desc=desc, leave=False, disable=not sys.stderr.isatty())
+    bar = Progress(steps, desc, progress_every)
     for _ in bar:
         train_batch, val_batch = train_loader.next(), val_loader.next()
         optimizer.step(train_batch, val_batch)
@@ -86,6 +84,7 @@ def finetune_discretized(graph, weight_opt, train_loader, epochs):
 
 
 def search(args):
+    check_precision(args.type_config, args.second_order)
     set_context(args.context, args.device_id, args.type_config)
     data = load_dataset(args.dataset, args.data_dir)
     settings = DadartsSettings.from_args(args)
@@ -93,6 +92,7 @@ def search(args):
     complexity = args.complexity_control
     extra_series = COMPLEXITY_SERIES if complexity else DADARTS_SERIES if dadarts else ()
     run = Run(args.monitor_path, args.model_save_path, args.epoch, SERIES + extra_series)
+    run.check_resume_settings(vars(args), os.path.join(run.monitor_path, CONFIG_FILE_NAME), args.force_resume)
     save_config(args, run.monitor_path)
 
     nn.clear_parameters()  # a run owns the global parameter registry from here on
@@ -161,7 +161,7 @@ def search(args):
             weight_opt.set_learning_rate(cosine_lr(epoch, args.epoch, args.lr, args.lr_min))
             arch_weights.start_epoch(epoch, args.epoch)
             values = search_epoch(optimizer, train_loader, val_loader, steps,
-                                  f"search epoch {epoch + 1}/{args.epoch}")
+                                  f"search epoch {epoch + 1}/{args.epoch}", args.progress_every)
             validation = validate(arch_weights.validation_graph())
             discretized = validate(arch_weights.discretized_graph(test=True))
             values.update({"Validation loss": validation.loss, "Validation error": validation.error,

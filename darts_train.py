@@ -36,11 +36,10 @@ logging.getLogger("nnabla").setLevel(logging.WARNING)
 
 import nnabla as nn
 
-from args import parse_args, save_config, train_parser
+from args import CONFIG_FILE_NAME, parse_args, save_config, train_parser
 from models.eval_network import (AUX_SCOPE, CIFAR, IMAGENET, CellVariant, DropPath, build_test_graph,
                                  build_train_graph, drop_path_schedule)
 from models.genotype import load_architecture, save_architecture
-from models.graph import feed, forward_backward
 from utils.data.sources import open_source, source_info
 from utils.pictures.run_pictures import FINAL_ARCH
 from utils.training.context import set_context
@@ -52,7 +51,7 @@ from utils.training.network_training import train_epoch
 from utils.training.optim import SGD, cosine_lr, exponential_lr
 from utils.training.parameter_files import load_parameter_file
 from utils.training.protocol import AGGREGATE_NAME, aggregate_runs, format_table, per_seed_args
-from utils.training.run import EPOCH_TIME, Run, fail_cleanly, seed_everything, write_json
+from utils.training.run import EPOCH_TIME, Run, fail_cleanly, keep_last_files, seed_everything, write_json
 
 SERIES = ("Training loss", "Training error", "Test loss", "Test error", "Test top5 error", EPOCH_TIME)
 VALIDATION_SERIES = ("Validation loss", "Validation error")
@@ -62,9 +61,12 @@ FINAL_PARAMS_NAME = "final_params.h5"
 BEST_PARAMS_NAME = "best_params.h5"
 
 
+EPOCH_PARAMS_PREFIX, EPOCH_PARAMS_SUFFIX = "params_epoch_", ".h5"
+
+
 def epoch_params_name(epoch):
     """Name of the parameters saved after `epoch` epochs (1-based)."""
-    return f"params_epoch_{epoch:03d}.h5"
+    return f"{EPOCH_PARAMS_PREFIX}{epoch:03d}{EPOCH_PARAMS_SUFFIX}"
 
 
 def network_channels(args):
@@ -143,6 +145,7 @@ def train(args, arch):
     source = open_source(args.dataset, args.data_dir, args.image_size, args.num_workers, args.train_portion,
                          args.seed)
     run = Run(args.monitor_path, args.model_save_path, args.epoch, SERIES + (VALIDATION_SERIES if validated else ()))
+    run.check_resume_settings(vars(args), os.path.join(run.monitor_path, CONFIG_FILE_NAME), args.force_resume)
     save_config(args, run.monitor_path)
     save_architecture(arch, os.path.join(run.monitor_path, FINAL_ARCH))
     source.describe(run.monitor_path)
@@ -181,7 +184,7 @@ def train(args, arch):
             if drop_path is not None:
                 drop_path.set_prob(drop_path_schedule(epoch, args.epoch, args.drop_path_prob, args.drop_path_delta))
             train_loss, train_error = train_epoch(train_graph, loader, optimizer, drop_path, args.seed,
-                                                  epoch, f"train epoch {epoch + 1}/{args.epoch}")
+                                                  epoch, f"train epoch {epoch + 1}/{args.epoch}", args.progress_every)
             test = batch_scores(test_graph, source.test_batches(args.batch_size))
             values = {"Training loss": train_loss, "Training error": train_error, "Test loss": test.loss,
                       "Test error": test.error, "Test top5 error": test.top5_error}
@@ -196,6 +199,7 @@ def train(args, arch):
                 nn.save_parameters(os.path.join(run.save_dir, BEST_PARAMS_NAME), network_state)
             if (epoch + 1) % args.save_interval == 0:
                 nn.save_parameters(os.path.join(run.save_dir, epoch_params_name(epoch + 1)), network_state)
+                keep_last_files(run.save_dir, EPOCH_PARAMS_PREFIX, EPOCH_PARAMS_SUFFIX, args.keep_last)
             write_json(summary_path, summary)
             run.end_epoch(epoch, values, message=message,
                           meta={"lr": optimizer.lr, "errors": error_figures(summary)})

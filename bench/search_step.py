@@ -3,7 +3,10 @@
     .venv/bin/python bench/search_step.py --batch-size 64 --second-order False
 
 Prints a table, then the share of the step each nnabla function type takes, and as its last line
-JSON with s_per_step (median), images_per_s and peak_rss_mb. Peak RSS is read before profiling.
+JSON with s_per_step (median), images_per_s, host_s_per_step and peak_rss_mb. Peak RSS is read
+before profiling. host_s_per_step is the median time of a step spent outside nnabla's calls (graph
+forward/backward, the array graphs, the solvers): the Python around them. It does not depend on the
+batch size, so `--batch-size 2 --profile false` measures it quickly.
 """
 import argparse
 import collections
@@ -13,6 +16,7 @@ import resource
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -21,6 +25,8 @@ import numpy as np  # noqa: E402
 from args import str2bool  # noqa: E402
 from models.search_network import (alpha_parameters, all_weight_state, create_alphas, search_network, softmax_weights,  # noqa: E402
                                    weight_parameters)
+import utils.training.bilevel as bilevel  # noqa: E402
+from utils.training.array_graphs import ArrayGraph, GlobalNorm  # noqa: E402
 from utils.training.bilevel import BilevelOptimizer, build_search_graphs  # noqa: E402
 from utils.training.optim import SGD, Adam  # noqa: E402
 from utils.training.run import seed_everything  # noqa: E402
@@ -40,6 +46,51 @@ class FunctionTimer:
         self.seconds[f.info.type_name] += time.perf_counter() - self.started
 
 
+class NnablaCallTimer:
+    """Wall time spent inside nnabla's calls during a step: everything else of the step is host time."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def timed(self, call):
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+        return wrapper
+
+    @contextmanager
+    def installed(self, optimizers):
+        """Times the graphs' forward/backward, the array graphs and every solver method while active."""
+        patched = [(bilevel, "forward_backward"), (ArrayGraph, "run"), (GlobalNorm, "__call__")]
+        originals = [getattr(owner, name) for owner, name in patched]
+        solvers = [opt.solver for opt in optimizers]
+        for (owner, name), original in zip(patched, originals):
+            setattr(owner, name, self.timed(original))
+        for opt in optimizers:
+            opt.solver = TimedSolver(opt.solver, self)
+        try:
+            yield
+        finally:
+            for (owner, name), original in zip(patched, originals):
+                setattr(owner, name, original)
+            for opt, solver in zip(optimizers, solvers):
+                opt.solver = solver
+
+
+class TimedSolver:
+    """An nnabla solver whose every method call is timed by a NnablaCallTimer."""
+
+    def __init__(self, solver, timer):
+        self._solver = solver
+        self._timer = timer
+
+    def __getattr__(self, name):
+        return self._timer.timed(getattr(self._solver, name))
+
+
 def profile_graphs(graphs):
     """One forward and backward of each graph with every function timed."""
     timer = FunctionTimer()
@@ -56,6 +107,7 @@ def build_parser():
     parser.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--num-cells", type=int, default=8)
+    parser.add_argument("--profile", type=str2bool, default=True, help="time each nnabla function type")
     return parser
 
 
@@ -77,26 +129,36 @@ def main(argv=None):
 
     def batch():
         return rng.randn(*shape).astype(np.float32), rng.randint(0, 10, (args.batch_size, 1))
-    times = []
-    for _ in range(args.steps + 1):
-        train_batch, val_batch = batch(), batch()
-        started = time.perf_counter()
-        optimizer.step(train_batch, val_batch)
-        times.append(time.perf_counter() - started)
-    times = times[1:]
+    times, host_times = [], []
+    timer = NnablaCallTimer()
+    with timer.installed([optimizer.weight_optimizer, optimizer.alpha_optimizer]):
+        for _ in range(args.steps + 1):
+            train_batch, val_batch = batch(), batch()
+            timer.seconds = 0.0
+            started = time.perf_counter()
+            optimizer.step(train_batch, val_batch)
+            times.append(time.perf_counter() - started)
+            host_times.append(times[-1] - timer.seconds)
+    times, host_times = times[1:], host_times[1:]
+    host_s_per_step = statistics.median(host_times)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     s_per_step = statistics.median(times)
     result = {"batch_size": args.batch_size, "second_order": args.second_order,
               "weights": int(sum(w.size for w in weights.values())),
               "s_per_step": round(s_per_step, 3), "images_per_s": round(args.batch_size / s_per_step, 3),
-              "peak_rss_mb": round(peak_rss_mb, 1)}
+              "host_s_per_step": round(host_s_per_step, 4),
+              "host_share": round(host_s_per_step / s_per_step, 4), "peak_rss_mb": round(peak_rss_mb, 1)}
 
     print(f"graph build: {build_seconds:.1f} s (once)")
     print(f"{'order':<8}{'batch':>6}{'s/step':>10}{'img/s':>9}{'peak RSS':>12}")
     print(f"{'second' if args.second_order else 'first':<8}{args.batch_size:>6}{s_per_step:>10.2f}"
           f"{result['images_per_s']:>9.2f}{peak_rss_mb / 1024:>10.2f} GB")
     print("steps (s): " + ", ".join(f"{t:.2f}" for t in times))
+    print(f"host time per step: {host_s_per_step:.4f} s ({100 * host_s_per_step / s_per_step:.2f} % of the step)")
 
+    if not args.profile:
+        print(json.dumps(result))
+        return
     seconds = profile_graphs(list({id(g): g for g in graphs if g is not None}.values()))  # virtual may be train
     total = sum(seconds.values())
     print(f"\none forward+backward of each graph of the step, by function ({total:.1f} s):")

@@ -24,7 +24,7 @@ import numpy as np
 
 from models.graph import build_graph, cross_entropy, label_smoothing_cross_entropy, make_graph
 from models.network import cifar_stem, edge_stride, imagenet_stem, network
-from ops.operations import OP_NAMES, OPS, POOLING_OPS, OpMode, batch_norm, operation
+from ops.operations import OP_NAMES, OPS, POOLING_OPS, OpMode, batch_norm, dense, operation, torch_uniform
 
 AUX_SCOPE = "auxiliary_head"
 AUX_POOL_KERNEL = 5
@@ -170,13 +170,15 @@ def auxiliary_head(x, num_classes, mode, feature_bn=True):
     with nn.parameter_scope(AUX_SCOPE):
         x = F.average_pooling(F.relu(x), (kernel, kernel), stride=(stride, stride),
                               ignore_border=True, pad=(0, 0), including_pad=False)
-        x = PF.convolution(x, AUX_HIDDEN_CHANNELS, (1, 1), with_bias=False, name="conv1")
+        x = PF.convolution(x, AUX_HIDDEN_CHANNELS, (1, 1), w_init=torch_uniform(x.shape[1]), with_bias=False,
+                           name="conv1")
         x = F.relu(batch_norm(x, mode, name="bn1"))
         kernel = (min(AUX_CONV_KERNEL, x.shape[2]), min(AUX_CONV_KERNEL, x.shape[3]))
-        x = PF.convolution(x, AUX_FEATURES, kernel, with_bias=False, name="conv2")
+        x = PF.convolution(x, AUX_FEATURES, kernel, w_init=torch_uniform(x.shape[1] * kernel[0] * kernel[1]),
+                           with_bias=False, name="conv2")
         if feature_bn:
             x = batch_norm(x, mode, name="bn2")
-        return PF.affine(F.relu(x), num_classes, name="classifier")
+        return dense(F.relu(x), num_classes, mode, name="classifier")
 
 
 def eval_network(x, arch, num_classes, channels, num_cells, test, drop_path=None, auxiliary=False, ends=CIFAR,

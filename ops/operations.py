@@ -7,11 +7,13 @@ graph is built is said by an OpMode passed down explicitly (never by a module-le
 OPS is the op-id table: the index of an entry is its op id. Ids 0-7 are those of the NNabla
 example, so its JSON files load here and ours load there; new ops take ids from 8 up.
 """
+import math
 from dataclasses import dataclass
 from typing import Callable
 
 import nnabla as nn
 import nnabla.functions as F
+import nnabla.initializer as I
 import nnabla.parametric_functions as PF
 
 
@@ -41,19 +43,33 @@ def relu(x):
         return F.relu(x)
 
 
+def torch_uniform(fan_in):
+    """PyTorch's default initialiser of conv and linear weights and biases: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+
+    (For weights torch calls it kaiming_uniform with a = sqrt(5), which comes to the same bound.) The
+    DARTS code keeps these defaults, and with BN after every conv the scale of the initial weights
+    sets how fast each op learns during the search, so nnabla's default (Glorot) is not used.
+    """
+    bound = 1.0 / math.sqrt(fan_in)
+    return I.UniformInitializer((-bound, bound))
+
+
 def conv(x, c_out, kernel, mode, stride=1, pad=0, name="conv"):
     return PF.convolution(x, c_out, (kernel, kernel), pad=(pad, pad), stride=(stride, stride),
+                          w_init=torch_uniform(x.shape[1] * kernel * kernel),
                           with_bias=False, fix_parameters=mode.frozen, name=name)
 
 
 def depthwise_conv(x, kernel, stride, pad, dilation, mode, name):
+    # One input channel per group: fan_in is the kernel's area.
     return PF.depthwise_convolution(x, (kernel, kernel), pad=(pad, pad), stride=(stride, stride),
-                                    dilation=(dilation, dilation), with_bias=False,
-                                    fix_parameters=mode.frozen, name=name)
+                                    dilation=(dilation, dilation), w_init=torch_uniform(kernel * kernel),
+                                    with_bias=False, fix_parameters=mode.frozen, name=name)
 
 
 def dense(x, n_out, mode, name="affine"):
-    return PF.affine(x, n_out, fix_parameters=mode.frozen, name=name)
+    init = torch_uniform(math.prod(x.shape[1:]))
+    return PF.affine(x, n_out, w_init=init, b_init=init, fix_parameters=mode.frozen, name=name)
 
 
 def relu_conv_bn(x, c_out, mode, kernel=1, stride=1, pad=0):

@@ -8,9 +8,10 @@ with nn.parameter.set_parameter would leave the graph on the old weights and mak
 from collections import namedtuple
 
 import nnabla as nn
+import nnabla.solvers as S
 
 from models.graph import build_graph, feed, forward_backward, make_graph
-from utils.training.optim import global_norm
+from utils.training.array_graphs import copy_graph
 
 # The static graphs of a search. virtual is train unless the virtual step mixes the ops differently
 # from the weight step (DADARTS's --topk-on-virtualstep); hessian is None for first order.
@@ -44,7 +45,7 @@ def build_search_graphs(network, input_shape, second_order, alpha_penalty=None, 
 
 
 def snapshot(arrays):
-    """Device-side copies of a {name: NdArray} dict."""
+    """Copies of a {name: NdArray} dict (used for the two alpha arrays; the network's arrays go through graphs)."""
     copies = {}
     for name, array in arrays.items():
         copies[name] = nn.NdArray(array.shape)
@@ -52,9 +53,42 @@ def snapshot(arrays):
     return copies
 
 
-def restore(variables, copies):
-    for name, v in variables.items():
-        v.data.copy_from(copies[name])
+class UnrolledStep:
+    """The whole-network moves of the second-order step, each a constant number of nnabla calls.
+
+    save/restore copy the network state (weights and batch-norm statistics) to and from buffers of
+    their own, through graphs built once. The virtual step is a momentum update on a solver of its
+    own, loaded with the weight solver's buffers; the perturbation is restore plus an SGD update
+    with learning rate -eps. Solver updates are single C++ loops over all arrays, several times
+    cheaper than per-array graph functions.
+    """
+
+    def __init__(self, weights, network_state, weight_optimizer):
+        state = [v.data for v in network_state.values()]
+        saved = [nn.NdArray(a.shape) for a in state]
+        self.save = copy_graph(state, saved)
+        self.restore = copy_graph(saved, state)
+        self.weight_decay = weight_optimizer.weight_decay
+        self.momentum_solver = S.Momentum(weight_optimizer.lr, weight_optimizer.momentum)
+        self.momentum_solver.set_parameters(weights)
+        own = self.momentum_solver.get_states()
+        velocity = weight_optimizer.scaled_velocity()  # xi * buf, since xi is the current learning rate
+        self.load_velocity = copy_graph([velocity[n] for n in own], [own[n].pstate["m"].data for n in own])
+        self.shift_solver = S.Sgd(1.0)
+        self.shift_solver.set_parameters(weights)
+
+    def virtual_step(self, xi):
+        """w <- w - (momentum * xi * buf + xi * (grad + wd * w)); leaves grad + wd * w in the gradients."""
+        self.load_velocity.run()
+        self.momentum_solver.set_learning_rate(xi)
+        self.momentum_solver.weight_decay(self.weight_decay)
+        self.momentum_solver.update()
+
+    def perturb(self, eps):
+        """Network state as saved, then w <- w + eps * grad."""
+        self.restore.run()
+        self.shift_solver.set_learning_rate(-eps)
+        self.shift_solver.update()
 
 
 class PlainSteps:
@@ -88,6 +122,13 @@ class BilevelOptimizer:
         self.steps = steps or PlainSteps()
         self.second_order = self.hessian_graph is not None
         self.weight_graph = self.train_graph  # the graph of the last weight step, for the caller to read
+        self._unrolled = None
+
+    def unrolled(self):
+        """Built on first use, after a resume has written the checkpoint into the arrays it reads."""
+        if self._unrolled is None:
+            self._unrolled = UnrolledStep(self.weights, self.network_state, self.weight_optimizer)
+        return self._unrolled
 
     def step(self, train_batch, val_batch):
         """One search step; the graphs keep their outputs (loss, logits) for the caller to read."""
@@ -118,7 +159,8 @@ class BilevelOptimizer:
         batch-norm statistics are left exactly as they were.
         """
         xi = self.weight_optimizer.lr
-        saved = snapshot({name: v.data for name, v in self.network_state.items()})
+        unrolled = self.unrolled()
+        unrolled.save.run()
 
         self.weight_optimizer.zero_grad()
         forward_backward(self.virtual_graph)
@@ -128,18 +170,16 @@ class BilevelOptimizer:
         self.alpha_optimizer.zero_grad()  # the virtual step's backward left training-loss gradients there
         forward_backward(self.val_graph)
         val_alpha_grads = snapshot({name: a.grad for name, a in self.alphas.items()})
-        direction = snapshot({name: w.grad for name, w in self.weights.items()})
 
-        restore(self.network_state, saved)
-        eps = 0.01 / global_norm(direction.values())
+        # The weight gradients now hold the direction g; the frozen Hessian passes leave them alone.
+        eps = 0.01 / self.weight_optimizer.grad_norm()
         train_alpha_grads = []
         for sign in (1.0, -1.0):
-            for name, w in self.weights.items():
-                w.data.copy_from(saved[name] + direction[name] * (sign * eps))
+            unrolled.perturb(sign * eps)
             self.alpha_optimizer.zero_grad()
             forward_backward(self.hessian_graph)
             train_alpha_grads.append(snapshot({name: a.grad for name, a in self.alphas.items()}))
-        restore(self.network_state, saved)
+        unrolled.restore.run()
 
         plus, minus = train_alpha_grads
         for name, a in self.alphas.items():
@@ -147,8 +187,4 @@ class BilevelOptimizer:
 
     def virtual_step(self, xi):
         """w <- w - xi * (momentum * v + grad + wd * w), written into the weights' own arrays."""
-        opt = self.weight_optimizer
-        velocity = opt.scaled_velocity()  # xi * v, since xi is the current learning rate
-        for name, w in self.weights.items():
-            update = velocity[name] * opt.momentum + (w.grad + w.data * opt.weight_decay) * xi
-            w.data.copy_from(w.data - update)
+        self.unrolled().virtual_step(xi)

@@ -20,3 +20,15 @@ def set_context(context, device_id="0", type_config="float"):
     ctx = get_extension_context(context, device_id=device_id, type_config=type_config)
     nn.set_default_context(ctx)
     return ctx
+
+
+def check_precision(type_config, second_order):
+    """Refuses the precision settings that cannot give a meaningful search.
+
+    In half precision the second-order step's perturbations w +- eps * g, with eps = 0.01 / ||g||, are
+    about 1e-5 per weight, below the spacing of fp16 numbers around typical weights (about 6e-5 at
+    0.1), so the finite-difference Hessian term would be rounding noise.
+    """
+    if type_config == "half" and second_order:
+        raise ContextError("--type-config half cannot run --second-order: its weight perturbations (~1e-5) are "
+                           "below fp16 resolution; use --type-config float")

@@ -1,25 +1,23 @@
 """Training an evaluation network from scratch: the epoch loop darts_train.py runs, and the brief training
 darts_search.py --select-epochs gives each searched cell."""
-import sys
-
 import nnabla as nn
 import numpy as np
-from tqdm import tqdm
 
 from models.eval_network import build_test_graph, build_train_graph
 from models.graph import feed, forward_backward
 from utils.data.pipeline import BatchLoader
 from utils.training.evaluation import RunningMean, classification_error, image_set_scores
 from utils.training.optim import SGD, cosine_lr
+from utils.training.run import Progress
 
 # Keeps the drop-path noise apart from the data pipeline's shuffling (0) and augmentation (1) streams.
 DROP_PATH_STREAM = 2
 
 
-def train_epoch(graph, loader, optimizer, drop_path, seed, epoch, desc):
+def train_epoch(graph, loader, optimizer, drop_path, seed, epoch, desc, progress_every=50):
     """One epoch of SGD steps; returns the mean training loss and error."""
     loss, error = RunningMean(), RunningMean()
-    bar = tqdm(range(loader.steps_per_epoch), desc=desc, leave=False, disable=not sys.stderr.isatty())
+    bar = Progress(loader.steps_per_epoch, desc, progress_every)
     for step in bar:
         batch = loader.next()
         feed(graph, batch)

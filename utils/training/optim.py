@@ -10,6 +10,8 @@ import math
 import nnabla.functions as F
 import nnabla.solvers as S
 
+from utils.training.array_graphs import ArrayGraph, GlobalNorm
+
 
 def cosine_lr(epoch, epochs, lr_max, lr_min):
     """Learning rate of `epoch` (0-based) for cosine annealing from lr_max to lr_min over `epochs`."""
@@ -21,26 +23,17 @@ def exponential_lr(epoch, lr, decay):
     return lr * decay ** epoch
 
 
-def global_norm(grads):
+def global_norm(arrays):
     """L2 norm over all the arrays together, as one vector."""
-    total = 0.0
-    for g in grads:
-        total += float(F.sum(F.pow_scalar(g, 2.0)).data)
-    return math.sqrt(total)
-
-
-def clip_by_global_norm(params, max_norm):
-    """Scales all gradients together so that their global norm is at most max_norm (torch's clip_grad_norm_)."""
-    norm = global_norm(p.grad for p in params.values())
-    scale = max_norm / (norm + 1e-6)
-    if scale < 1.0:
-        for p in params.values():
-            p.grad *= scale
-    return norm
+    return GlobalNorm(list(arrays))()
 
 
 class SGD:
-    """Momentum SGD with coupled weight decay and global-norm clipping, stepping like torch.optim.SGD."""
+    """Momentum SGD with coupled weight decay and global-norm clipping, stepping like torch.optim.SGD.
+
+    Every step is a constant number of nnabla calls: the gradient norm is one graph built once over all
+    gradients, the clipping and weight decay are solver-wide calls.
+    """
 
     def __init__(self, params, lr, momentum, weight_decay, grad_clip):
         self.params = params
@@ -50,13 +43,16 @@ class SGD:
         self.lr = lr
         self.solver = S.Momentum(lr, momentum)
         self.solver.set_parameters(params)
+        self.grad_norm = GlobalNorm([p.grad for p in params.values()])
+        self._rescale = None  # built when the learning rate first changes: a run at a fixed rate never needs it
 
     def set_learning_rate(self, lr):
         if lr == self.lr:
             return
-        ratio = lr / self.lr if self.lr > 0 else 0.0
-        for state in self.solver.get_states().values():
-            state.pstate["m"].data *= ratio
+        if self._rescale is None:
+            buffers = list(self.scaled_velocity().values())
+            self._rescale = ArrayGraph(lambda m, ratio: m * ratio, [buffers], [buffers], scalars=("ratio",))
+        self._rescale.run(ratio=lr / self.lr if self.lr > 0 else 0.0)
         self.lr = lr
         self.solver.set_learning_rate(lr)
 
@@ -68,29 +64,70 @@ class SGD:
     def zero_grad(self):
         self.solver.zero_grad()
 
+    def clip_gradients(self):
+        """Scales all gradients together so that their global norm is at most grad_clip (torch's
+        clip_grad_norm_); returns the norm before clipping."""
+        norm = self.grad_norm()
+        scale = self.grad_clip / (norm + 1e-6)
+        if scale < 1.0:
+            self.solver.scale_grad(scale)
+        return norm
+
     def step(self):
         """Clips the gradients, adds weight decay and updates; returns the gradient norm before clipping."""
-        norm = clip_by_global_norm(self.params, self.grad_clip)
+        norm = self.clip_gradients()
         self.solver.weight_decay(self.weight_decay)
         self.solver.update()
         return norm
 
     def scaled_velocity(self):
-        """{name: lr * buf}, the PyTorch momentum buffer times the current learning rate."""
+        """{name: lr * buf}, the PyTorch momentum buffer times the current learning rate (the solver's own arrays)."""
         return {name: state.pstate["m"].data for name, state in self.solver.get_states().items()}
 
 
+def torch_adam_update(w, g, m, v, lr, beta1, beta2, eps, weight_decay, correction1, correction2):
+    """New (m, v, w) of torch.optim.Adam with coupled weight decay; correction_k = 1 - beta_k ** t."""
+    g = g + weight_decay * w
+    m = beta1 * m + (1.0 - beta1) * g
+    v = beta2 * v + (1.0 - beta2) * g * g
+    step = lr / correction1 * m / (F.pow_scalar(v, 0.5) / F.pow_scalar(correction2, 0.5) + eps)
+    return m, v, w - step
+
+
 class Adam:
-    """Adam with coupled (L2) weight decay, as torch.optim.Adam(weight_decay=...)."""
+    """Adam with coupled (L2) weight decay, updating exactly as torch.optim.Adam(weight_decay=...).
+
+    nnabla's S.Adam folds both bias corrections into the step size, which scales eps by
+    sqrt(1 - beta2 ** t) against PyTorch's; for gradients below about 1e-4 the steps then differ by
+    up to tens of percent. The solver here only holds the state (its "mean" and "var" arrays and t, so
+    that checkpoints save and restore it); the update is one graph built once over those arrays.
+    """
 
     def __init__(self, params, lr, beta1, beta2, weight_decay, eps=1e-8):
-        self.weight_decay = weight_decay
+        self.lr = lr
+        self.beta1 = beta1
+        self.beta2 = beta2
         self.solver = S.Adam(lr, beta1, beta2, eps)
         self.solver.set_parameters(params)
+        states = self.solver.get_states()
+        names = list(states)
+        means = [states[n].pstate["mean"].data for n in names]
+        variances = [states[n].pstate["var"].data for n in names]
+        weights = [params[n].data for n in names]
+        grads = [params[n].grad for n in names]
+
+        def update(w, g, m, v, lr, correction1, correction2):
+            return torch_adam_update(w, g, m, v, lr, beta1, beta2, eps, weight_decay, correction1, correction2)
+        self._update = ArrayGraph(update, [weights, grads, means, variances], [means, variances, weights],
+                                  scalars=("lr", "correction1", "correction2"))
 
     def zero_grad(self):
         self.solver.zero_grad()
 
     def step(self):
-        self.solver.weight_decay(self.weight_decay)
-        self.solver.update()
+        states = self.solver.get_states()
+        for state in states.values():
+            state.t += 1
+        self.solver.set_states(states)
+        t = next(iter(states.values())).t if states else 1
+        self._update.run(lr=self.lr, correction1=1.0 - self.beta1 ** t, correction2=1.0 - self.beta2 ** t)

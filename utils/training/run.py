@@ -12,6 +12,8 @@ import time
 
 import nnabla as nn
 import numpy as np
+import yaml
+from tqdm import tqdm
 
 from models.genotype import ArchitectureError
 from utils.data.datasets import DataError
@@ -19,9 +21,12 @@ from utils.pictures.run_pictures import draw_run
 from utils.training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from utils.training.context import ContextError
 from utils.training.export import ExportError
-from utils.training.monitoring import EpochSeries
+from utils.training.monitoring import EpochSeries, series_path
 
 EPOCH_TIME = "Epoch time"
+# Settings a resumed run may change without changing what it computes.
+RESUMABLE_CHANGES = ("config", "resume", "force_resume", "epoch", "progress_every", "keep_last", "device_id",
+                     "data_dir", "draw_every_epoch")
 
 
 def seed_everything(seed):
@@ -74,11 +79,36 @@ class Run:
         self._state = None
         self._epoch_started = None
 
+    def check_resume_settings(self, settings, saved_config_path, force):
+        """Refuses (CheckpointError) to resume a checkpoint with settings that differ from the saved ones.
+
+        settings: {name: value} of this run; saved_config_path: the YAML file the first run wrote.
+        Call it before the config file is written again. Settings in RESUMABLE_CHANGES may change;
+        `force` (--force-resume) accepts any change.
+        """
+        if force or not settings.get("resume") or not os.path.exists(self.checkpoint_path):
+            return
+        try:
+            with open(saved_config_path) as f:
+                saved = yaml.safe_load(f) or {}
+        except FileNotFoundError:
+            return
+        except (OSError, yaml.YAMLError) as err:
+            raise CheckpointError(f"cannot read {saved_config_path} to compare settings: "
+                                  f"{' '.join(str(err).split())}") from None
+        changed = [f"{name} ({saved.get(name)!r} -> {value!r})" for name, value in settings.items()
+                   if name not in RESUMABLE_CHANGES and name in saved and saved[name] != value]
+        if changed:
+            raise CheckpointError(f"--resume with settings that differ from {saved_config_path}: "
+                                  f"{', '.join(changed)}; use the saved settings or add --force-resume")
+
     def start(self, params, solvers, resume):
         """Resumes params ({name: Variable}) and solvers ({name: Solver}) from the checkpoint when
         `resume` is set and one exists; returns the checkpoint's metadata, or None for a fresh start.
 
-        The series files are opened afterwards, cut back to the epochs the checkpoint holds.
+        The series files are opened afterwards, cut back to the epochs the checkpoint holds. A
+        resume without a checkpoint says so and starts afresh, unless series files of an earlier
+        run are there: those are never truncated by a resume (CheckpointError instead).
         """
         self._state = (params, solvers)
         meta = None
@@ -86,6 +116,13 @@ class Run:
             meta = load_checkpoint(self.checkpoint_path, params, solvers)
             self.start_epoch = meta["epoch"]
             print(f"resuming from {self.checkpoint_path} after epoch {self.start_epoch}")
+        elif resume:
+            existing = [p for p in (series_path(self.monitor_path, n) for n in self.series_names)
+                        if os.path.exists(p) and os.path.getsize(p) > 0]
+            if existing:
+                raise CheckpointError(f"--resume: no checkpoint at {self.checkpoint_path}, and starting afresh "
+                                      f"would truncate {existing[0]}; move the old run away or drop --resume")
+            print(f"--resume: no checkpoint at {self.checkpoint_path}; starting from the first epoch")
         self.series = EpochSeries(self.monitor_path, self.series_names, first_epoch=self.start_epoch)
         return meta
 
@@ -106,3 +143,49 @@ class Run:
         print(f"epoch {epoch + 1}/{self.epochs}  {message}  {values[EPOCH_TIME]:.1f}s", flush=True)
         draw_run(self.monitor_path)
         return values
+
+
+class Progress:
+    """The steps of an epoch: tqdm's bar when stderr is a terminal; otherwise (nohup, a cluster job),
+    where the bar is off, a line every `every` steps and after the last one, on stdout with the epoch
+    lines (stderr stays for errors).
+    """
+
+    def __init__(self, steps, desc, every):
+        self.steps = steps
+        self.desc = desc
+        self.every = every
+        self.terminal = sys.stderr.isatty()
+        self.bar = tqdm(range(steps), desc=desc, leave=False, disable=not self.terminal)
+        self.postfix = {}
+
+    def __iter__(self):
+        started = time.time()
+        for step in self.bar:
+            yield step
+            done = step + 1
+            if not self.terminal and (done % self.every == 0 or done == self.steps):
+                values = "  ".join(f"{k} {v}" for k, v in self.postfix.items())
+                print(f"{self.desc}  step {done}/{self.steps}  {values}  {(time.time() - started) / done:.2f} s/step",
+                      flush=True)
+
+    def set_postfix(self, **values):
+        self.postfix = values
+        self.bar.set_postfix(**values)
+
+
+def epoch_file_number(name, prefix, suffix):
+    """N of a file named prefix + N + suffix, or None."""
+    if name.startswith(prefix) and name.endswith(suffix) and name[len(prefix):len(name) - len(suffix)].isdigit():
+        return int(name[len(prefix):len(name) - len(suffix)])
+    return None
+
+
+def keep_last_files(directory, prefix, suffix, keep):
+    """Deletes all but the `keep` highest-numbered files prefix<N>suffix in `directory` (None keeps all)."""
+    if keep is None:
+        return
+    numbered = sorted((n, name) for name in os.listdir(directory)
+                      if (n := epoch_file_number(name, prefix, suffix)) is not None)
+    for _, name in numbered[:max(len(numbered) - keep, 0)]:
+        os.remove(os.path.join(directory, name))
