@@ -73,6 +73,8 @@ class _Cell:
         if x_mask is not None:
             x = x * F.reshape(x_mask, (1, batch, ninp))
         projected = F.affine(F.reshape(x, (steps * batch, ninp)), self.w0[:ninp])
+        if steps == 1:  # F.split needs two outputs at least
+            return [projected]
         return F.split(F.reshape(projected, (steps, batch, 2 * self.nhid)), axis=0)
 
     def init_state(self, x_projected, h_prev, h_mask):
