@@ -175,10 +175,11 @@ def language_model(cell, seq_len, batch_size, ntoken, training, tar_beta=TAR_BET
     with nn.parameter_scope("decoder"):
         bias = nn.parameter.get_parameter_or_create("b", (ntoken,), I.ConstantInitializer(0.0), need_grad=True)
 
-    encoder = embedding * masks["embedding"] if training else embedding
-    x = F.embed(tokens, encoder)  # (T, B, ninp)
+    x = F.embed(tokens, embedding)  # (T, B, ninp)
     if training:
-        x = x * masks["input"]
+        # Dropping word rows of the matrix is scaling each looked-up row by its word's mask entry;
+        # looking the mask up too is cheaper than masking all ntoken rows.
+        x = x * F.embed(tokens, masks["embedding"]) * masks["input"]
 
     h = hidden
     outputs = []
@@ -188,9 +189,7 @@ def language_model(cell, seq_len, batch_size, ntoken, training, tar_beta=TAR_BET
     raw_output = F.stack(*outputs, axis=0)
     output = raw_output * masks["output"] if training else raw_output
 
-    logits = F.batch_matmul(F.reshape(output, (1, seq_len * batch_size, ninp)),
-                            F.reshape(embedding, (1, ntoken, ninp)), transpose_b=True)
-    logits = F.reshape(logits, (seq_len * batch_size, ntoken)) + F.reshape(bias, (1, ntoken))
+    logits = F.affine(F.reshape(output, (seq_len * batch_size, ninp)), F.transpose(embedding, (1, 0)), bias)
     nll = F.mean(F.softmax_cross_entropy(logits, F.reshape(targets, (seq_len * batch_size, 1))))
     loss = nll
     if training and tar_beta and seq_len > 1:
