@@ -14,7 +14,7 @@ from utils.data import text
 from utils.data.text import (EOS, SPLITS, DataError, batchify, epoch_batches, evaluation_batches,
                              get_batch, load_corpus, read_corpus_folder, search_sequence_length,
                              step_rng, train_sequence_length, unigram_perplexity)
-from utils.datasets import RemoteFile
+from utils.data.datasets import RemoteFile
 
 FIXTURE = {
     "train": "the cat sat\n\n on the  mat \n",
@@ -38,7 +38,7 @@ def md5_of(path):
 def no_network(monkeypatch):
     def refuse(url, *args, **kwargs):
         raise URLError("no network")
-    monkeypatch.setattr("utils.datasets.urlopen", refuse)
+    monkeypatch.setattr("utils.data.datasets.urlopen", refuse)
 
 
 # ---------------------------------------------------------------- the folder layout

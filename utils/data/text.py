@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from utils.datasets import DataError, RemoteFile, _check_md5, _download
+from utils.data.datasets import DataError, RemoteFile, check_md5, download
 
 TEXT_DATASET_NAMES = ("ptb", "wikitext-2", "pydoc")
 SPLITS = ("train", "valid", "test")
@@ -142,18 +142,18 @@ def _fetch_split_files(name, source, folder):
             continue
         # Under its own name until checked, so a <split>.txt is always a verified or hand-placed file.
         downloaded = os.path.join(folder, remote.filename)
-        _download(name, remote, downloaded, place)
-        _check_md5(downloaded, remote.md5)
+        download(name, remote, downloaded, place)
+        check_md5(downloaded, remote.md5)
         os.replace(downloaded, target)
 
 
 def _fetch_zip(name, source, data_dir):
     archive = os.path.join(data_dir, source.archive.filename)
     if not os.path.isfile(archive):
-        _download(name, source.archive, archive,
+        download(name, source.archive, archive,
                   f"{source.archive.filename} (or the folder {source.folder}/ with train.txt, "
                   f"valid.txt, test.txt) in {data_dir}")
-    _check_md5(archive, source.archive.md5)
+    check_md5(archive, source.archive.md5)
     _extract_splits(archive, source, data_dir)
 
 

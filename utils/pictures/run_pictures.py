@@ -6,6 +6,8 @@ import glob
 import os
 import sys
 
+from utils.pictures.alpha_plot import ALPHA_HISTORY
+
 
 FINAL_ARCH = "DARTS_arch.json"
 
