@@ -5,10 +5,12 @@ particular the second-order step moves the weights by writing into their data ar
 graph that is already built keeps reading the variables it was built with (rebinding parameters
 with nn.parameter.set_parameter would leave the graph on the old weights and make the step a no-op).
 """
+from collections import namedtuple
+
 import nnabla as nn
 
 from models.graph import build_graph, feed, forward_backward
-from utils.training.optim import global_norm
+from utils.training.optim import clip_by_global_norm, global_norm
 
 
 def build_search_graphs(network, input_shape, second_order):
@@ -43,6 +45,57 @@ def snapshot(arrays):
 def restore(variables, copies):
     for name, v in variables.items():
         v.data.copy_from(copies[name])
+
+
+# Three passes, each one forward and backward of a loss that leaves its gradients in the weights' and
+# alphas' grads: the training loss, the validation loss, and the training loss for the alpha gradient
+# only (it may skip the weight gradients). Whatever feeding they need is their own business.
+UnrolledPasses = namedtuple("UnrolledPasses", "train val hessian")
+
+
+def _zero_grads(variables):
+    for v in variables.values():
+        v.grad.zero()
+
+
+def unrolled_alpha_gradient(passes, weights, network_state, alphas, xi, virtual_step, direction_clip=None):
+    """Leaves dL_val(w', a)/da - xi * s * (dL_train(w+, a)/da - dL_train(w-, a)/da) / (2 eps) in the alpha grads.
+
+    virtual_step(xi) moves the weights from w to w' using the training-loss gradients in their grads
+    and returns s, how much the step scales the gradient (1 for plain SGD; the clipping factor, at
+    most 1, when the gradient is clipped first). w+- = w +- eps * g with g = dL_val(w', a)/dw',
+    clipped to a global norm of direction_clip if given, and eps = 0.01 / ||g||. The network state
+    (weights and batch-norm statistics) is left exactly as it was.
+    """
+    saved = snapshot({name: v.data for name, v in network_state.items()})
+
+    _zero_grads(weights)
+    _zero_grads(alphas)
+    passes.train()
+    scale = virtual_step(xi)
+
+    _zero_grads(weights)
+    _zero_grads(alphas)  # the virtual step's backward left training-loss gradients there
+    passes.val()
+    if direction_clip is not None:
+        clip_by_global_norm(weights, direction_clip)
+    val_alpha_grads = snapshot({name: a.grad for name, a in alphas.items()})
+    direction = snapshot({name: w.grad for name, w in weights.items()})
+
+    restore(network_state, saved)
+    eps = 0.01 / global_norm(direction.values())
+    train_alpha_grads = []
+    for sign in (1.0, -1.0):
+        for name, w in weights.items():
+            w.data.copy_from(saved[name] + direction[name] * (sign * eps))
+        _zero_grads(alphas)
+        passes.hessian()
+        train_alpha_grads.append(snapshot({name: a.grad for name, a in alphas.items()}))
+    restore(network_state, saved)
+
+    plus, minus = train_alpha_grads
+    for name, a in alphas.items():
+        a.grad.copy_from(val_alpha_grads[name] - (plus[name] - minus[name]) * (xi * scale / (2.0 * eps)))
 
 
 class BilevelOptimizer:
@@ -80,44 +133,18 @@ class BilevelOptimizer:
         self.weight_optimizer.step()
 
     def unrolled_alpha_gradient(self):
-        """Leaves dL_val(w', a)/da - xi * (dL_train(w+, a)/da - dL_train(w-, a)/da) / (2 eps) in the alpha grads.
-
-        w' = w - xi * (momentum * v + dL_train(w, a)/dw + wd * w) with xi the current weight learning
-        rate, w+- = w +- eps * g with g = dL_val(w', a)/dw' and eps = 0.01 / ||g||. The weights and
-        batch-norm statistics are left exactly as they were.
-        """
-        xi = self.weight_optimizer.lr
-        saved = snapshot({name: v.data for name, v in self.network_state.items()})
-
-        self.weight_optimizer.zero_grad()
-        forward_backward(self.train_graph)
-        self.virtual_step(xi)
-
-        self.weight_optimizer.zero_grad()
-        self.alpha_optimizer.zero_grad()  # the virtual step's backward left training-loss gradients there
-        forward_backward(self.val_graph)
-        val_alpha_grads = snapshot({name: a.grad for name, a in self.alphas.items()})
-        direction = snapshot({name: w.grad for name, w in self.weights.items()})
-
-        restore(self.network_state, saved)
-        eps = 0.01 / global_norm(direction.values())
-        train_alpha_grads = []
-        for sign in (1.0, -1.0):
-            for name, w in self.weights.items():
-                w.data.copy_from(saved[name] + direction[name] * (sign * eps))
-            self.alpha_optimizer.zero_grad()
-            forward_backward(self.hessian_graph)
-            train_alpha_grads.append(snapshot({name: a.grad for name, a in self.alphas.items()}))
-        restore(self.network_state, saved)
-
-        plus, minus = train_alpha_grads
-        for name, a in self.alphas.items():
-            a.grad.copy_from(val_alpha_grads[name] - (plus[name] - minus[name]) * (xi / (2.0 * eps)))
+        """The second-order alpha gradient (see unrolled_alpha_gradient) with the momentum virtual step."""
+        passes = UnrolledPasses(lambda: forward_backward(self.train_graph), lambda: forward_backward(self.val_graph),
+                                lambda: forward_backward(self.hessian_graph))
+        unrolled_alpha_gradient(passes, self.weights, self.network_state, self.alphas,
+                                self.weight_optimizer.lr, self.virtual_step)
 
     def virtual_step(self, xi):
-        """w <- w - xi * (momentum * v + grad + wd * w), written into the weights' own arrays."""
+        """w <- w - xi * (momentum * v + grad + wd * w), written into the weights' own arrays; returns 1,
+        the scale of the implicit term for a step that is linear in the gradient."""
         opt = self.weight_optimizer
         velocity = opt.scaled_velocity()  # xi * v, since xi is the current learning rate
         for name, w in self.weights.items():
             update = velocity[name] * opt.momentum + (w.grad + w.data * opt.weight_decay) * xi
             w.data.copy_from(w.data - update)
+        return 1.0
