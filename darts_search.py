@@ -1,6 +1,7 @@
 """DARTS architecture search: learns a normal and a reduction cell and writes them as DARTS_arch.json.
 
     python darts_search.py --context cpu --dataset digits --epoch 5 --monitor-path runs/search
+    python darts_search.py --space recurrent --dataset ptb --monitor-path runs/rnn-search   (darts_search_recurrent.py)
 """
 import os
 import sys
@@ -108,7 +109,10 @@ def main(argv=None):
     quiet_nnabla_logging()
     args = parse_args(search_parser(), argv)
     with fail_cleanly():
-        if args.alpha_epoch is not None:
+        if args.space == "recurrent":
+            from darts_search_recurrent import search_recurrent
+            search_recurrent(args)
+        elif args.alpha_epoch is not None:
             derive_from_history(os.path.join(args.monitor_path, ALPHA_HISTORY), args.alpha_epoch,
                                 args.model_arch_name)
             print(f"architecture of epoch {args.alpha_epoch} written to {args.model_arch_name}")

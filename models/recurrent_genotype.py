@@ -209,3 +209,11 @@ def load_recurrent_genotype(spec):
     except json.JSONDecodeError as error:
         raise ArchitectureError(f"{source}: invalid JSON: {error}") from None
     return from_json_value(data, source)
+
+
+def to_genotype_string(genotype):
+    """The seed's printed form, Genotype(recurrent=[('sigmoid', 0), ...], concat=range(1, 9))."""
+    pairs = ", ".join(f"({RECURRENT_OP_NAMES[op_id]!r}, {node})" for op_id, node in genotype.recurrent)
+    concat = (f"range(1, {genotype.steps + 1})" if genotype.concat == default_concat(genotype.steps)
+              else str(list(genotype.concat)))
+    return f"Genotype(recurrent=[{pairs}], concat={concat})"

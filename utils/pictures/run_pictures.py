@@ -10,6 +10,9 @@ from utils.pictures.alpha_plot import ALPHA_HISTORY
 
 
 FINAL_ARCH = "DARTS_arch.json"
+# The recurrent cell of a recurrent run (the latest of a search, the one trained); its presence
+# marks the directory as a recurrent run.
+RECURRENT_ARCH = "recurrent_arch.json"
 
 
 def latest_architecture_file(monitor_dir):
@@ -46,13 +49,23 @@ def _draw_alphas(monitor_dir, fmt, x):
     history_path = os.path.join(monitor_dir, ALPHA_HISTORY)
     if not os.path.exists(history_path):
         return []
-    from utils.pictures.alpha_plot import plot_alpha_history
+    from utils.pictures.alpha_plot import plot_alpha_history, plot_recurrent_alpha_history
     out_path = os.path.join(monitor_dir, "alphas.png")
-    plot_alpha_history(history_path, out_path)
+    if os.path.isfile(os.path.join(monitor_dir, RECURRENT_ARCH)):
+        import numpy as np
+        with np.load(history_path) as data:
+            plot_recurrent_alpha_history(data["recurrent"], out_path)
+    else:
+        plot_alpha_history(history_path, out_path)
     return [out_path]
 
 
 def _draw_cells(monitor_dir, fmt, x):
+    recurrent_file = os.path.join(monitor_dir, RECURRENT_ARCH)
+    if os.path.isfile(recurrent_file):
+        from models.recurrent_genotype import load_recurrent_genotype
+        from utils.pictures.cell_diagram import draw_recurrent_cell
+        return draw_recurrent_cell(load_recurrent_genotype(recurrent_file), os.path.join(monitor_dir, "cells"), fmt)
     arch_file = latest_architecture_file(monitor_dir)
     if arch_file is None:
         return []

@@ -31,3 +31,14 @@ def derive_from_history(history_path, epoch, arch_path):
     arch = derive_architecture(normal[epoch], reduction[epoch])
     save_architecture(arch, arch_path)
     return arch
+
+
+RECURRENT_KEY = "recurrent"
+
+
+def write_recurrent_alpha_history(monitor_path, history):
+    """history: list of (36, 5) alphas, the initial ones first; stored as `recurrent` (epochs + 1, 36, 5)."""
+    path = os.path.join(monitor_path, ALPHA_HISTORY)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **{RECURRENT_KEY: np.stack(history)})
+    os.replace(tmp, path)

@@ -98,6 +98,22 @@ def unrolled_alpha_gradient(passes, weights, network_state, alphas, xi, virtual_
         a.grad.copy_from(val_alpha_grads[name] - (plus[name] - minus[name]) * (xi * scale / (2.0 * eps)))
 
 
+def clipped_sgd_virtual_step(weights, max_norm, weight_decay):
+    """The virtual step of quark0's rnn/architect.py: w <- w - xi * (clip(grad) + wd * w), no momentum.
+
+    Returns the clipping factor, which scales the implicit term as well. The seed uses
+    max_norm / (norm + 1e-6) even when nothing was clipped, which exceeds 1 (its bug Q1); here it is
+    capped at 1, the factor the gradient was actually scaled by.
+    """
+    def step(xi):
+        norm = global_norm(w.grad for w in weights.values())
+        scale = min(1.0, max_norm / (norm + 1e-6))
+        for w in weights.values():
+            w.data.copy_from(w.data - (w.grad * scale + w.data * weight_decay) * xi)
+        return scale
+    return step
+
+
 class BilevelOptimizer:
     """Owns the static graphs and the two solvers of a DARTS search.
 
