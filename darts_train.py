@@ -3,6 +3,7 @@
     python darts_train.py --model-arch-name DARTS_V2 --dataset digits --epoch 10 -m runs/train
     python darts_train.py --model-arch-name DARTS_V2 --summary          # size and MACs, reads no data
     python darts_train.py --model-arch-name arch.json --evaluate runs/train/final_params.h5 -m runs/eval
+    python darts_train.py --space recurrent --dataset ptb --model-arch-name DARTS_V2   (darts_train_recurrent.py)
 
 The defaults train the paper's network: 20 cells, C = --output-filter + --additional-filters-on-retrain
 = 36, batch 96, 600 epochs. Outputs, in the monitor directory unless said otherwise:
@@ -171,6 +172,8 @@ def main(argv=None):
     """Runs the script; returns the summary dict (training, --summary) or the test error (--evaluate)."""
     quiet_nnabla_logging()
     args = parse_args(train_parser(), argv)
+    if args.space == "recurrent":
+        return main_recurrent(args)
     with fail_cleanly():
         arch = load_architecture(args.model_arch_name)
         set_context(args.context, args.device_id, args.type_config)
@@ -182,6 +185,24 @@ def main(argv=None):
         if args.evaluate is not None:
             return evaluate(args, arch)
         return train(args, arch)
+
+
+def main_recurrent(args):
+    from darts_train_recurrent import DivergedError, evaluate_recurrent, summarise_recurrent, train_recurrent
+    from models.recurrent_genotype import load_recurrent_genotype
+    with fail_cleanly():
+        try:
+            genotype = load_recurrent_genotype(args.model_arch_name)
+            set_context(args.context, args.device_id, args.type_config)
+            nn.clear_parameters()
+            if args.summary:
+                return summarise_recurrent(args, genotype)
+            if args.evaluate is not None:
+                return evaluate_recurrent(args, genotype)
+            return train_recurrent(args, genotype)
+        except DivergedError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,16 @@ SOURCES = {
 }
 
 
+# Known vocabulary sizes, so a network can be sized without reading the corpus.
+VOCABULARY_SIZES = {"ptb": 10000, "wikitext-2": 33278}
+
+
+def vocabulary_size(name, data_dir):
+    if name in VOCABULARY_SIZES:
+        return VOCABULARY_SIZES[name]
+    return len(load_corpus(name, data_dir).vocabulary)
+
+
 class Vocabulary:
     """Words and their ids, in order of first appearance."""
 
