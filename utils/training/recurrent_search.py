@@ -45,26 +45,8 @@ class RecurrentSearchStep:
         val_masks = draw_masks(val_graph, mask_rng(seed, epoch, train_batch.step, VALID_MASKS), self.dropouts)
         self.weight_optimizer.set_learning_rate(lr)
 
-        def train_pass():
-            feed(train_graph, train_batch.data, train_batch.target, self.train_hidden, train_masks)
-            forward_backward(train_graph.nll)
-
-        def val_pass():
-            feed(val_graph, val_batch.data, val_batch.target, self.val_hidden, val_masks)
-            forward_backward(val_graph.nll)
-            val_pass.result = (float(val_graph.nll.d), val_graph.last_hidden.d.copy())
-
-        self.alpha_optimizer.zero_grad()
-        if self.second_order:
-            opt = self.weight_optimizer
-            unrolled_alpha_gradient(UnrolledPasses(train_pass, val_pass, train_pass), self.weights,
-                                    self.network_state, self.alphas, lr,
-                                    clipped_sgd_virtual_step(self.weights, opt.grad_clip, opt.weight_decay),
-                                    direction_clip=opt.grad_clip)
-        else:
-            val_pass()
+        val_nll, self.val_hidden = self.alpha_gradient(train_batch, val_batch, train_masks, val_masks)
         self.alpha_optimizer.step()
-        val_nll, self.val_hidden = val_pass.result
 
         self.weight_optimizer.zero_grad()
         feed(train_graph, train_batch.data, train_batch.target, self.train_hidden, train_masks)
@@ -72,3 +54,31 @@ class RecurrentSearchStep:
         self.weight_optimizer.step()
         self.train_hidden = train_graph.last_hidden.d.copy()
         return float(train_graph.nll.d), val_nll
+
+    def alpha_gradient(self, train_batch, val_batch, train_masks, val_masks):
+        """Leaves the alpha gradient of this step in the alphas' grads (first order: of the validation nll;
+        second order: the unrolled one, with xi the weight optimiser's current learning rate).
+        Returns the validation nll and the hidden state after the validation window."""
+        train_graph, val_graph = self.graphs[len(train_batch.data)], self.graphs[len(val_batch.data)]
+        result = {}
+
+        def train_pass():
+            feed(train_graph, train_batch.data, train_batch.target, self.train_hidden, train_masks)
+            forward_backward(train_graph.nll)
+
+        def val_pass():
+            feed(val_graph, val_batch.data, val_batch.target, self.val_hidden, val_masks)
+            forward_backward(val_graph.nll)
+            result["val"] = (float(val_graph.nll.d), val_graph.last_hidden.d.copy())
+
+        self.alpha_optimizer.zero_grad()
+        if self.second_order:
+            opt = self.weight_optimizer
+            unrolled_alpha_gradient(UnrolledPasses(train_pass, val_pass, train_pass), self.weights,
+                                    self.network_state, self.alphas, opt.lr,
+                                    clipped_sgd_virtual_step(self.weights, opt.grad_clip, opt.weight_decay),
+                                    direction_clip=opt.grad_clip)
+        else:
+            self.weight_optimizer.zero_grad()
+            val_pass()
+        return result["val"]
