@@ -200,3 +200,154 @@ def test_second_order_alpha_gradient_with_clipping_matches_finite_differences():
 
     # Without the factor the objective is another one, which the gradient does not match.
     assert relative_error(grad, finite_difference(alpha, unrolled(1.0))) > 0.1  # measured 0.28
+
+
+# ---------------------------------------------------------------- flags
+
+def test_recurrent_space_takes_the_seeds_search_recipe_and_the_command_line_wins(tmp_path):
+    args = parse_args(search_parser(), ["--space", "recurrent"])
+    assert (args.dataset, args.batch_size, args.lr, args.weight_decay, args.grad_clip, args.epoch) == \
+        ("ptb", 256, 20.0, 5e-7, 0.25, 50)
+    assert (args.arch_lr, args.arch_beta1, args.arch_beta2, args.arch_weight_decay, args.nhid) == \
+        (3e-3, 0.9, 0.999, 1e-3, 300)
+    assert (args.dropout, args.dropouth, args.dropoutx, args.dropouti, args.dropoute) == (0.75, 0.25, 0.75, 0.2, 0.0)
+    assert parse_args(search_parser(), ["--space", "recurrent", "--lr", "5"]).lr == 5.0
+    config = tmp_path / "run.yaml"
+    config.write_text("space: recurrent\nbatch_size: 12\n")
+    args = parse_args(search_parser(), ["--config", str(config)])
+    assert (args.batch_size, args.lr) == (12, 20.0)
+    cnn = parse_args(search_parser(), [])
+    assert (cnn.dataset, cnn.batch_size, cnn.lr, cnn.grad_clip, cnn.arch_beta1) == ("cifar10", 64, 0.025, 5.0, 0.5)
+
+
+def test_recurrent_space_takes_the_seeds_training_recipe():
+    args = parse_args(train_parser(), ["--space", "recurrent"])
+    assert (args.batch_size, args.lr, args.weight_decay, args.grad_clip, args.nhid, args.dropoute, args.nonmono) == \
+        (64, 20.0, 8e-7, 0.25, 850, 0.1, 5)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--space", "recurrent", "--dataset", "cifar10"], "--space recurrent needs a text data set"),
+    (["--dataset", "ptb"], "is a text corpus: add --space recurrent"),
+    (["--space", "recurrent", "--dropouth", "1"], "--dropouth must be in [0, 1)"),
+])
+def test_space_and_data_set_must_agree(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(search_parser(), argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+# ---------------------------------------------------------------- scripts on a tiny corpus
+
+WORDS = {"det": ["the", "a"], "noun": ["cat", "dog", "bird", "fish"], "verb": ["sees", "likes", "eats"]}
+
+
+def write_corpus(data_dir, lines=(60, 16, 12)):
+    """data_dir/penn/{train,valid,test}.txt of 'det noun verb det noun' sentences, as PTB is laid out."""
+    rng = np.random.default_rng(0)
+    folder = data_dir / "penn"
+    folder.mkdir(parents=True)
+    for split, count in zip(SPLITS, lines):
+        sentences = [" ".join(rng.choice(WORDS[kind]) for kind in ("det", "noun", "verb", "det", "noun"))
+                     for _ in range(count)]
+        (folder / f"{split}.txt").write_text("\n".join(sentences) + "\n")
+    return str(data_dir)
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("text"))
+
+
+def tiny(corpus_dir, monitor, *extra):
+    return ["--space", "recurrent", "--dataset", "ptb", "--data-dir", corpus_dir, "--nhid", "6", "-b", "8",
+            "--bptt", "5", "--eval-batch-size", "4", "--dropouth", "0.1", "--dropoutx", "0.1",
+            "-m", str(monitor), *extra]
+
+
+def series(monitor, name):
+    return np.loadtxt(os.path.join(monitor, name.replace(" ", "-") + ".series.txt"), ndmin=2)
+
+
+def test_search_writes_the_cell_its_history_and_resumes_exactly(corpus_dir, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    darts_search.main(tiny(corpus_dir, straight, "--epoch", "2", "--bptt", "3",
+                           "--model-arch-name", str(straight / "cell.json")))
+    darts_search.main(tiny(corpus_dir, resumed, "--epoch", "1", "--bptt", "3",
+                           "--model-arch-name", str(resumed / "cell.json")))
+    darts_search.main(tiny(corpus_dir, resumed, "--epoch", "2", "--bptt", "3", "--resume",
+                           "--model-arch-name", str(resumed / "cell.json")))
+
+    history = np.load(straight / "alpha_history.npz")["recurrent"]
+    assert history.shape == (3, 36, 5)
+    assert not np.array_equal(history[0], history[2])
+    np.testing.assert_array_equal(np.load(resumed / "alpha_history.npz")["recurrent"], history)
+    np.testing.assert_array_equal(series(resumed, "Validation perplexity"), series(straight, "Validation perplexity"))
+    cell = load_recurrent_genotype(str(straight / "cell.json"))
+    assert cell == load_recurrent_genotype(str(straight / "recurrent_arch.json"))
+    assert (straight / "genotype.txt").read_text().startswith("Genotype(recurrent=[")
+    assert len(series(straight, "Training perplexity")) == 2
+    assert any((straight / "cells").glob("recurrent.*"))
+
+
+def test_training_reports_perplexities_and_resumes_exactly(corpus_dir, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    summary = darts_train.main(tiny(corpus_dir, straight, "--epoch", "2", "--model-arch-name", "DARTS_V1"))
+    darts_train.main(tiny(corpus_dir, resumed, "--epoch", "1", "--model-arch-name", "DARTS_V1"))
+    assert darts_train.main(tiny(corpus_dir, resumed, "--epoch", "2", "--resume", "--model-arch-name",
+                                 "DARTS_V1")) == summary
+
+    # DARTS_V1 at nhid 6 with 10 words (9 + <eos>): embedding 10*6, decoder bias 10, W0 12x12, 8 of 6x12.
+    assert summary["params"] == 10 * 6 + 10 + 12 * 12 + 8 * 6 * 12
+    with open(straight / "summary.json") as f:
+        assert json.load(f) == summary
+    valid = series(straight, "Validation perplexity")[:, 1]
+    assert summary["valid_ppl"] == pytest.approx(valid.min(), rel=1e-4)  # the series keeps 6 digits
+    assert np.isfinite(summary["test_ppl"]) and summary["test_ppl"] > 1.0
+    assert valid[1] < valid[0]  # it learns
+    assert series(straight, "Test perplexity")[0, 1] == pytest.approx(summary["test_ppl"], rel=1e-4)
+
+    evaluated = darts_train.main(tiny(corpus_dir, tmp_path / "eval", "--model-arch-name", "DARTS_V1",
+                                      "--evaluate", str(straight / "best_params.h5")))
+    assert evaluated["test_ppl"] == pytest.approx(summary["test_ppl"], rel=1e-5)
+
+
+def test_summary_counts_the_weights_without_data(tmp_path):
+    summary = darts_train.main(["--space", "recurrent", "--model-arch-name", "DARTS_V2", "--nhid", "16",
+                                "--data-dir", str(tmp_path / "none"), "--summary", "-m", str(tmp_path)])
+    # PTB's 10,000 words: embedding 10000*16 + decoder bias 10000 + W0 (32 x 32) + 8 W_i (16 x 32).
+    assert summary["params"] == 10000 * 16 + 10000 + 32 * 32 + 8 * 16 * 32
+    assert not (tmp_path / "none").exists()
+
+
+def one_line_error(capsys, main, argv):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error:"), err
+    return err
+
+
+def test_bad_cells_missing_files_and_divergence_are_one_line_errors(corpus_dir, tmp_path, capsys, monkeypatch):
+    broken = tmp_path / "broken.json"
+    broken.write_text("[[1, 0], [2")
+    assert "invalid JSON" in one_line_error(capsys, darts_train.main,
+                                            tiny(corpus_dir, tmp_path / "m", "--model-arch-name", str(broken)))
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text("[[9, 0]]")
+    assert "op" in one_line_error(capsys, darts_train.main,
+                                  tiny(corpus_dir, tmp_path / "m", "--model-arch-name", str(unknown)))
+
+    def refuse(url, *args, **kwargs):
+        raise URLError("no network")
+    monkeypatch.setattr("utils.data.datasets.urlopen", refuse)
+    empty = tmp_path / "empty"
+    argv = tiny(str(empty), tmp_path / "m", "--epoch", "1")
+    argv[argv.index("--data-dir") + 1] = str(empty)
+    assert "train.txt" in one_line_error(capsys, darts_search.main, argv)
+
+    assert "NaN" in one_line_error(capsys, darts_train.main,
+                                   tiny(corpus_dir, tmp_path / "nan", "--epoch", "1", "--lr", "1e30",
+                                        "--model-arch-name", "DARTS_V2"))

@@ -143,12 +143,12 @@ def plot_alpha_history(source, out_path):
 
 
 def plot_recurrent_alpha_history(history, out_path):
-    """The (epochs + 1, 36, 5) alphas of a recurrent search: one small plot per edge (rows: nodes 1..8,
-    columns: input nodes 0..7), the weights of the four ops a search cell uses over the epochs."""
+    """The (epochs + 1, 36, 5) alphas of a recurrent search: one image per op the search cell uses, edges
+    (j -> i, as models.recurrent_genotype.EDGES) down and epochs across, coloured by the op's weight."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from models.recurrent_genotype import EDGES as RECURRENT_EDGES, STEPS
+    from models.recurrent_genotype import EDGES as RECURRENT_EDGES
     from ops.recurrent_ops import ACTIVE_OPS, RECURRENT_OP_NAMES
 
     history = np.asarray(history, dtype=np.float64)
@@ -156,23 +156,18 @@ def plot_recurrent_alpha_history(history, out_path):
         raise AlphaHistoryError(f"recurrent alpha history has shape {history.shape}, expected "
                                 f"(epochs + 1, {len(RECURRENT_EDGES)}, {len(RECURRENT_OP_NAMES)})")
     weights = op_weights(history)
-    epochs = np.arange(len(history))
-    figure = Figure(figsize=(2.0 * STEPS, 1.5 * STEPS + 0.6))
+    figure = Figure(figsize=(3.2 * len(ACTIVE_OPS) + 1.0, 7.5))
     FigureCanvasAgg(figure)
-    grid = figure.add_gridspec(STEPS, STEPS, left=0.05, right=0.99, top=0.94, bottom=0.04, hspace=0.7, wspace=0.1)
-    first_ax = None
-    for edge, (input_node, node) in enumerate(RECURRENT_EDGES):
-        ax = figure.add_subplot(grid[node - 1, input_node], sharex=first_ax, sharey=first_ax)
-        first_ax = first_ax or ax
-        for op_id in ACTIVE_OPS:
-            ax.plot(epochs, weights[:, edge, op_id], color=f"C{op_id}", linewidth=1.4,
-                    marker="o" if len(epochs) == 1 else None, label=RECURRENT_OP_NAMES[op_id])
-        ax.set_title(f"{input_node} → {node}", fontsize=9, pad=2)
-        ax.tick_params(labelsize=7, labelleft=input_node == 0)
-        ax.grid(True, alpha=0.3)
-    figure.text(0.01, 0.975, "Recurrent cell: softmax weight of each op on each edge", fontsize=14,
-                fontweight="bold", va="center")
-    handles, labels = first_ax.get_legend_handles_labels()
-    figure.legend(handles, labels, loc="upper right", ncol=len(ACTIVE_OPS), fontsize=11, frameon=False)
+    axes = figure.subplots(1, len(ACTIVE_OPS), sharey=True)
+    low, high = weights[:, :, list(ACTIVE_OPS)].min(), weights[:, :, list(ACTIVE_OPS)].max()
+    for ax, op_id in zip(axes, ACTIVE_OPS):
+        image = ax.imshow(weights[:, :, op_id].T, aspect="auto", interpolation="nearest", cmap="viridis",
+                          vmin=low, vmax=high, extent=(-0.5, len(history) - 0.5, len(RECURRENT_EDGES) - 0.5, -0.5))
+        ax.set_title(RECURRENT_OP_NAMES[op_id], fontsize=12)
+        ax.set_xlabel("epoch")
+    axes[0].set_yticks(range(len(RECURRENT_EDGES)))
+    axes[0].set_yticklabels([f"{j} → {i}" for j, i in RECURRENT_EDGES], fontsize=6)
+    figure.colorbar(image, ax=list(axes), label="softmax weight")
+    figure.suptitle("Recurrent cell: weight of each op on each edge", fontsize=14)
     save_figure(figure, out_path)
     return figure
