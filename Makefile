@@ -1,7 +1,7 @@
 PY := .venv/bin/python
 CUDA ?=
 
-.PHONY: env test demo bench clean
+.PHONY: env test demo demo-rnn bench clean
 
 # Re-runs setup only when a requirements file changed; setup_env.sh itself is quick when nothing did.
 env: .venv/.requirements.stamp
@@ -17,6 +17,9 @@ test: env
 
 demo: env
 	$(PY) demo.py
+
+demo-rnn: env
+	$(PY) demo_rnn.py
 
 clean:
 	rm -rf .venv runs .pytest_cache
