@@ -14,6 +14,7 @@ from args import parse_args, search_parser, train_parser
 from models.recurrent import build_search_model, create_alpha, WEIGHT_SCOPE
 from models.recurrent_genotype import NAMED_RECURRENT_GENOTYPES, load_recurrent_genotype
 from utils.data.text import Batch, SPLITS
+from utils.pictures.run_pictures import draw_run
 from utils.training.language_model import GraphCache, feed, forward_backward
 from utils.training.ntasgd import PolyakAverage, should_switch_to_asgd
 from utils.training.optim import SGD, Adam
@@ -277,11 +278,10 @@ def series(monitor, name):
     return np.loadtxt(os.path.join(monitor, name.replace(" ", "-") + ".series.txt"), ndmin=2)
 
 
-def test_search_writes_the_cell_its_history_and_resumes_exactly(corpus_dir, tmp_path, monkeypatch):
+def test_search_writes_the_cell_its_history_and_resumes_exactly(corpus_dir, tmp_path, no_pictures):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     darts_search.main(tiny(corpus_dir, straight, "--epoch", "2", "--bptt", "3",
                            "--model-arch-name", str(straight / "cell.json")))
-    monkeypatch.setattr("utils.training.run.draw_run", lambda *args, **kwargs: [])
     darts_search.main(tiny(corpus_dir, resumed, "--epoch", "1", "--bptt", "3",
                            "--model-arch-name", str(resumed / "cell.json")))
     darts_search.main(tiny(corpus_dir, resumed, "--epoch", "2", "--bptt", "3", "--resume",
@@ -296,7 +296,8 @@ def test_search_writes_the_cell_its_history_and_resumes_exactly(corpus_dir, tmp_
     assert cell == load_recurrent_genotype(str(straight / "recurrent_arch.json"))
     assert (straight / "genotype.txt").read_text().startswith("Genotype(recurrent=[")
     assert len(series(straight, "Training perplexity")) == 2
-    assert any((straight / "cells").glob("recurrent.*"))
+    drawn = {os.path.relpath(path, straight) for path in draw_run(str(straight))}
+    assert {"curves.png", "alphas.png"} <= drawn and drawn & {"cells/recurrent.png", "cells/recurrent.dot"}
 
 
 def test_training_reports_perplexities_and_resumes_exactly(corpus_dir, tmp_path, no_pictures):
