@@ -15,7 +15,7 @@ from numbers import Integral
 
 import numpy as np
 
-from models.genotype import ArchitectureError
+from models.genotype import ArchitectureError, write_text_atomically
 from ops.recurrent_ops import NONE_OP, RECURRENT_OP_NAMES
 
 # The search cell: 8 nodes after node 0, each with an edge from every earlier node.
@@ -162,20 +162,7 @@ def _json_text(genotype):
 
 
 def save_recurrent_genotype(genotype, path):
-    """Write the JSON file; a crash mid-write leaves the old file, not a truncated one."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp_path = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp_path, "w", encoding="utf-8") as f:
-            f.write(_json_text(genotype))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
+    write_text_atomically(path, _json_text(genotype))
 
 
 def load_recurrent_genotype(spec):

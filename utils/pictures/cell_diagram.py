@@ -82,18 +82,22 @@ def draw_architecture(arch, out_dir, fmt="png", prefix=""):
     os.makedirs(out_dir, exist_ok=True)
     written = []
     for cell_type, cell in zip(CELL_TYPES, (arch.normal, arch.reduction)):
-        graph = cell_graph(cell, f"{cell_type} cell")
-        if fmt == "png":  # sharper text than the default 96 dpi; vector formats keep their own size
-            graph.graph_attr["dpi"] = "110"
-        try:
-            data, ext = graph.pipe(format=fmt), fmt
-        except graphviz.ExecutableNotFound:
-            _print_dot_notice(out_dir, fmt)
-            data, ext = graph.source.encode("utf-8"), "dot"
-        path = os.path.join(out_dir, f"{prefix}{cell_type}.{ext}")
-        _write_atomically(path, data)
-        written.append(path)
+        written.append(_render(cell_graph(cell, f"{cell_type} cell"), out_dir, f"{prefix}{cell_type}", fmt))
     return written
+
+
+def _render(graph, out_dir, name, fmt):
+    """Write out_dir/<name>.<fmt>, or <name>.dot without Graphviz's dot; returns its path."""
+    if fmt == "png":  # sharper text than the default 96 dpi; vector formats keep their own size
+        graph.graph_attr["dpi"] = "110"
+    try:
+        data, ext = graph.pipe(format=fmt), fmt
+    except graphviz.ExecutableNotFound:
+        _print_dot_notice(out_dir, fmt)
+        data, ext = graph.source.encode("utf-8"), "dot"
+    path = os.path.join(out_dir, f"{name}.{ext}")
+    _write_atomically(path, data)
+    return path
 
 
 def recurrent_cell_graph(genotype, title="recurrent cell"):
@@ -125,14 +129,4 @@ def draw_recurrent_cell(genotype, out_dir, fmt="png", prefix=""):
     if fmt not in FORMATS:
         raise ValueError(f"unknown picture format {fmt!r}; choose one of {', '.join(FORMATS)}")
     os.makedirs(out_dir, exist_ok=True)
-    graph = recurrent_cell_graph(genotype)
-    if fmt == "png":
-        graph.graph_attr["dpi"] = "110"
-    try:
-        data, ext = graph.pipe(format=fmt), fmt
-    except graphviz.ExecutableNotFound:
-        _print_dot_notice(out_dir, fmt)
-        data, ext = graph.source.encode("utf-8"), "dot"
-    path = os.path.join(out_dir, f"{prefix}recurrent.{ext}")
-    _write_atomically(path, data)
-    return [path]
+    return [_render(recurrent_cell_graph(genotype), out_dir, f"{prefix}recurrent", fmt)]
