@@ -16,7 +16,8 @@ from models.search_network import alpha_parameters, all_weight_state, create_alp
 from utils.data.datasets import load_dataset
 from utils.data.pipeline import BatchLoader, split_indices
 from utils.pictures.cell_diagram import draw_architecture
-from utils.training.alpha_history import ALPHA_HISTORY, derive_from_history, write_alpha_history
+from utils.training.alpha_history import (ALPHA_HISTORY, derive_from_history, derive_recurrent_from_history,
+                                           write_alpha_history)
 from utils.training.bilevel import BilevelOptimizer, build_search_graphs
 from utils.training.context import set_context
 from utils.training.evaluation import RunningMean, classification_error
@@ -109,7 +110,11 @@ def main(argv=None):
     quiet_nnabla_logging()
     args = parse_args(search_parser(), argv)
     with fail_cleanly():
-        if args.space == "recurrent":
+        if args.space == "recurrent" and args.alpha_epoch is not None:
+            derive_recurrent_from_history(os.path.join(args.monitor_path, ALPHA_HISTORY), args.alpha_epoch,
+                                          args.model_arch_name)
+            print(f"recurrent cell of epoch {args.alpha_epoch} written to {args.model_arch_name}")
+        elif args.space == "recurrent":
             from darts_search_recurrent import search_recurrent
             search_recurrent(args)
         elif args.alpha_epoch is not None:

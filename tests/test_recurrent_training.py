@@ -12,7 +12,7 @@ import darts_search
 import darts_train
 from args import parse_args, search_parser, train_parser
 from models.recurrent import build_search_model, create_alpha, WEIGHT_SCOPE
-from models.recurrent_genotype import NAMED_RECURRENT_GENOTYPES, load_recurrent_genotype
+from models.recurrent_genotype import derive_recurrent_genotype, load_recurrent_genotype
 from utils.data.text import Batch, SPLITS
 from utils.pictures.run_pictures import draw_run
 from utils.training.language_model import GraphCache, feed, forward_backward
@@ -296,6 +296,8 @@ def test_search_writes_the_cell_its_history_and_resumes_exactly(corpus_dir, tmp_
     assert cell == load_recurrent_genotype(str(straight / "recurrent_arch.json"))
     assert (straight / "genotype.txt").read_text().startswith("Genotype(recurrent=[")
     assert len(series(straight, "Training perplexity")) == 2
+    darts_search.main(tiny(corpus_dir, straight, "--alpha-epoch", "0", "--model-arch-name", str(tmp_path / "e0.json")))
+    assert load_recurrent_genotype(str(tmp_path / "e0.json")) == derive_recurrent_genotype(history[0])
     drawn = {os.path.relpath(path, straight) for path in draw_run(str(straight))}
     assert {"curves.png", "alphas.png"} <= drawn and drawn & {"cells/recurrent.png", "cells/recurrent.dot"}
 

@@ -42,3 +42,18 @@ def write_recurrent_alpha_history(monitor_path, history):
     tmp = path + ".tmp.npz"
     np.savez(tmp, **{RECURRENT_KEY: np.stack(history)})
     os.replace(tmp, path)
+
+
+def derive_recurrent_from_history(history_path, epoch, cell_path):
+    """The recurrent cell the alphas gave after `epoch` epochs (0 = the initial alphas), written to cell_path."""
+    from models.recurrent_genotype import derive_recurrent_genotype, save_recurrent_genotype
+    try:
+        with np.load(history_path) as history:
+            alphas = history[RECURRENT_KEY]
+    except (OSError, KeyError, ValueError) as err:
+        raise ArchitectureError(f"cannot read recurrent alpha history {history_path}: {err}") from None
+    if not 0 <= epoch < len(alphas):
+        raise ArchitectureError(f"--alpha-epoch {epoch} is not in {history_path}, which has epochs 0..{len(alphas) - 1}")
+    genotype = derive_recurrent_genotype(alphas[epoch])
+    save_recurrent_genotype(genotype, cell_path)
+    return genotype
