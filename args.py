@@ -8,6 +8,7 @@ can be repeated with `--config <monitor dir>/config.yaml`.
 """
 
 import argparse
+import copy
 import os
 
 import yaml
@@ -17,6 +18,9 @@ from models.mixing import MIXING_MODES
 from ops.topk import TopKError, check_topk_settings
 
 CONFIG_FILE_NAME = "config.yaml"
+SPACES = ("cnn", "recurrent")
+IMAGE_DATASETS = ("cifar10", "cifar100", "fashion-mnist", "mnist", "digits")
+TEXT_DATASETS = ("ptb", "wikitext-2", "pydoc")
 
 # The data sets whose seeds (var_nas, DADARTS) augment with a random affine map (S-D2).
 AFFINE_AUGMENT_DATASETS = ("mnist", "fashion-mnist")
@@ -91,7 +95,11 @@ def _common_parser(description, datasets=IMAGE_DATASETS):
         help="one run per seed, one after another, into <monitor-path>/seed_<s>/ "
              "(YAML: a list); replaces --seed")
 
-    add("--dataset", choices=datasets, default="cifar10")
+    add("--space", choices=SPACES, default="cnn",
+        help="what is searched or trained: CNN cells on images, or a recurrent cell on text "
+             "(which changes the defaults of the shared flags to the paper's recurrent recipe)")
+    add("--dataset", choices=datasets + TEXT_DATASETS, default="cifar10",
+        help="image data sets for --space cnn, text corpora for --space recurrent")
     add("--data-dir", type=expanded_path, default="~/nnabla_data",
         help="where data sets are downloaded and cached")
     add("--cutout-length", type=int, default=16,
@@ -126,7 +134,29 @@ def _common_parser(description, datasets=IMAGE_DATASETS):
               "resume even if settings differ from the run's saved config.yaml")
     add("--progress-every", type=int, default=50, metavar="N",
         help="when stderr is not a terminal, print a progress line every N steps")
+    _add_recurrent_flags(parser)
     return parser
+
+
+def _add_recurrent_flags(parser):
+    group = parser.add_argument_group("recurrent cells (--space recurrent)")
+    add = group.add_argument
+    add("--nhid", type=int, help="embedding and hidden size (emsize = nhid = nhidlast)")
+    add("--bptt", type=int, default=35, help="base sequence length of a batch")
+    add("--eval-batch-size", type=int, default=10, help="batch size of validation")
+    add("--dropout", type=float, default=0.75, help="locked dropout on the cell's output")
+    add("--dropouth", type=float, default=0.25, help="dropout on the states entering every node (m_h)")
+    add("--dropoutx", type=float, default=0.75, help="dropout on the cell's input (m_x)")
+    add("--dropouti", type=float, default=0.2, help="locked dropout on the embedding's output")
+    add("--dropoute", type=float, help="dropout of whole embedding rows")
+    add("--tar-beta", type=float, default=1e-3, help="temporal activation regularisation weight")
+
+
+def set_space_defaults(parser, space, **defaults):
+    """Defaults of the shared flags for one --space; a value from the command line or --config wins."""
+    if not hasattr(parser, "space_defaults"):
+        parser.space_defaults = {}
+    parser.space_defaults.setdefault(space, {}).update(defaults)
 
 
 def search_parser():
@@ -158,7 +188,11 @@ def search_parser():
              "<monitor-path>/alpha_history.npz and write it to "
              "--model-arch-name (0 = the initial alphas)")
     parser.set_defaults(epoch=50, batch_size=64, num_cells=8, lr_min=0.001,
-                        monitor_path="search.monitor")
+                        monitor_path="search.monitor", nhid=300, dropoute=0.0)
+    # quark0's rnn/train_search.py.
+    set_space_defaults(parser, "recurrent", dataset="ptb", epoch=50, batch_size=256, lr=20.0,
+                       weight_decay=5e-7, grad_clip=0.25, arch_lr=3e-3, arch_beta1=0.9,
+                       model_arch_name="DARTS_rnn_arch.json")
     return parser
 
 
@@ -286,8 +320,14 @@ def train_parser():
              "<monitor-path>/model.<format>")
     add("--format", choices=["nnp", "onnx"], default="nnp",
         help="file format of --export")
+    add("--nonmono", type=int, default=5,
+        help="recurrent: switch to averaged SGD when the validation loss is worse than the best of "
+             "all but the last NONMONO epochs")
     parser.set_defaults(epoch=600, batch_size=96, num_cells=20, lr_min=0.0,
-                        monitor_path="result.monitor")
+                        monitor_path="result.monitor", nhid=850, dropoute=0.1)
+    # quark0's rnn/train.py; its epochs (8000) are an upper limit.
+    set_space_defaults(parser, "recurrent", dataset="ptb", epoch=8000, batch_size=64, lr=20.0,
+                       weight_decay=8e-7, grad_clip=0.25, model_arch_name="DARTS_rnn_arch.json")
     return parser
 
 
@@ -385,6 +425,19 @@ def _range_problems(args):
         (args.cutout_length >= 0, "--cutout-length must not be negative"),
         (args.progress_every >= 1, "--progress-every must be at least 1"),
     ]
+    if args.space == "recurrent":
+        checks += [
+            (args.dataset in TEXT_DATASETS, f"--space recurrent needs a text data set "
+                                            f"({', '.join(TEXT_DATASETS)}), not {args.dataset}"),
+            (args.nhid >= 1, "--nhid must be at least 1"),
+            (args.bptt >= 2, "--bptt must be at least 2"),
+            (args.eval_batch_size >= 1, "--eval-batch-size must be at least 1"),
+        ]
+        checks += [(0.0 <= getattr(args, name) < 1.0, f"--{name} must be in [0, 1)")
+                   for name in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute")]
+    else:
+        checks.append((args.dataset not in TEXT_DATASETS,
+                       f"--dataset {args.dataset} is a text corpus: add --space recurrent"))
     if getattr(args, "train_portion", None) is not None:
         checks.append((0.0 < args.train_portion < 1.0, "--train-portion must be between 0 and 1"))
     if hasattr(args, "dadarts"):
@@ -446,6 +499,14 @@ def parse_with_config(parser, argv=None):
         # the file's values therefore lets every given flag win, even one whose
         # value equals the default.
         args = parser.parse_args(argv, namespace=argparse.Namespace(**values))
+    space_defaults = getattr(parser, "space_defaults", {}).get(getattr(args, "space", None), {})
+    if space_defaults:
+        given = _given_on_command_line(parser, argv)
+        if args.config is not None:
+            given |= set(values)
+        for dest, value in space_defaults.items():
+            if dest not in given:
+                setattr(args, dest, value)
     return args
 
 
@@ -465,6 +526,15 @@ def parse_args(parser, argv=None):
     if args.augment is None:
         args.augment = "affine" if args.dataset in AFFINE_AUGMENT_DATASETS else "darts"
     return args
+
+
+def _given_on_command_line(parser, argv):
+    """The dests of the flags argv sets: a parse in which no flag has a default sets only those."""
+    probe = copy.deepcopy(parser)
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+    probe._defaults = {}
+    return set(vars(probe.parse_args(argv)))
 
 
 def save_config(args, monitor_path):

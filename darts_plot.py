@@ -1,7 +1,7 @@
 """Pictures of earlier runs: learning curves, alpha histories and cell diagrams.
 
     python darts_plot.py curves DIR [DIR ...] [-o curves.png] [--labels A B] [--x epoch|iteration]
-    python darts_plot.py cells ARCH [-o OUTDIR] [--format png|pdf|svg]
+    python darts_plot.py cells ARCH [-o OUTDIR] [--format png|pdf|svg] [--space cnn|recurrent]
     python darts_plot.py alphas ALPHA_HISTORY.npz [-o alphas.png]
     python darts_plot.py run DIR [--format png|pdf|svg] [--x epoch|iteration]
     python darts_plot.py pareto DIR [DIR ...] [-o pareto.png]    # and pareto.csv next to it
@@ -33,6 +33,10 @@ def _curves(args):
 
 
 def _cells(args):
+    if args.space == "recurrent":
+        from models.recurrent_genotype import load_recurrent_genotype
+        from utils.pictures.cell_diagram import draw_recurrent_cell
+        return draw_recurrent_cell(load_recurrent_genotype(args.arch), args.output, fmt=args.format)
     from models.genotype import load_architecture
     from utils.pictures.cell_diagram import draw_architecture
     return draw_architecture(load_architecture(args.arch), args.output, fmt=args.format)
@@ -86,6 +90,9 @@ def build_parser():
     cells.add_argument("-o", "--output", default=".", metavar="OUTDIR",
                        help="directory for normal.<format> and reduction.<format> (default: .)")
     cells.add_argument("--format", choices=FORMATS, default="png")
+    cells.add_argument("--space", choices=("cnn", "recurrent"), default="cnn",
+                       help="recurrent: ARCH is a recurrent cell (JSON, DARTS_V1, DARTS_V2 or ENAS), "
+                            "drawn as recurrent.<format>")
     cells.set_defaults(draw=_cells)
 
     alphas = commands.add_parser("alphas", help="op weights of every edge over a search")

@@ -1,6 +1,7 @@
 """DARTS architecture search: learns a normal and a reduction cell and writes them as DARTS_arch.json.
 
     python darts_search.py --context cpu --dataset digits --epoch 5 --monitor-path runs/search
+    python darts_search.py --space recurrent --dataset ptb --monitor-path runs/rnn-search   (darts_search_recurrent.py)
     python darts_search.py --dataset digits --epoch 5 --seeds 0,1,2,3 --select-epochs 5 -m runs/searches
 
 With --seeds, one search per seed runs into <monitor-path>/seed_<s>/ (its architecture in that
@@ -33,7 +34,8 @@ from utils.data.pipeline import BatchLoader, split_indices
 from utils.pictures.alpha_plot import TOPK_HISTORY
 from utils.pictures.cell_diagram import draw_architecture
 from utils.pictures.run_pictures import FINAL_ARCH
-from utils.training.alpha_history import ALPHA_HISTORY, derive_from_history, write_alpha_history
+from utils.training.alpha_history import (ALPHA_HISTORY, derive_from_history, derive_recurrent_from_history,
+                                           write_alpha_history)
 from utils.training.bilevel import BilevelOptimizer, build_search_graphs
 from utils.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from utils.training.complexity_control import ComplexityControl, ComplexitySettings
@@ -267,6 +269,13 @@ def main(argv=None):
     with fail_cleanly():
         if args.extract_lambda is not None:
             extract(args)
+        elif args.space == "recurrent" and args.alpha_epoch is not None:
+            derive_recurrent_from_history(os.path.join(args.monitor_path, ALPHA_HISTORY), args.alpha_epoch,
+                                          args.model_arch_name)
+            print(f"recurrent cell of epoch {args.alpha_epoch} written to {args.model_arch_name}")
+        elif args.space == "recurrent":
+            from darts_search_recurrent import search_recurrent
+            search_recurrent(args)
         elif args.alpha_epoch is not None:
             derive_from_history(os.path.join(args.monitor_path, ALPHA_HISTORY), args.alpha_epoch,
                                 args.model_arch_name, args.derivation)

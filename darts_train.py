@@ -5,6 +5,7 @@
     python darts_train.py --model-arch-name arch.json --evaluate runs/train/final_params.h5 -m runs/eval
     python darts_train.py --model-arch-name DARTS_V2 --dataset digits --epoch 10 --seeds 0,1,2 -m runs/seeds
     python darts_train.py --model-arch-name arch.json --export runs/train/final_params.h5 --format nnp -m runs/export
+    python darts_train.py --space recurrent --dataset ptb --model-arch-name DARTS_V2   (darts_train_recurrent.py)
 
 The defaults train the paper's network: 20 cells, C = --output-filter + --additional-filters-on-retrain
 = 36, batch 96, 600 epochs. Outputs, in the monitor directory unless said otherwise:
@@ -29,6 +30,7 @@ The defaults train the paper's network: 20 cells, C = --output-filter + --additi
 """
 import logging
 import os
+import sys
 
 # nnabla logs at INFO from its import on (every extension and data iterator it creates); a run's own
 # lines are what matter, from whatever directory it starts.
@@ -237,6 +239,8 @@ def main(argv=None):
     """Runs the script; returns the summary dict (training, --summary), the test error (--evaluate), the
     aggregate dict (--seeds) or the exported file's path (--export)."""
     args = parse_args(train_parser(), argv)
+    if args.space == "recurrent":
+        return main_recurrent(args)
     with fail_cleanly():
         arch = load_architecture(args.model_arch_name)
         set_context(args.context, args.device_id, args.type_config)
@@ -252,6 +256,24 @@ def main(argv=None):
         if args.seeds is not None:
             return train_seeds(args, arch)
         return train(args, arch)
+
+
+def main_recurrent(args):
+    from darts_train_recurrent import DivergedError, evaluate_recurrent, summarise_recurrent, train_recurrent
+    from models.recurrent_genotype import load_recurrent_genotype
+    with fail_cleanly():
+        try:
+            genotype = load_recurrent_genotype(args.model_arch_name)
+            set_context(args.context, args.device_id, args.type_config)
+            nn.clear_parameters()
+            if args.summary:
+                return summarise_recurrent(args, genotype)
+            if args.evaluate is not None:
+                return evaluate_recurrent(args, genotype)
+            return train_recurrent(args, genotype)
+        except DivergedError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def main(argv=None):
               "--seed", "0", "--bptt", str(args.bptt), "--dropout", "0.2", "--dropouth", "0.1",
               "--dropoutx", "0.1", "--dropouti", "0.1", "--dropoute", "0"]
 
-    print(f"== 1/2 search: first-order, nhid {args.search_nhid}, {args.search_epochs} epoch(s)", flush=True)
+    print(f"== 1/2 search: first order, nhid {args.search_nhid}, {args.search_epochs} epoch(s)", flush=True)
     darts_search.main(common + ["--nhid", str(args.search_nhid), "-b", str(2 * args.batch_size),
                                 "--epoch", str(args.search_epochs), "--monitor-path", search_dir,
                                 "--model-arch-name", cell_path])

@@ -258,14 +258,18 @@ def _json_text(arch):
 
 
 def save_architecture(arch, path):
-    """Write the JSON file; a crash mid-write leaves the old file, not a truncated one."""
+    write_text_atomically(path, _json_text(arch))
+
+
+def write_text_atomically(path, text):
+    """Write a text file; a crash mid-write leaves the old file, not a truncated one."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     # Same directory, so os.replace is a rename; open() (not mkstemp) keeps the usual permissions.
     tmp_path = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     try:
         with open(tmp_path, "w", encoding="utf-8") as f:
-            f.write(_json_text(arch))
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_path, path)

@@ -9,8 +9,7 @@ import darts_search
 import darts_train
 from models.discretization import hard_discretization, softmax_rows
 from models.genotype import load_architecture
-from models.search_network import (ALPHA_NAMES, alpha_parameters, create_alphas, discrete_search_network,
-                                   search_network)
+from models.search_network import ALPHA_NAMES, create_alphas, discrete_search_network, search_network
 from utils.data.datasets import load_dataset
 from utils.training.dadarts import ArchitectureWeights, DadartsSettings, kept_ops
 

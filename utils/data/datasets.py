@@ -192,9 +192,9 @@ def _load_cifar(name, source, data_dir):
     if not os.path.isdir(folder):
         archive = os.path.join(data_dir, source.archive.filename)
         if not os.path.isfile(archive):
-            _download(name, source.archive, archive,
+            download(name, source.archive, archive,
                       f"{source.archive.filename} (or the extracted {source.folder}/) in {data_dir}")
-        _check_md5(archive, source.archive.md5)
+        check_md5(archive, source.archive.md5)
         _extract_members(archive, source.folder, source.train_files + source.test_files, data_dir)
     return (_read_cifar_files(folder, source.train_files, source.label_offset),
             _read_cifar_files(folder, source.test_files, source.label_offset))
@@ -261,8 +261,8 @@ def _load_idx(name, source, data_dir):
     for remote in remotes:
         path = os.path.join(folder, remote.filename)
         if not os.path.isfile(path):
-            _download(name, remote, path, place)
-            _check_md5(path, remote.md5)
+            download(name, remote, path, place)
+            check_md5(path, remote.md5)
         paths.append(path)
     train = _read_idx_pair(paths[0], paths[1])
     test = _read_idx_pair(paths[2], paths[3])
@@ -299,7 +299,7 @@ def _read_idx(path, ndim):
 
 # ---------------------------------------------------------------- download
 
-def _download(name, remote, path, place):
+def download(name, remote, path, place):
     """Fetch remote into path; on failure say what to place where, by hand."""
     partial = path + ".partial"
     try:
@@ -319,7 +319,7 @@ def _download(name, remote, path, place):
                         f"place {place}") from error
 
 
-def _check_md5(path, expected):
+def check_md5(path, expected):
     digest = hashlib.md5()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -146,3 +146,34 @@ def plot_alpha_history(source, out_path, holds_weights=False):
         legend_ax.legend(handles, [OP_NAMES[op_id] for op_id in SEARCH_OPS], loc="center", ncol=2, fontsize=11, frameon=False)
     save_figure(figure, out_path)
     return figure
+
+
+def plot_recurrent_alpha_history(history, out_path):
+    """The (epochs + 1, 36, 5) alphas of a recurrent search: one image per op the search cell uses, edges
+    (j -> i, as models.recurrent_genotype.EDGES) down and epochs across, coloured by the op's weight."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from models.recurrent_genotype import EDGES as RECURRENT_EDGES
+    from ops.recurrent_ops import ACTIVE_OPS, RECURRENT_OP_NAMES
+
+    history = np.asarray(history, dtype=np.float64)
+    if history.ndim != 3 or history.shape[1:] != (len(RECURRENT_EDGES), len(RECURRENT_OP_NAMES)):
+        raise AlphaHistoryError(f"recurrent alpha history has shape {history.shape}, expected "
+                                f"(epochs + 1, {len(RECURRENT_EDGES)}, {len(RECURRENT_OP_NAMES)})")
+    weights = op_weights(history)
+    figure = Figure(figsize=(3.2 * len(ACTIVE_OPS) + 1.0, 7.5))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, len(ACTIVE_OPS), sharey=True)
+    low, high = weights[:, :, list(ACTIVE_OPS)].min(), weights[:, :, list(ACTIVE_OPS)].max()
+    for ax, op_id in zip(axes, ACTIVE_OPS):
+        image = ax.imshow(weights[:, :, op_id].T, aspect="auto", interpolation="nearest", cmap="viridis",
+                          vmin=low, vmax=high, extent=(-0.5, len(history) - 0.5, len(RECURRENT_EDGES) - 0.5, -0.5))
+        ax.set_title(RECURRENT_OP_NAMES[op_id], fontsize=12)
+        ax.set_xlabel("epoch")
+    axes[0].set_yticks(range(len(RECURRENT_EDGES)))
+    axes[0].set_yticklabels([f"{j} → {i}" for j, i in RECURRENT_EDGES], fontsize=6)
+    figure.colorbar(image, ax=list(axes), label="softmax weight")
+    figure.suptitle("Recurrent cell: weight of each op on each edge", fontsize=14)
+    save_figure(figure, out_path)
+    return figure

@@ -11,6 +11,7 @@ import graphviz
 
 from models.genotype import all_nodes
 from ops.operations import OP_NAMES
+from ops.recurrent_ops import RECURRENT_OP_NAMES
 
 FORMATS = ("png", "pdf", "svg")
 CELL_TYPES = ("normal", "reduction")
@@ -85,15 +86,51 @@ def draw_architecture(arch, out_dir, fmt="png", prefix=""):
     written = []
     for cell_type in CELL_TYPES:
         cell, concat = arch.cell(reduction=cell_type == "reduction")
-        graph = cell_graph(cell, f"{cell_type} cell", concat)
-        if fmt == "png":  # sharper text than the default 96 dpi; vector formats keep their own size
-            graph.graph_attr["dpi"] = "110"
-        try:
-            data, ext = graph.pipe(format=fmt), fmt
-        except graphviz.ExecutableNotFound:
-            _print_dot_notice(out_dir, fmt)
-            data, ext = graph.source.encode("utf-8"), "dot"
-        path = os.path.join(out_dir, f"{prefix}{cell_type}.{ext}")
-        _write_atomically(path, data)
-        written.append(path)
+        written.append(_render(cell_graph(cell, f"{cell_type} cell", concat), out_dir, f"{prefix}{cell_type}", fmt))
     return written
+
+
+def _render(graph, out_dir, name, fmt):
+    """Write out_dir/<name>.<fmt>, or <name>.dot without Graphviz's dot; returns its path."""
+    if fmt == "png":  # sharper text than the default 96 dpi; vector formats keep their own size
+        graph.graph_attr["dpi"] = "110"
+    try:
+        data, ext = graph.pipe(format=fmt), fmt
+    except graphviz.ExecutableNotFound:
+        _print_dot_notice(out_dir, fmt)
+        data, ext = graph.source.encode("utf-8"), "dot"
+    path = os.path.join(out_dir, f"{name}.{ext}")
+    _write_atomically(path, data)
+    return path
+
+
+def recurrent_cell_graph(genotype, title="recurrent cell"):
+    """The seed's rnn/visualize.py: x_t and h_{t-1} feed node 0, an edge j -> i per node labelled with
+    its op, and every concat node feeds h_t."""
+    graph = graphviz.Digraph(name=title, graph_attr={
+        "rankdir": "LR", "label": title, "labelloc": "t", "fontsize": "22", "fontname": _FONT,
+        "nodesep": "0.35", "ranksep": "0.7", "pad": "0.2"})
+    graph.attr("node", shape="box", style="rounded,filled", fontname=_FONT, fontsize="18",
+               penwidth="1.5", height="0.55", width="0.8")
+    graph.attr("edge", fontname=_FONT, fontsize="15", penwidth="1.5", arrowsize="0.8")
+    graph.node("x", "<x<sub>t</sub>>", fillcolor="#a6cee3")
+    graph.node("h", "<h<sub>t-1</sub>>", fillcolor="#a6cee3")
+    graph.node("out", "<h<sub>t</sub>>", fillcolor="#b2df8a")
+    for node in range(genotype.steps + 1):
+        graph.node(_node_id(node), str(node), fillcolor="#fdf5c0")
+    graph.edge("x", _node_id(0), color="gray55")
+    graph.edge("h", _node_id(0), color="gray55")
+    for node, (op_id, input_node) in enumerate(genotype.recurrent, start=1):
+        graph.edge(_node_id(input_node), _node_id(node), label=RECURRENT_OP_NAMES[op_id],
+                   color=OP_COLORS[op_id], fontcolor=OP_COLORS[op_id])
+    for node in genotype.concat:
+        graph.edge(_node_id(node), "out", color="gray55")
+    return graph
+
+
+def draw_recurrent_cell(genotype, out_dir, fmt="png", prefix=""):
+    """Write <prefix>recurrent.<fmt> (or .dot without Graphviz's dot) into out_dir; returns [its path]."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown picture format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    os.makedirs(out_dir, exist_ok=True)
+    return [_render(recurrent_cell_graph(genotype), out_dir, f"{prefix}recurrent", fmt)]

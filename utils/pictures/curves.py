@@ -59,10 +59,12 @@ def find_series(monitor_dir):
 
 
 def _panel_of(name):
-    """Which panel a series goes to: losses together, errors together, anything else on its own."""
+    """Which panel a series goes to: losses, errors and perplexities together, anything else on its own."""
     lowered = name.lower()
     if "loss" in lowered:
         return "Loss"
+    if "perplexity" in lowered:
+        return "Perplexity"
     if "error" in lowered:
         return "Error"
     return name

@@ -6,9 +6,14 @@ import glob
 import os
 import sys
 
+import numpy as np
+
 from utils.pictures.alpha_plot import ALPHA_HISTORY, TOPK_HISTORY
 
 FINAL_ARCH = "DARTS_arch.json"
+# The recurrent cell of a recurrent run (the latest of a search, the one trained); its presence
+# marks the directory as a recurrent run.
+RECURRENT_ARCH = "recurrent_arch.json"
 
 
 def latest_architecture_file(monitor_dir):
@@ -42,7 +47,13 @@ def _draw_curves(monitor_dir, fmt, x):
 
 
 def _draw_alphas(monitor_dir, fmt, x):
-    from utils.pictures.alpha_plot import plot_alpha_history
+    from utils.pictures.alpha_plot import plot_alpha_history, plot_recurrent_alpha_history
+    history_path = os.path.join(monitor_dir, ALPHA_HISTORY)
+    if os.path.exists(history_path) and os.path.isfile(os.path.join(monitor_dir, RECURRENT_ARCH)):
+        out_path = os.path.join(monitor_dir, "alphas.png")
+        with np.load(history_path) as data:
+            plot_recurrent_alpha_history(data["recurrent"], out_path)
+        return [out_path]
     written = []
     for history, picture, holds_weights in ((ALPHA_HISTORY, "alphas.png", False),
                                              (TOPK_HISTORY, "alphas_topk.png", True)):
@@ -55,6 +66,11 @@ def _draw_alphas(monitor_dir, fmt, x):
 
 
 def _draw_cells(monitor_dir, fmt, x):
+    recurrent_file = os.path.join(monitor_dir, RECURRENT_ARCH)
+    if os.path.isfile(recurrent_file):
+        from models.recurrent_genotype import load_recurrent_genotype
+        from utils.pictures.cell_diagram import draw_recurrent_cell
+        return draw_recurrent_cell(load_recurrent_genotype(recurrent_file), os.path.join(monitor_dir, "cells"), fmt)
     arch_file = latest_architecture_file(monitor_dir)
     if arch_file is None:
         return []

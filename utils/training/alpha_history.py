@@ -36,3 +36,29 @@ def derive_from_history(history_path, epoch, arch_path, rule="top-k"):
     arch = derive_by_rule(normal[epoch], reduction[epoch], rule)
     save_architecture(arch, arch_path)
     return arch
+
+
+RECURRENT_KEY = "recurrent"
+
+
+def write_recurrent_alpha_history(monitor_path, history):
+    """history: list of (36, 5) alphas, the initial ones first; stored as `recurrent` (epochs + 1, 36, 5)."""
+    path = os.path.join(monitor_path, ALPHA_HISTORY)
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, **{RECURRENT_KEY: np.stack(history)})
+    os.replace(tmp, path)
+
+
+def derive_recurrent_from_history(history_path, epoch, cell_path):
+    """The recurrent cell the alphas gave after `epoch` epochs (0 = the initial alphas), written to cell_path."""
+    from models.recurrent_genotype import derive_recurrent_genotype, save_recurrent_genotype
+    try:
+        with np.load(history_path) as history:
+            alphas = history[RECURRENT_KEY]
+    except (OSError, KeyError, ValueError) as err:
+        raise ArchitectureError(f"cannot read recurrent alpha history {history_path}: {err}") from None
+    if not 0 <= epoch < len(alphas):
+        raise ArchitectureError(f"--alpha-epoch {epoch} is not in {history_path}, which has epochs 0..{len(alphas) - 1}")
+    genotype = derive_recurrent_genotype(alphas[epoch])
+    save_recurrent_genotype(genotype, cell_path)
+    return genotype

@@ -12,6 +12,7 @@ import nnabla.solvers as S
 
 from models.graph import build_graph, feed, forward_backward, make_graph
 from utils.training.array_graphs import copy_graph
+from utils.training.optim import global_norm
 
 # The static graphs of a search. virtual is train unless the virtual step mixes the ops differently
 # from the weight step (DADARTS's --topk-on-virtualstep); hessian is None for first order.
@@ -99,6 +100,86 @@ class PlainSteps:
 
     def weight_step_graph(self, supernet_graph):
         return supernet_graph
+
+
+# Three passes, each one forward and backward of a loss that leaves its gradients in the weights' and
+# alphas' grads: the training loss, the validation loss, and the training loss for the alpha gradient
+# only (it may skip the weight gradients). Whatever feeding they need is their own business.
+UnrolledPasses = namedtuple("UnrolledPasses", "train val hessian")
+
+
+def _zero_grads(variables):
+    for v in variables.values():
+        v.grad.zero()
+
+
+def _restore(variables, copies):
+    for name, v in variables.items():
+        v.data.copy_from(copies[name])
+
+
+def _clip(variables, max_norm):
+    scale = max_norm / (global_norm(v.grad for v in variables.values()) + 1e-6)
+    if scale < 1.0:
+        for v in variables.values():
+            v.grad *= scale
+
+
+def unrolled_alpha_gradient(passes, weights, network_state, alphas, xi, virtual_step, direction_clip=None):
+    """The recurrent search's second-order alpha gradient (the CNN's is BilevelOptimizer's, whose host work
+    is a constant number of calls; this one still loops over the arrays in Python). Leaves dL_val(w', a)/da - xi * s * (dL_train(w+, a)/da - dL_train(w-, a)/da) / (2 eps) in the alpha grads.
+
+    virtual_step(xi) moves the weights from w to w' using the training-loss gradients in their grads
+    and returns s, how much the step scales the gradient (1 for plain SGD; the clipping factor, at
+    most 1, when the gradient is clipped first). w+- = w +- eps * g with g = dL_val(w', a)/dw',
+    clipped to a global norm of direction_clip if given, and eps = 0.01 / ||g||. The network state
+    (weights and batch-norm statistics) is left exactly as it was.
+    """
+    saved = snapshot({name: v.data for name, v in network_state.items()})
+
+    _zero_grads(weights)
+    _zero_grads(alphas)
+    passes.train()
+    scale = virtual_step(xi)
+
+    _zero_grads(weights)
+    _zero_grads(alphas)  # the virtual step's backward left training-loss gradients there
+    passes.val()
+    if direction_clip is not None:
+        _clip(weights, direction_clip)
+    val_alpha_grads = snapshot({name: a.grad for name, a in alphas.items()})
+    direction = snapshot({name: w.grad for name, w in weights.items()})
+
+    _restore(network_state, saved)
+    eps = 0.01 / global_norm(direction.values())
+    train_alpha_grads = []
+    for sign in (1.0, -1.0):
+        for name, w in weights.items():
+            w.data.copy_from(saved[name] + direction[name] * (sign * eps))
+        _zero_grads(alphas)
+        passes.hessian()
+        train_alpha_grads.append(snapshot({name: a.grad for name, a in alphas.items()}))
+    _restore(network_state, saved)
+
+    plus, minus = train_alpha_grads
+    for name, a in alphas.items():
+        a.grad.copy_from(val_alpha_grads[name] - (plus[name] - minus[name]) * (xi * scale / (2.0 * eps)))
+
+
+def clipped_sgd_virtual_step(weights, max_norm, weight_decay):
+    """The virtual step of quark0's rnn/architect.py: w <- w - xi * (clip(grad) + wd * w), no momentum.
+
+    Returns the clipping factor, which scales the implicit term as well. The seed uses
+    max_norm / (norm + 1e-6) even when nothing was clipped, which exceeds 1 (its bug Q1); here it is
+    capped at 1, the factor the gradient was actually scaled by.
+    """
+    def step(xi):
+        norm = global_norm(w.grad for w in weights.values())
+        scale = min(1.0, max_norm / (norm + 1e-6))
+        for w in weights.values():
+            w.data.copy_from(w.data - (w.grad * scale + w.data * weight_decay) * xi)
+        return scale
+    return step
 
 
 class BilevelOptimizer:

@@ -28,7 +28,7 @@ def read_parameter_file(path):
     return values
 
 
-def load_parameter_file(path, params, ignored_scope):
+def load_parameter_file(path, params, ignored_scope=None):
     """Writes the file's values into `params` ({name: Variable}); the two must describe the same network.
 
     Names under `ignored_scope` (the auxiliary head, which test graphs do not build) may be in the file.
@@ -36,7 +36,7 @@ def load_parameter_file(path, params, ignored_scope):
     values = read_parameter_file(path)
     missing = sorted(name for name in params if name not in values)
     unexpected = sorted(name for name in values
-                        if name not in params and not name.startswith(ignored_scope + "/"))
+                        if name not in params and not (ignored_scope and name.startswith(ignored_scope + "/")))
     wrong_shape = sorted(name for name in params
                          if name in values and tuple(values[name].shape) != tuple(params[name].shape))
     for problem, names in (("lacks", missing), ("has unknown", unexpected), ("has wrongly shaped", wrong_shape)):

@@ -1,0 +1,115 @@
+"""Recurrent cell search (quark0's rnn/train_search.py), run by `darts_search.py --space recurrent`.
+
+    python darts_search.py --space recurrent --dataset ptb --monitor-path runs/rnn-search
+
+Outputs in the monitor directory: config.yaml; the series of SERIES (perplexities per epoch);
+alpha_history.npz (`recurrent`, (epochs + 1, 36, 5)); after every epoch the cell of the current
+alphas as recurrent_arch.json, arch/epoch_NNN.json and genotype.txt; the checkpoint for --resume;
+at the end the cell as JSON in --model-arch-name.
+"""
+import os
+import sys
+
+import nnabla as nn
+import numpy as np
+from tqdm import tqdm
+
+from models.recurrent import ARCH_SCOPE, ALPHA_NAME, WEIGHT_SCOPE, build_search_model, create_alpha
+from models.recurrent_genotype import derive_recurrent_genotype, save_recurrent_genotype, to_genotype_string
+from args import save_config
+from utils.data.datasets import DataError
+from utils.data.text import Batch, batchify, epoch_batches, get_batch, load_corpus, search_sequence_length
+from utils.pictures.run_pictures import RECURRENT_ARCH
+from utils.training.alpha_history import write_recurrent_alpha_history
+from utils.training.context import set_context
+from utils.training.evaluation import RunningMean
+from utils.training.language_model import GraphCache, dropouts_of, perplexity, stream_loss
+from utils.training.optim import SGD, Adam
+from utils.training.recurrent_search import RecurrentSearchStep
+from utils.training.run import EPOCH_TIME, Run, seed_everything
+
+SERIES = ("Training perplexity", "Validation perplexity", EPOCH_TIME)
+GENOTYPE_TEXT = "genotype.txt"
+
+
+def scope_parameters(scope, grad_only):
+    prefix = scope + "/"
+    return {name: v for name, v in nn.get_parameters(grad_only=grad_only).items() if name.startswith(prefix)}
+
+
+def validation_window(search_data, position, bptt):
+    """The seed reads the validation stream at position % (rows - 1), cut short near its end; here the
+    window always has bptt rows (position % (rows - bptt)), so the search needs at most two graphs."""
+    start = position % (len(search_data) - bptt)
+    return get_batch(search_data, start, bptt)
+
+
+def search_recurrent(args):
+    set_context(args.context, args.device_id, args.type_config)
+    corpus = load_corpus(args.dataset, args.data_dir)
+    ntoken = len(corpus.vocabulary)
+    train_data = batchify(corpus.train, args.batch_size)
+    search_data = batchify(corpus.valid, args.batch_size)
+    valid_data = batchify(corpus.valid, args.eval_batch_size)
+    for name, rows in (("train", len(train_data)), ("valid", len(search_data))):
+        if rows <= args.bptt + 1:
+            raise DataError(f"{args.dataset}: the {name} split gives {rows} rows at batch size {args.batch_size}, "
+                            f"too few for --bptt {args.bptt}; lower --batch-size or --bptt")
+    run = Run(args.monitor_path, args.model_save_path, args.epoch, SERIES)
+    save_config(args, run.monitor_path)
+
+    nn.clear_parameters()
+    rng = seed_everything(args.seed)
+    alpha = create_alpha(rng)
+    graphs = GraphCache(lambda seq_len: build_search_model(alpha, seq_len, args.batch_size, ntoken, args.nhid,
+                                                           training=True, tar_beta=args.tar_beta, rng=rng))
+    eval_graphs = GraphCache(lambda seq_len: build_search_model(alpha, seq_len, args.eval_batch_size, ntoken,
+                                                                args.nhid, training=False, rng=rng))
+    graphs[args.bptt]  # creates the weights
+    weights = scope_parameters(WEIGHT_SCOPE, grad_only=True)
+    network_state = scope_parameters(WEIGHT_SCOPE, grad_only=False)
+    alphas = {f"{ARCH_SCOPE}/{ALPHA_NAME}": alpha}
+    weight_opt = SGD(weights, args.lr, 0.0, args.weight_decay, args.grad_clip)
+    alpha_opt = Adam(alphas, args.arch_lr, args.arch_beta1, args.arch_beta2, args.arch_weight_decay)
+    stepper = RecurrentSearchStep(graphs, weights, network_state, alphas, weight_opt, alpha_opt,
+                                  dropouts_of(args), args.second_order)
+
+    history = [alpha.d.copy()]
+    meta = run.start({**network_state, **alphas}, {"weights": weight_opt.solver, "alphas": alpha_opt.solver},
+                     args.resume)
+    if meta is not None:
+        history = list(meta["arrays"]["recurrent"])
+
+    for epoch in run.remaining_epochs():
+        stepper.reset_hidden(args.batch_size, args.nhid)
+        train_loss = RunningMean()
+        batches = epoch_batches(train_data, lambda r: search_sequence_length(r, args.bptt), args.seed, epoch)
+        bar = tqdm(batches, desc=f"search epoch {epoch + 1}/{args.epoch}", leave=False,
+                   disable=not sys.stderr.isatty())
+        for batch in bar:
+            if len(batch.data) < batch.seq_len:
+                break  # the stream's tail: a third length is not worth a graph
+            val_batch = Batch(batch.step, batch.position, args.bptt,
+                              *validation_window(search_data, batch.position, args.bptt))
+            lr = args.lr * batch.seq_len / args.bptt
+            nll, _ = stepper.step(batch, val_batch, lr, args.seed, epoch)
+            train_loss.add(nll, len(batch.data))
+            bar.set_postfix(ppl=f"{perplexity(train_loss.mean):.1f}")
+        valid_ppl = perplexity(stream_loss(eval_graphs, valid_data, args.bptt))
+
+        history.append(alpha.d.copy())
+        write_recurrent_alpha_history(run.monitor_path, history)
+        genotype = derive_recurrent_genotype(alpha.d)
+        save_recurrent_genotype(genotype, os.path.join(run.monitor_path, "arch", f"epoch_{epoch + 1:03d}.json"))
+        save_recurrent_genotype(genotype, os.path.join(run.monitor_path, RECURRENT_ARCH))
+        with open(os.path.join(run.monitor_path, GENOTYPE_TEXT), "w") as f:
+            f.write(to_genotype_string(genotype) + "\n")
+        train_ppl = perplexity(train_loss.mean)
+        run.end_epoch(epoch, {"Training perplexity": train_ppl, "Validation perplexity": valid_ppl},
+                      meta={"arrays": {"recurrent": np.stack(history)}},
+                      message=f"train ppl {train_ppl:.2f}  valid ppl {valid_ppl:.2f}  {to_genotype_string(genotype)}")
+
+    genotype = derive_recurrent_genotype(history[-1])
+    save_recurrent_genotype(genotype, args.model_arch_name)
+    print(f"recurrent cell written to {args.model_arch_name}: {to_genotype_string(genotype)}")
+    return genotype

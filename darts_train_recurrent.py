@@ -1,0 +1,209 @@
+"""Training a language model with a recurrent cell (quark0's rnn/train.py), run by
+`darts_train.py --space recurrent`.
+
+    python darts_train.py --space recurrent --dataset ptb --model-arch-name DARTS_V2 -m runs/rnn-train
+    python darts_train.py --space recurrent --model-arch-name DARTS_V2 --summary     # size, reads no data
+    python darts_train.py --space recurrent --model-arch-name DARTS_V2 --evaluate runs/rnn-train/best_params.h5
+
+SGD with the learning rate scaled by each batch's length, switching to averaged SGD (NT-ASGD,
+utils.training.ntasgd) when the validation loss stops improving; validation then uses the averaged
+weights. The best validated weights are kept (best.npz for rollback, best_params.h5); a NaN loss
+rolls back to them and training goes on with the next epoch's data. At the end the best weights are
+tested at batch 1. Outputs in the monitor directory: config.yaml, recurrent_arch.json, the series of
+SERIES, summary.json (SUMMARY_KEYS), the checkpoint for --resume.
+"""
+import contextlib
+import math
+import os
+import sys
+
+import nnabla as nn
+import numpy as np
+from tqdm import tqdm
+
+from args import save_config
+from models.recurrent import build_eval_model
+from models.recurrent_genotype import save_recurrent_genotype, to_genotype_string
+from utils.data.text import batchify, epoch_batches, load_corpus, train_sequence_length, vocabulary_size
+from utils.pictures.run_pictures import RECURRENT_ARCH, draw_run
+from utils.training.checkpoint import load_checkpoint, save_checkpoint
+from utils.training.context import set_context
+from utils.training.evaluation import RunningMean
+from utils.training.language_model import (TRAIN_MASKS, GraphCache, draw_masks, dropouts_of, feed, forward_backward,
+                                           mask_rng, perplexity, stream_loss)
+from utils.training.monitoring import EpochSeries
+from utils.training.ntasgd import PolyakAverage, should_switch_to_asgd
+from utils.training.optim import SGD
+from utils.training.parameter_files import load_parameter_file
+from utils.training.run import EPOCH_TIME, Run, seed_everything, write_json
+
+SERIES = ("Training perplexity", "Validation perplexity", EPOCH_TIME)
+TEST_SERIES = "Test perplexity"
+SUMMARY_NAME = "summary.json"
+EVALUATION_NAME = "evaluation.json"
+BEST_CHECKPOINT_NAME = "best.npz"
+BEST_PARAMS_NAME = "best_params.h5"
+SUMMARY_KEYS = ("params", "valid_ppl", "test_ppl")
+TEST_BATCH_SIZE = 1
+
+
+class DivergedError(ValueError):
+    """The loss became NaN before there was a validated model to roll back to; one line."""
+
+
+def model_graphs(args, genotype, ntoken, batch_size, training, rng=None):
+    return GraphCache(lambda seq_len: build_eval_model(genotype, seq_len, batch_size, ntoken, args.nhid, training,
+                                                       tar_beta=args.tar_beta, rng=rng))
+
+
+def summarise_recurrent(args, genotype):
+    """--summary: the parameter count of the language model, without reading the corpus (PTB, WikiText-2)."""
+    ntoken = vocabulary_size(args.dataset, args.data_dir)
+    model_graphs(args, genotype, ntoken, 1, training=False)[1]
+    params = int(sum(v.size for v in nn.get_parameters(grad_only=True).values()))
+    summary = {"params": params, "valid_ppl": None, "test_ppl": None}
+    os.makedirs(args.monitor_path, exist_ok=True)
+    path = os.path.join(args.monitor_path, SUMMARY_NAME)
+    write_json(path, summary)
+    print(f"language model: {to_genotype_string(genotype)}, nhid {args.nhid}, vocabulary {ntoken}")
+    print(f"weights: {params:,}")
+    print(f"summary written to {path}")
+    return summary
+
+
+def evaluate_recurrent(args, genotype):
+    """--evaluate PARAMS.h5: validation and test perplexity of saved weights, written to evaluation.json."""
+    corpus = load_corpus(args.dataset, args.data_dir)
+    ntoken = len(corpus.vocabulary)
+    valid_graphs = model_graphs(args, genotype, ntoken, args.eval_batch_size, training=False)
+    test_graphs = model_graphs(args, genotype, ntoken, TEST_BATCH_SIZE, training=False)
+    valid_graphs[args.bptt]
+    load_parameter_file(args.evaluate, nn.get_parameters(grad_only=False))
+    result = {"parameters": args.evaluate,
+              "valid_ppl": perplexity(stream_loss(valid_graphs, batchify(corpus.valid, args.eval_batch_size), args.bptt)),
+              "test_ppl": perplexity(stream_loss(test_graphs, batchify(corpus.test, TEST_BATCH_SIZE), args.bptt))}
+    os.makedirs(args.monitor_path, exist_ok=True)
+    path = os.path.join(args.monitor_path, EVALUATION_NAME)
+    write_json(path, result)
+    print(f"valid ppl {result['valid_ppl']:.2f}  test ppl {result['test_ppl']:.2f}  written to {path}")
+    return result
+
+
+def train_epoch(graphs, train_data, optimizer, polyak, args, epoch):
+    """One epoch of the seed's train(); returns its mean training loss (nll per word)."""
+    dropouts = dropouts_of(args)
+    loss = RunningMean()
+    hidden = np.zeros((args.batch_size, args.nhid), dtype=np.float32)
+    batches = epoch_batches(train_data, lambda r: train_sequence_length(r, args.bptt), args.seed, epoch)
+    bar = tqdm(batches, desc=f"train epoch {epoch + 1}/{args.epoch}", leave=False, disable=not sys.stderr.isatty())
+    for batch in bar:
+        graph = graphs[len(batch.data)]
+        draw_masks(graph, mask_rng(args.seed, epoch, batch.step, TRAIN_MASKS), dropouts)
+        feed(graph, batch.data, batch.target, hidden)
+        optimizer.set_learning_rate(args.lr * batch.seq_len / args.bptt)
+        optimizer.zero_grad()
+        forward_backward(graph.loss)
+        if not math.isfinite(float(graph.loss.d)):
+            return math.nan
+        optimizer.step()
+        if polyak is not None:
+            polyak.update()
+        hidden = graph.last_hidden.d.copy()
+        loss.add(float(graph.nll.d), len(batch.data))
+        bar.set_postfix(ppl=f"{perplexity(loss.mean):.1f}")
+    return loss.mean
+
+
+class TrainingState:
+    """What NT-ASGD decides by, saved in every checkpoint."""
+
+    def __init__(self, meta=None):
+        meta = meta or {}
+        self.asgd = meta.get("asgd", False)
+        self.val_losses = meta.get("val_losses", [])
+        self.best_val_loss = meta.get("best_val_loss", math.inf)
+
+    def meta(self, polyak):
+        return {"asgd": self.asgd, "val_losses": self.val_losses, "best_val_loss": self.best_val_loss,
+                "polyak_steps": polyak.steps,
+                "arrays": {f"polyak/{name}": a for name, a in polyak.average.items()}}
+
+
+def restore_polyak(polyak, meta):
+    prefix = "polyak/"
+    polyak.load_state(meta["polyak_steps"], {k[len(prefix):]: v for k, v in meta["arrays"].items()
+                                             if k.startswith(prefix)})
+
+
+def train_recurrent(args, genotype):
+    set_context(args.context, args.device_id, args.type_config)
+    corpus = load_corpus(args.dataset, args.data_dir)
+    ntoken = len(corpus.vocabulary)
+    train_data = batchify(corpus.train, args.batch_size)
+    valid_data = batchify(corpus.valid, args.eval_batch_size)
+    test_data = batchify(corpus.test, TEST_BATCH_SIZE)
+    run = Run(args.monitor_path, args.model_save_path, args.epoch, SERIES)
+    save_config(args, run.monitor_path)
+    save_recurrent_genotype(genotype, os.path.join(run.monitor_path, RECURRENT_ARCH))
+    best_checkpoint = os.path.join(run.save_dir, BEST_CHECKPOINT_NAME)
+    best_params = os.path.join(run.save_dir, BEST_PARAMS_NAME)
+
+    nn.clear_parameters()
+    rng = seed_everything(args.seed)
+    graphs = model_graphs(args, genotype, ntoken, args.batch_size, training=True, rng=rng)
+    graphs[args.bptt]  # creates the weights
+    valid_graphs = model_graphs(args, genotype, ntoken, args.eval_batch_size, training=False)
+    params = nn.get_parameters(grad_only=True)
+    optimizer = SGD(params, args.lr, 0.0, args.weight_decay, args.grad_clip)
+    solvers = {"weights": optimizer.solver}
+    polyak = PolyakAverage(params)
+    summary = {"params": int(sum(v.size for v in params.values())), "valid_ppl": None, "test_ppl": None}
+    print(f"weights: {summary['params']:,}")
+
+    meta = run.start(params, solvers, args.resume)
+    state = TrainingState(meta)
+    if meta is not None:
+        restore_polyak(polyak, meta)
+        summary["valid_ppl"] = perplexity(state.best_val_loss)
+
+    for epoch in run.remaining_epochs():
+        train_loss = train_epoch(graphs, train_data, optimizer, polyak if state.asgd else None, args, epoch)
+        if math.isnan(train_loss):
+            if not os.path.exists(best_checkpoint):
+                raise DivergedError(f"the training loss became NaN in epoch {epoch + 1}, before any validation; "
+                                    f"lower --lr or --grad-clip")
+            best_meta = load_checkpoint(best_checkpoint, params, solvers)
+            state = TrainingState(best_meta)
+            restore_polyak(polyak, best_meta)
+            print(f"epoch {epoch + 1}: NaN loss, rolled back to the best weights (of epoch {best_meta['epoch']})")
+
+        averaged = polyak.swapped_in() if state.asgd else contextlib.nullcontext()
+        with averaged:
+            val_loss = stream_loss(valid_graphs, valid_data, args.bptt)
+            if val_loss < state.best_val_loss:
+                state.best_val_loss = val_loss
+                save_checkpoint(best_checkpoint, params, solvers, {"epoch": epoch + 1, **state.meta(polyak)})
+                nn.save_parameters(best_params, params)
+        if not state.asgd:
+            if should_switch_to_asgd(val_loss, state.val_losses, args.nonmono):
+                state.asgd = True
+                polyak.load_state(0, polyak.average)
+                print(f"epoch {epoch + 1}: validation stopped improving, switching to averaged SGD")
+            state.val_losses.append(val_loss)
+
+        summary["valid_ppl"] = perplexity(state.best_val_loss)
+        write_json(os.path.join(run.monitor_path, SUMMARY_NAME), summary)
+        values = {"Training perplexity": perplexity(train_loss), "Validation perplexity": perplexity(val_loss)}
+        run.end_epoch(epoch, values, meta=state.meta(polyak),
+                      message=f"{'ASGD' if state.asgd else 'SGD'}  train ppl {values['Training perplexity']:.2f}  "
+                              f"valid ppl {values['Validation perplexity']:.2f}")
+
+    load_parameter_file(best_params, params)
+    test_graphs = model_graphs(args, genotype, ntoken, TEST_BATCH_SIZE, training=False)
+    summary["test_ppl"] = perplexity(stream_loss(test_graphs, test_data, args.bptt))
+    # A series of one point, at the last epoch, written only now so no picture meets it empty.
+    EpochSeries(run.monitor_path, (TEST_SERIES,)).add(args.epoch - 1, {TEST_SERIES: summary["test_ppl"]})
+    draw_run(run.monitor_path)
+    write_json(os.path.join(run.monitor_path, SUMMARY_NAME), summary)
+    print(f"best valid ppl {summary['valid_ppl']:.2f}  test ppl {summary['test_ppl']:.2f} (best weights, batch 1)")
+    return summary
