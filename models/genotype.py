@@ -78,6 +78,18 @@ def _is_int(value):
     return isinstance(value, Integral) and not isinstance(value, bool)
 
 
+def read_pair(entry, where):
+    """(op_id, input_node) of an [op_id, input_node] entry, both ints; a one-line ArchitectureError otherwise."""
+    if not isinstance(entry, (list, tuple)) or len(entry) != 2:
+        raise ArchitectureError(f"{where}: expected a pair [op_id, input_node]")
+    op_id, input_node = entry
+    if not _is_int(op_id):
+        raise ArchitectureError(f"{where}: op id must be an int, got {type(op_id).__name__}")
+    if not _is_int(input_node):
+        raise ArchitectureError(f"{where}: input node must be an int, got {type(input_node).__name__}")
+    return int(op_id), int(input_node)
+
+
 def _node_number(key, cell_name):
     """A node key as an int: JSON gives "2", Python code gives 2."""
     if _is_int(key):
@@ -143,15 +155,7 @@ def _validate(cell, cell_name, concat, concat_name):
         pairs = []
         for index, entry in enumerate(edges):
             where_entry = f"{where} entry {index} {entry!r}"
-            if not isinstance(entry, (list, tuple)) or len(entry) != 2:
-                raise ArchitectureError(f"{where_entry}: expected a pair [op_id, input_node]")
-            op_id, input_node = entry
-            if not _is_int(op_id):
-                raise ArchitectureError(f"{where_entry}: op id must be an int, "
-                                        f"got {type(op_id).__name__}")
-            if not _is_int(input_node):
-                raise ArchitectureError(f"{where_entry}: input node must be an int, "
-                                        f"got {type(input_node).__name__}")
+            op_id, input_node = read_pair(entry, where_entry)
             if not 0 <= op_id < len(OP_NAMES):
                 raise ArchitectureError(f"{where_entry}: unknown op id {op_id}; "
                                         f"op ids are 0..{len(OP_NAMES) - 1}")

@@ -15,7 +15,7 @@ from numbers import Integral
 
 import numpy as np
 
-from models.genotype import ArchitectureError, write_text_atomically
+from models.genotype import ArchitectureError, read_pair, write_text_atomically
 from ops.recurrent_ops import NONE_OP, RECURRENT_OP_NAMES
 
 # The search cell: 8 nodes after node 0, each with an edge from every earlier node.
@@ -44,13 +44,7 @@ def validate_recurrent(recurrent, concat, name):
     pairs = []
     for index, entry in enumerate(recurrent):
         where = f"{name} node {index + 1} {entry!r}"
-        if not isinstance(entry, (list, tuple)) or len(entry) != 2:
-            raise ArchitectureError(f"{where}: expected a pair [op_id, input_node]")
-        op_id, input_node = entry
-        if not _is_int(op_id):
-            raise ArchitectureError(f"{where}: op id must be an int, got {type(op_id).__name__}")
-        if not _is_int(input_node):
-            raise ArchitectureError(f"{where}: input node must be an int, got {type(input_node).__name__}")
+        op_id, input_node = read_pair(entry, where)
         if not 0 < op_id < len(RECURRENT_OP_NAMES):
             known = ", ".join(f"{i} {n}" for i, n in enumerate(RECURRENT_OP_NAMES) if i != NONE_OP)
             raise ArchitectureError(f"{where}: op id {op_id} is not a node op; node ops are {known}")

@@ -49,7 +49,7 @@ def brief_training(arch, train_set, held_out_set, settings, desc):
     graph = build_train_graph(arch, shape, num_classes, s["channels"], s["num_cells"], auxiliary=False, aux_weight=0.0)
     test_graph = build_test_graph(arch, shape, num_classes, s["channels"], s["num_cells"])
     optimizer = SGD(nn.get_parameters(grad_only=True), s["lr"], s["momentum"], s["weight_decay"], s["grad_clip"])
-    loader = BatchLoader(images, labels, s["batch_size"], mean, std, augment=True, hflip=s["hflip"],
+    loader = BatchLoader(images, labels, s["batch_size"], mean, std, augment="darts", hflip=s["hflip"],
                          cutout_length=s["cutout_length"], seed=s["seed"])
     try:
         for epoch in range(s["epochs"]):
