@@ -168,6 +168,7 @@ def search(args):
             discretized = validate(arch_weights.discretized_graph(test=True))
             values.update({"Validation loss": validation.loss, "Validation error": validation.error,
                            "Discretized validation error": discretized.error})
+            summary = {"validation_error": validation.error, "discretized_validation_error": discretized.error}
             if dadarts:
                 values.update({"Temperature": float(arch_weights.temperature.d), "DAL": arch_weights.dal_value()})
             if complexity:
@@ -192,8 +193,9 @@ def search(args):
                                   f"train loss {values['Training loss']:.4f} err {values['Training error']:.4f}  "
                                   f"val loss {values['Validation loss']:.4f} err {values['Validation error']:.4f}  "
                                   f"discretized err {values['Discretized validation error']:.4f}")
-        summary = {"validation_error": validate(arch_weights.validation_graph()).error,
-                   "discretized_validation_error": validate(arch_weights.discretized_graph(test=True)).error}
+        if run.start_epoch == args.epoch:  # resumed after the last epoch: nothing above validated
+            summary = {"validation_error": validate(arch_weights.validation_graph()).error,
+                       "discretized_validation_error": validate(arch_weights.discretized_graph(test=True)).error}
         if args.finetune_epochs:
             finetune_discretized(arch_weights.discretized_graph(test=False), weight_opt, train_loader,
                                  args.finetune_epochs)

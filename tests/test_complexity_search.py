@@ -7,7 +7,7 @@ import utils.training.run
 from models.complexity import architecture_parameters
 from models.extraction import extract_architecture
 from models.genotype import load_architecture
-from utils.data.datasets import load_dataset
+from tests.helpers import digits_head
 
 TINY = ["--dataset", "digits", "--batch-size", "8", "--num-cells", "1", "--output-filter", "2", "--seed", "3",
         "--complexity-control", "--log10-lambda-min", "-3", "--log10-lambda-max", "-1"]
@@ -15,9 +15,7 @@ TINY = ["--dataset", "digits", "--batch-size", "8", "--num-cells", "1", "--outpu
 
 @pytest.fixture(scope="module")
 def digits_slice():
-    data = load_dataset("digits", "unused")
-    data.train_x, data.train_y = data.train_x[:32], data.train_y[:32]
-    return data
+    return digits_head(32)
 
 
 @pytest.fixture(autouse=True)

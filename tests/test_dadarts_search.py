@@ -10,7 +10,7 @@ import darts_train
 from models.discretization import hard_discretization, softmax_rows
 from models.genotype import load_architecture
 from models.search_network import ALPHA_NAMES, create_alphas, discrete_search_network, search_network
-from utils.data.datasets import load_dataset
+from tests.helpers import digits_head, series
 from utils.training.dadarts import ArchitectureWeights, DadartsSettings, kept_ops
 
 SHAPE, CLASSES, CHANNELS, CELLS = (4, 1, 8, 8), 3, 4, 3
@@ -136,9 +136,7 @@ def test_topk_on_alphas_mixes_the_alpha_step_with_the_transformed_weights(fresh)
 
 @pytest.fixture(scope="module")
 def digits_slice():
-    data = load_dataset("digits", "unused")
-    data.train_x, data.train_y = data.train_x[:64], data.train_y[:64]
-    return data
+    return digits_head(64)
 
 
 @pytest.fixture(autouse=True)
@@ -150,10 +148,6 @@ def search(tmp_path, name, *extra):
     out = tmp_path / name
     darts_search.main(TINY + ["-m", str(out), "--model-arch-name", str(out / "DARTS_arch.json"), *extra])
     return out
-
-
-def series(path, name):
-    return np.loadtxt(path / f"{name.replace(' ', '-')}.series.txt", ndmin=2)
 
 
 def test_the_preset_runs_writes_its_outputs_and_resumes_exactly(tmp_path):

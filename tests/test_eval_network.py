@@ -8,30 +8,11 @@ from models.eval_network import (AUX_SCOPE, DropPath, build_test_graph, build_tr
                                  eval_network, training_loss)
 from models.genotype import Architecture, load_architecture
 from utils.training.model_stats import count_macs, count_parameters, parameters_by_scope
+from tests.helpers import bn, conv_bn as relu_conv_bn, dil_conv, factorized_reduce, sep_conv
 
 DARTS_V2 = load_architecture("DARTS_V2")
 CLASSES = 10
 
-
-# Weights of the blocks, counted from the spec: convs have no bias, affine BN has 2 per channel.
-def bn(c):
-    return 2 * c
-
-
-def relu_conv_bn(c_in, c_out):
-    return c_in * c_out + bn(c_out)
-
-
-def factorized_reduce(c_in, c_out):
-    return 2 * c_in * (c_out // 2) + bn(c_out)
-
-
-def sep_conv(c, k):
-    return 2 * (k * k * c + c * c + bn(c))
-
-
-def dil_conv(c, k):
-    return k * k * c + c * c + bn(c)
 
 
 def aux_head(c_in, conv2_kernel):

@@ -21,6 +21,7 @@ from utils.data.datasets import DataError
 from utils.training.evaluation import top_k_misses
 from utils.training.model_stats import count_parameters, macs_per_image, parameters_by_scope
 from utils.training.optim import exponential_lr
+from tests.helpers import bn, conv_bn, dil_conv, factorized_reduce, sep_conv
 
 DARTS_V2 = load_architecture("DARTS_V2")
 CLASSES = ("n01", "n02", "n10")  # sorted as strings
@@ -244,25 +245,6 @@ def test_learning_rate_decays_by_0_97_each_epoch():
 
 
 # ---------------------------------------------------------------- the network
-
-def bn(c):
-    return 2 * c
-
-
-def conv_bn(c_in, c_out, k):
-    return k * k * c_in * c_out + bn(c_out)
-
-
-def factorized_reduce(c_in, c_out):
-    return 2 * c_in * (c_out // 2) + bn(c_out)
-
-
-def sep_conv(c, k):
-    return 2 * (k * k * c + c * c + bn(c))
-
-
-def dil_conv(c, k):
-    return k * k * c + c * c + bn(c)
 
 
 def test_small_network_has_its_hand_counted_weights(fresh_parameters):

@@ -6,16 +6,14 @@ import pytest
 
 import darts_search
 from models.genotype import derive_architecture, load_architecture
-from utils.data.datasets import load_dataset
+from tests.helpers import digits_head, series
 
 TINY = ["--dataset", "digits", "--batch-size", "16", "--num-cells", "3", "--output-filter", "4", "--seed", "3"]
 
 
 @pytest.fixture(scope="module")
 def digits_slice():
-    data = load_dataset("digits", "unused")
-    data.train_x, data.train_y = data.train_x[:64], data.train_y[:64]
-    return data
+    return digits_head(64)
 
 
 @pytest.fixture(autouse=True)
@@ -28,10 +26,6 @@ def search(tmp_path, name, *extra):
     out = tmp_path / name
     darts_search.main(TINY + ["-m", str(out), "--model-arch-name", str(out / "DARTS_arch.json"), *extra])
     return out
-
-
-def series(path, name):
-    return np.loadtxt(path / f"{name.replace(' ', '-')}.series.txt", ndmin=2)
 
 
 def test_search_writes_every_output(tmp_path):

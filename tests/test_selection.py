@@ -7,7 +7,7 @@ import pytest
 
 import darts_search
 from models.genotype import load_architecture
-from utils.data.datasets import load_dataset
+from tests.helpers import digits_head
 from utils.training import run as run_module
 from utils.training.selection import select_architecture
 
@@ -21,8 +21,7 @@ def read_json(path):
 
 @pytest.fixture(scope="module")
 def digits_slice():
-    data = load_dataset("digits", "unused")
-    return dataclasses.replace(data, train_x=data.train_x[:96], train_y=data.train_y[:96])
+    return digits_head(96)
 
 
 @pytest.fixture(scope="module")
