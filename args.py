@@ -432,6 +432,7 @@ def _range_problems(args):
             (args.nhid >= 1, "--nhid must be at least 1"),
             (args.bptt >= 2, "--bptt must be at least 2"),
             (args.eval_batch_size >= 1, "--eval-batch-size must be at least 1"),
+            (args.type_config == "float", "--type-config half is for the CNN cells; --space recurrent computes in float"),
         ]
         checks += [(0.0 <= getattr(args, name) < 1.0, f"--{name} must be in [0, 1)")
                    for name in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute")]

@@ -42,6 +42,7 @@ from utils.training.complexity_control import ComplexityControl, ComplexitySetti
 from utils.training.context import check_precision, set_context
 from utils.training.dadarts import ArchitectureWeights, DadartsSettings
 from utils.training.evaluation import RunningMean, classification_error, image_set_scores
+from utils.training.mixed_precision import describe_loss_scale, loss_scale_for
 from utils.training.optim import SGD, Adam, cosine_lr
 from utils.training.protocol import per_seed_args
 from utils.training.run import EPOCH_TIME, Progress, Run, fail_cleanly, seed_everything, write_json
@@ -81,7 +82,7 @@ def finetune_discretized(graph, weight_opt, train_loader, epochs):
     for _ in range(epochs * train_loader.steps_per_epoch):
         feed(graph, train_loader.next())
         weight_opt.zero_grad()
-        forward_backward(graph)
+        forward_backward(graph, weight_opt.grad_scale)
         weight_opt.step()
 
 
@@ -113,8 +114,12 @@ def search(args):
     graphs = build_search_graphs(network, shape, args.second_order, arch_weights.alpha_penalty,
                                  separate_virtual=settings.topk_on_virtualstep != settings.topk_on_weights)
     weights = weight_parameters()
-    weight_opt = SGD(weights, args.lr, args.momentum, args.weight_decay, args.grad_clip)
-    alpha_opt = Adam(alpha_parameters(), args.arch_lr, args.arch_beta1, args.arch_beta2, args.arch_weight_decay)
+    weight_opt = SGD(weights, args.lr, args.momentum, args.weight_decay, args.grad_clip,
+                     loss_scale=loss_scale_for(args.type_config))
+    alpha_opt = Adam(alpha_parameters(), args.arch_lr, args.arch_beta1, args.arch_beta2, args.arch_weight_decay,
+                     loss_scale=loss_scale_for(args.type_config))
+    loss_scales = {name: opt.loss_scale for name, opt in (("weights", weight_opt), ("alphas", alpha_opt))
+                   if opt.loss_scale is not None}
     optimizer = BilevelOptimizer(graphs, weights, all_weight_state(), alpha_parameters(), weight_opt, alpha_opt,
                                  steps=arch_weights)
 
@@ -135,6 +140,9 @@ def search(args):
                      {"weights": weight_opt.solver, "alphas": alpha_opt.solver}, args.resume)
     if meta is not None:
         weight_opt.resume_learning_rate(meta["weight_lr"])
+        for name, state in (meta.get("loss_scales") or {}).items():
+            if name in loss_scales:
+                loss_scales[name].load_state(state)
         history = {name: {cell: list(meta["arrays"][f"{name}/{cell}"]) for cell in ("normal", "reduction")}
                    for name in histories}
 
@@ -187,12 +195,15 @@ def search(args):
                 draw_architecture(arch, os.path.join(run.monitor_path, "cells"), prefix=f"epoch_{epoch + 1:03d}_")
             run.end_epoch(epoch, values,
                           meta={"weight_lr": weight_opt.lr,
+                                "loss_scales": {name: scale.state() for name, scale in loss_scales.items()},
                                 "arrays": {f"{name}/{cell}": np.stack(arrays) for name, h in history.items()
                                            for cell, arrays in h.items()}},
                           message=f"lr {weight_opt.lr:.5f}  "
                                   f"train loss {values['Training loss']:.4f} err {values['Training error']:.4f}  "
                                   f"val loss {values['Validation loss']:.4f} err {values['Validation error']:.4f}  "
-                                  f"discretized err {values['Discretized validation error']:.4f}")
+                                  f"discretized err {values['Discretized validation error']:.4f}"
+                                  + "".join(describe_loss_scale(scale, f"{name} loss scale")
+                                          for name, scale in loss_scales.items()))
         if run.start_epoch == args.epoch:  # resumed after the last epoch: nothing above validated
             summary = {"validation_error": validate(arch_weights.validation_graph()).error,
                        "discretized_validation_error": validate(arch_weights.discretized_graph(test=True)).error}

@@ -45,6 +45,7 @@ from models.genotype import load_architecture, save_architecture
 from utils.data.sources import open_source, source_info
 from utils.pictures.run_pictures import FINAL_ARCH
 from utils.training.context import set_context
+from utils.training.mixed_precision import describe_loss_scale, loss_scale_for
 from utils.training.error_record import error_figures, record_epoch
 from utils.training.evaluation import batch_scores
 from utils.training.export import export_network
@@ -166,7 +167,7 @@ def train(args, arch):
                                   cells=cells)
     network_state = nn.get_parameters(grad_only=False)  # weights and batch-norm statistics
     optimizer = SGD(nn.get_parameters(grad_only=True), args.lr, args.momentum, args.weight_decay,
-                    args.grad_clip)
+                    args.grad_clip, loss_scale=loss_scale_for(args.type_config))
     summary = network_summary(test_graph.logits, validated)
     print(describe_size(summary))
 
@@ -174,6 +175,8 @@ def train(args, arch):
     if meta is not None:
         optimizer.resume_learning_rate(meta["lr"])
         summary.update(meta["errors"])
+        if optimizer.loss_scale is not None and meta.get("loss_scale"):
+            optimizer.loss_scale.load_state(meta["loss_scale"])
     write_json(summary_path, summary)
 
     if validated:
@@ -192,6 +195,8 @@ def train(args, arch):
                       "Test error": test.error, "Test top5 error": test.top5_error}
             message = (f"lr {optimizer.lr:.5f}  train loss {train_loss:.4f} err {train_error:.4f}  "
                        f"test loss {test.loss:.4f} err {test.error:.4f} top-5 {test.top5_error:.4f}")
+            if optimizer.loss_scale is not None:
+                message += describe_loss_scale(optimizer.loss_scale)
             valid = None
             if validated:
                 valid = batch_scores(test_graph, source.validation_batches(args.batch_size))
@@ -204,7 +209,8 @@ def train(args, arch):
                 keep_last_files(run.save_dir, EPOCH_PARAMS_PREFIX, EPOCH_PARAMS_SUFFIX, args.keep_last)
             write_json(summary_path, summary)
             run.end_epoch(epoch, values, message=message,
-                          meta={"lr": optimizer.lr, "errors": error_figures(summary)})
+                          meta={"lr": optimizer.lr, "errors": error_figures(summary),
+                                "loss_scale": optimizer.loss_scale.state() if optimizer.loss_scale else None})
     finally:
         loader.close()
 

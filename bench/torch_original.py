@@ -36,6 +36,9 @@ def build_parser():
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--num-cells", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--train", type=str2bool, default=False,
+                        help="time the original's train.py step instead: DARTS_V2, C 36, 20 cells, auxiliary "
+                             "head 0.4, drop path 0.2, batch --batch-size (32 in bench/train_step.py)")
     return parser
 
 
@@ -48,6 +51,8 @@ def main(argv=None):
     torch.Tensor.cuda = lambda self, *a, **k: self
     torch.nn.Module.cuda = lambda self, *a, **k: self
     sys.path.insert(0, args.darts_cnn)
+    if args.train:
+        return time_train_step(args)
     from architect import Architect
     from model_search import Network
 
@@ -71,13 +76,45 @@ def main(argv=None):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         optimizer.step()
         times.append(time.perf_counter() - started)
-    times = times[1:]
+    report(args, model, times[1:], {"second_order": args.second_order})
+
+
+def time_train_step(args):
+    import types
+    import torch
+    # utils.py imports torchvision for its data transforms only, which this step does not use.
+    sys.modules.setdefault("torchvision", types.ModuleType("torchvision"))
+    sys.modules.setdefault("torchvision.transforms", types.ModuleType("torchvision.transforms"))
+    import genotypes
+    import utils
+    from model import NetworkCIFAR
+    # utils.drop_path draws its mask with torch.cuda.FloatTensor; the same draw on the cpu:
+    utils.torch.cuda.FloatTensor = torch.FloatTensor
+    criterion = torch.nn.CrossEntropyLoss()
+    model = NetworkCIFAR(36, 10, 20, True, genotypes.DARTS_V2)
+    model.drop_path_prob = 0.2
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), 0.025, momentum=0.9, weight_decay=3e-4)
+    times = []
+    for _ in range(args.steps + 1):
+        x, y = torch.randn(args.batch_size, 3, 32, 32), torch.randint(0, 10, (args.batch_size,))
+        started = time.perf_counter()
+        optimizer.zero_grad()
+        logits, logits_aux = model(x)
+        loss = criterion(logits, y) + 0.4 * criterion(logits_aux, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        times.append(time.perf_counter() - started)
+    report(args, model, times[1:], {"network": "DARTS_V2 C36 20 cells"})
+
+
+def report(args, model, times, setting):
     s_per_step = statistics.median(times)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("steps (s): " + ", ".join(f"{t:.2f}" for t in times))
-    print(json.dumps({"implementation": "pytorch original", "batch_size": args.batch_size,
-                      "second_order": args.second_order, "threads": args.threads,
-                      "weights": int(sum(p.numel() for p in model.parameters())),
+    print(json.dumps({"implementation": "pytorch original", "batch_size": args.batch_size, **setting,
+                      "threads": args.threads, "weights": int(sum(p.numel() for p in model.parameters())),
                       "s_per_step": round(s_per_step, 3), "images_per_s": round(args.batch_size / s_per_step, 3),
                       "peak_rss_mb": round(peak_rss_mb, 1)}))
 

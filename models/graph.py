@@ -42,6 +42,7 @@ def feed(graph, batch):
     graph.x.d, graph.y.d = batch
 
 
-def forward_backward(graph):
+def forward_backward(graph, grad_scale=1.0):
+    """grad_scale: what the loss is backpropagated times (an optimiser's grad_scale under half precision)."""
     graph.loss.forward(clear_no_need_grad=True)
-    graph.loss.backward(clear_buffer=True)
+    graph.loss.backward(grad_scale, clear_buffer=True)

@@ -222,14 +222,14 @@ class BilevelOptimizer:
         if self.second_order:
             self.unrolled_alpha_gradient()
         else:
-            forward_backward(self.val_graph)
+            forward_backward(self.val_graph, self.alpha_optimizer.grad_scale)
         self.alpha_optimizer.step()
 
         # The weight step sees the alphas this step's alpha step just moved.
         self.weight_graph = self.steps.weight_step_graph(self.train_graph)
         feed(self.weight_graph, train_batch)
         self.weight_optimizer.zero_grad()
-        forward_backward(self.weight_graph)
+        forward_backward(self.weight_graph, self.weight_optimizer.grad_scale)
         self.weight_optimizer.step()
 
     def unrolled_alpha_gradient(self):

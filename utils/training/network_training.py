@@ -24,7 +24,7 @@ def train_epoch(graph, loader, optimizer, drop_path, seed, epoch, desc, progress
         if drop_path is not None:
             drop_path.resample(np.random.default_rng([seed, DROP_PATH_STREAM, epoch, step]))
         optimizer.zero_grad()
-        forward_backward(graph)
+        forward_backward(graph, optimizer.grad_scale)
         optimizer.step()
         loss.add(float(graph.loss.d))
         error.add(classification_error(graph.logits.d, batch[1]))

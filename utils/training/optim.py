@@ -7,10 +7,11 @@ the DARTS virtual step (which reads the PyTorch buffer) exact.
 """
 import math
 
+import nnabla as nn
 import nnabla.functions as F
 import nnabla.solvers as S
 
-from utils.training.array_graphs import ArrayGraph, GlobalNorm
+from utils.training.array_graphs import ArrayGraph, GlobalNorm, float_context
 
 
 def cosine_lr(epoch, epochs, lr_max, lr_min):
@@ -32,16 +33,20 @@ class SGD:
     """Momentum SGD with coupled weight decay and global-norm clipping, stepping like torch.optim.SGD.
 
     Every step is a constant number of nnabla calls: the gradient norm is one graph built once over all
-    gradients, the clipping and weight decay are solver-wide calls.
+    gradients, the clipping and weight decay are solver-wide calls. With a loss_scale
+    (mixed_precision.DynamicLossScale) the gradients arrive scaled by grad_scale; step() unscales
+    them, or skips the step when they overflowed.
     """
 
-    def __init__(self, params, lr, momentum, weight_decay, grad_clip):
+    def __init__(self, params, lr, momentum, weight_decay, grad_clip, loss_scale=None):
         self.params = params
         self.momentum = momentum
         self.weight_decay = weight_decay
         self.grad_clip = grad_clip
         self.lr = lr
-        self.solver = S.Momentum(lr, momentum)
+        self.loss_scale = loss_scale
+        with nn.context_scope(float_context()):  # float master weights under --type-config half
+            self.solver = S.Momentum(lr, momentum)
         self.solver.set_parameters(params)
         self.grad_norm = GlobalNorm([p.grad for p in params.values()])
         self._rescale = None  # built when the learning rate first changes: a run at a fixed rate never needs it
@@ -64,21 +69,33 @@ class SGD:
     def zero_grad(self):
         self.solver.zero_grad()
 
-    def clip_gradients(self):
+    @property
+    def grad_scale(self):
+        """What the loss is backpropagated times."""
+        return 1.0 if self.loss_scale is None else self.loss_scale.scale
+
+    def clip_gradients(self, norm=None):
         """Scales all gradients together so that their global norm is at most grad_clip (torch's
-        clip_grad_norm_); returns the norm before clipping."""
-        norm = self.grad_norm()
+        clip_grad_norm_); returns the norm before clipping. norm: that norm, when already known."""
+        if norm is None:
+            norm = self.grad_norm()
         scale = self.grad_clip / (norm + 1e-6)
         if scale < 1.0:
             self.solver.scale_grad(scale)
         return norm
 
     def step(self):
-        """Clips the gradients, adds weight decay and updates; returns the gradient norm before clipping."""
-        norm = self.clip_gradients()
+        """Clips the gradients, adds weight decay and updates; returns False when overflowed
+        half-precision gradients skipped the step."""
+        norm = self.grad_norm()
+        if self.loss_scale is not None:
+            norm = self.loss_scale.unscale(self.solver, norm)
+            if norm is None:
+                return False
+        self.clip_gradients(norm)
         self.solver.weight_decay(self.weight_decay)
         self.solver.update()
-        return norm
+        return True
 
     def scaled_velocity(self):
         """{name: lr * buf}, the PyTorch momentum buffer times the current learning rate (the solver's own arrays)."""
@@ -101,14 +118,18 @@ class Adam:
     sqrt(1 - beta2 ** t) against PyTorch's; for gradients below about 1e-4 the steps then differ by
     up to tens of percent. The solver here only holds the state (its "mean" and "var" arrays and t, so
     that checkpoints save and restore it); the update is one graph built once over those arrays.
+    A loss_scale works as in SGD.
     """
 
-    def __init__(self, params, lr, beta1, beta2, weight_decay, eps=1e-8):
+    def __init__(self, params, lr, beta1, beta2, weight_decay, eps=1e-8, loss_scale=None):
         self.lr = lr
         self.beta1 = beta1
         self.beta2 = beta2
-        self.solver = S.Adam(lr, beta1, beta2, eps)
+        self.loss_scale = loss_scale
+        with nn.context_scope(float_context()):
+            self.solver = S.Adam(lr, beta1, beta2, eps)
         self.solver.set_parameters(params)
+        self.grad_norm = GlobalNorm([p.grad for p in params.values()]) if loss_scale is not None else None
         states = self.solver.get_states()
         names = list(states)
         means = [states[n].pstate["mean"].data for n in names]
@@ -121,13 +142,19 @@ class Adam:
         self._update = ArrayGraph(update, [weights, grads, means, variances], [means, variances, weights],
                                   scalars=("lr", "correction1", "correction2"))
 
+    grad_scale = SGD.grad_scale
+
     def zero_grad(self):
         self.solver.zero_grad()
 
     def step(self):
+        """Updates; returns False when overflowed half-precision gradients skipped the step."""
+        if self.loss_scale is not None and self.loss_scale.unscale(self.solver, self.grad_norm()) is None:
+            return False
         states = self.solver.get_states()
         for state in states.values():
             state.t += 1
         self.solver.set_states(states)
         t = next(iter(states.values())).t if states else 1
         self._update.run(lr=self.lr, correction1=1.0 - self.beta1 ** t, correction2=1.0 - self.beta2 ** t)
+        return True
