@@ -1,12 +1,19 @@
 PY := .venv/bin/python
 CUDA ?=
 
-.PHONY: env test demo demo-rnn bench clean
+.PHONY: env kernels test demo demo-rnn bench clean
 
 # Re-runs setup only when a requirements file changed; setup_env.sh itself is quick when nothing did.
-env: .venv/.requirements.stamp
+env: .venv/.requirements.stamp ops/_cpu_kernels.so
 .venv/.requirements.stamp: requirements.txt requirements-dev.txt scripts/setup_env.sh
 	scripts/setup_env.sh $(CUDA)
+
+# The multi-threaded cpu kernels (ops/cpu_kernels.c), built for this machine's cpu; without a C compiler
+# with OpenMP the runs use nnabla's own kernels, and say so.
+kernels: ops/_cpu_kernels.so
+ops/_cpu_kernels.so: ops/cpu_kernels.c
+	$(CC) -O3 -march=native -fopenmp -shared -fPIC -o $@ $< || \
+		echo "note: ops/cpu_kernels.c did not build; runs will use nnabla's single-threaded cpu kernels"
 
 ifneq ($(CUDA),)
 .PHONY: .venv/.requirements.stamp
@@ -22,4 +29,4 @@ demo-rnn: env
 	$(PY) demo_rnn.py
 
 clean:
-	rm -rf .venv runs .pytest_cache
+	rm -rf .venv runs .pytest_cache ops/_cpu_kernels.so

@@ -90,6 +90,9 @@ def _common_parser(description, datasets=IMAGE_DATASETS):
         help="GPU to use; only used with -c cudnn")
     add("--type-config", "-t", choices=["float", "half"], default="float",
         help="computation type")
+    _add_bool(parser, "--cpu-kernels", True,
+              "with -c cpu in float: run the depthwise convolutions and batch norms on the multi-threaded "
+              "kernels of ops/cpu_kernels (built by `make kernels`); false: nnabla's single-threaded ones")
     add("--seed", type=int, default=0)
     add("--seeds", type=seed_list, default=None, metavar="S1,S2,...",
         help="one run per seed, one after another, into <monitor-path>/seed_<s>/ "

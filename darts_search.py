@@ -39,7 +39,7 @@ from utils.training.alpha_history import (ALPHA_HISTORY, derive_from_history, de
 from utils.training.bilevel import BilevelOptimizer, build_search_graphs
 from utils.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from utils.training.complexity_control import ComplexityControl, ComplexitySettings
-from utils.training.context import check_precision, set_context
+from utils.training.context import check_precision, set_context, uses_cpu_kernels
 from utils.training.dadarts import ArchitectureWeights, DadartsSettings
 from utils.training.evaluation import RunningMean, classification_error, image_set_scores
 from utils.training.mixed_precision import describe_loss_scale, loss_scale_for
@@ -102,15 +102,18 @@ def search(args):
     rng = seed_everything(args.seed)
     shape = (args.batch_size,) + data.train_x.shape[1:]
     sizes = (data.num_classes, args.output_filter, args.num_cells)
+    fast = uses_cpu_kernels(args.context, args.type_config, args.cpu_kernels)
     if complexity:
-        arch_weights = ComplexityControl(ComplexitySettings.from_args(args), args.seed, rng, shape, *sizes)
+        arch_weights = ComplexityControl(ComplexitySettings.from_args(args), args.seed, rng, shape, *sizes,
+                                         cpu_kernels=fast)
         classifier = arch_weights.classifier
     else:
-        arch_weights = ArchitectureWeights(settings, create_alphas(rng), shape, *sizes)
+        arch_weights = ArchitectureWeights(settings, create_alphas(rng), shape, *sizes, cpu_kernels=fast)
         classifier = dense_classifier
 
     def network(x, frozen, purpose):
-        return search_network(x, arch_weights.mixing(purpose), *sizes, frozen=frozen, classifier=classifier)
+        return search_network(x, arch_weights.mixing(purpose), *sizes, frozen=frozen, classifier=classifier,
+                              cpu_kernels=fast)
     graphs = build_search_graphs(network, shape, args.second_order, arch_weights.alpha_penalty,
                                  separate_virtual=settings.topk_on_virtualstep != settings.topk_on_weights)
     weights = weight_parameters()
@@ -241,7 +244,9 @@ def search_seeds(args):
     settings = {"num_classes": data.num_classes, "channels": args.output_filter, "num_cells": args.num_cells,
                 "epochs": args.select_epochs, "batch_size": args.batch_size, "lr": args.lr, "lr_min": args.lr_min,
                 "momentum": args.momentum, "weight_decay": args.weight_decay, "grad_clip": args.grad_clip,
-                "cutout_length": args.cutout_length if args.cutout else 0, "hflip": data.hflip, "seed": args.seed}
+                "cutout_length": args.cutout_length if args.cutout else 0, "hflip": data.hflip, "seed": args.seed,
+                "type_config": args.type_config,
+                "cpu_kernels": uses_cpu_kernels(args.context, args.type_config, args.cpu_kernels)}
     candidates = {name: load_architecture(path) for name, path in arch_files.items()}
     # The training images only: whatever the selection does, it cannot see the test set.
     ranking, sizes = select_architecture(candidates, data.train_x, data.train_y, data.mean, data.std, settings,

@@ -44,7 +44,7 @@ from models.eval_network import (AUX_SCOPE, CIFAR, IMAGENET, CellVariant, DropPa
 from models.genotype import load_architecture, save_architecture
 from utils.data.sources import open_source, source_info
 from utils.pictures.run_pictures import FINAL_ARCH
-from utils.training.context import set_context
+from utils.training.context import set_context, uses_cpu_kernels
 from utils.training.mixed_precision import describe_loss_scale, loss_scale_for
 from utils.training.error_record import error_figures, record_epoch
 from utils.training.evaluation import batch_scores
@@ -118,7 +118,8 @@ def evaluate(args, arch):
     source = open_source(args.dataset, args.data_dir, args.image_size, args.num_workers)
     shape = (args.batch_size,) + source.input_shape
     graph = build_test_graph(arch, shape, source.num_classes, network_channels(args), args.num_cells,
-                             ends=network_ends(args), cells=cell_variant(args))
+                             ends=network_ends(args), cells=cell_variant(args),
+                             cpu_kernels=uses_cpu_kernels(args.context, args.type_config, args.cpu_kernels))
     load_parameter_file(args.evaluate, nn.get_parameters(grad_only=False), AUX_SCOPE)
     scores = batch_scores(graph, source.test_batches(args.batch_size))
     os.makedirs(args.monitor_path, exist_ok=True)
@@ -159,12 +160,13 @@ def train(args, arch):
     channels = network_channels(args)
     drop_path = DropPath() if uses_drop_path(args) else None
     cells = cell_variant(args)
+    fast = uses_cpu_kernels(args.context, args.type_config, args.cpu_kernels)
     train_graph = build_train_graph(arch, shape, source.num_classes, channels, args.num_cells,
                                     auxiliary=args.auxiliary, aux_weight=args.auxiliary_weight,
                                     drop_path=drop_path, ends=network_ends(args), label_smoothing=args.label_smoothing,
-                                    cells=cells)
+                                    cells=cells, cpu_kernels=fast)
     test_graph = build_test_graph(arch, shape, source.num_classes, channels, args.num_cells, ends=network_ends(args),
-                                  cells=cells)
+                                  cells=cells, cpu_kernels=fast)
     network_state = nn.get_parameters(grad_only=False)  # weights and batch-norm statistics
     optimizer = SGD(nn.get_parameters(grad_only=True), args.lr, args.momentum, args.weight_decay,
                     args.grad_clip, loss_scale=loss_scale_for(args.type_config))

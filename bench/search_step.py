@@ -108,6 +108,8 @@ def build_parser():
     parser.add_argument("--channels", type=int, default=16)
     parser.add_argument("--num-cells", type=int, default=8)
     parser.add_argument("--profile", type=str2bool, default=True, help="time each nnabla function type")
+    parser.add_argument("--cpu-kernels", type=str2bool, default=True,
+                        help="the multi-threaded depthwise convolution and batch norm of ops/cpu_kernels")
     return parser
 
 
@@ -119,7 +121,8 @@ def main(argv=None):
     shape = (args.batch_size, 3, 32, 32)
 
     def network(x, frozen, purpose):
-        return search_network(x, softmax_weights(alphas), 10, args.channels, args.num_cells, frozen)
+        return search_network(x, softmax_weights(alphas), 10, args.channels, args.num_cells, frozen,
+                              cpu_kernels=args.cpu_kernels)
     built = time.perf_counter()
     graphs = build_search_graphs(network, shape, args.second_order)
     build_seconds = time.perf_counter() - built
@@ -143,7 +146,7 @@ def main(argv=None):
     host_s_per_step = statistics.median(host_times)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     s_per_step = statistics.median(times)
-    result = {"batch_size": args.batch_size, "second_order": args.second_order,
+    result = {"batch_size": args.batch_size, "second_order": args.second_order, "cpu_kernels": args.cpu_kernels,
               "weights": int(sum(w.size for w in weights.values())),
               "s_per_step": round(s_per_step, 3), "images_per_s": round(args.batch_size / s_per_step, 3),
               "host_s_per_step": round(host_s_per_step, 4),

@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import nnabla as nn  # noqa: E402
 from nnabla.logger import logger  # noqa: E402
 
+from args import str2bool  # noqa: E402
 from models.eval_network import CIFAR, IMAGENET, DropPath, build_test_graph, build_train_graph  # noqa: E402
 from models.genotype import load_architecture  # noqa: E402
 from models.graph import forward_backward  # noqa: E402
@@ -62,12 +63,12 @@ def median_seconds(step, warmup, steps):
     return statistics.median(times)
 
 
-def train_step_seconds(arch, setting, rng, warmup, steps):
+def train_step_seconds(arch, setting, rng, warmup, steps, cpu_kernels):
     drop_path = DropPath()
     drop_path.set_prob(setting.drop_path)
     graph = build_train_graph(arch, (setting.train_batch,) + setting.input, setting.classes, setting.channels,
                               setting.cells, auxiliary=True, aux_weight=0.4, drop_path=drop_path,
-                              ends=setting.ends, label_smoothing=setting.label_smoothing)
+                              ends=setting.ends, label_smoothing=setting.label_smoothing, cpu_kernels=cpu_kernels)
     optimizer = SGD(nn.get_parameters(grad_only=True), 0.025, 0.9, 3e-4, 5.0)
     graph.x.d = rng.normal(size=graph.x.shape)
     graph.y.d = rng.integers(0, setting.classes, graph.y.shape)
@@ -80,9 +81,9 @@ def train_step_seconds(arch, setting, rng, warmup, steps):
     return median_seconds(step, warmup, steps)
 
 
-def inference_seconds(arch, setting, rng, warmup, steps):
+def inference_seconds(arch, setting, rng, warmup, steps, cpu_kernels):
     graph = build_test_graph(arch, (setting.inference_batch,) + setting.input, setting.classes, setting.channels,
-                             setting.cells, ends=setting.ends)
+                             setting.cells, ends=setting.ends, cpu_kernels=cpu_kernels)
     graph.x.d = rng.normal(size=graph.x.shape)
     return median_seconds(lambda: graph.logits.forward(clear_buffer=True), warmup, steps)
 
@@ -99,6 +100,8 @@ def build_parser():
     parser.add_argument("--context", choices=["cpu", "cudnn"], default="cpu")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--cpu-kernels", type=str2bool, default=True,
+                        help="with --context cpu: the multi-threaded depthwise convolution and batch norm of ops/cpu_kernels")
     return parser
 
 
@@ -112,8 +115,9 @@ def main(argv=None):
     setting = SETTINGS[args.network]
     train_batch, inference_batch = setting.train_batch, setting.inference_batch
 
-    train_s = train_step_seconds(arch, setting, rng, args.warmup, args.steps)
-    inference_s = inference_seconds(arch, setting, rng, args.warmup, args.steps)
+    cpu_kernels = args.cpu_kernels and args.context == "cpu"
+    train_s = train_step_seconds(arch, setting, rng, args.warmup, args.steps, cpu_kernels)
+    inference_s = inference_seconds(arch, setting, rng, args.warmup, args.steps, cpu_kernels)
     rss = peak_rss_mb()
 
     print(f"{ARCH}, C={setting.channels}, {setting.cells} cells, input {setting.input}, {args.context}, "
@@ -124,7 +128,7 @@ def main(argv=None):
     print(f"peak RSS {rss:.0f} MB")
     print(json.dumps({"network": args.network, "train_images_per_s": round(train_batch / train_s, 2),
                       "inference_images_per_s": round(inference_batch / inference_s, 2),
-                      "peak_rss_mb": round(rss, 1), "context": args.context,
+                      "peak_rss_mb": round(rss, 1), "context": args.context, "cpu_kernels": cpu_kernels,
                       "warmup": args.warmup, "steps": args.steps}))
 
 

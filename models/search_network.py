@@ -60,7 +60,9 @@ def mixed_op(x, edge_weights, channels, stride, mode):
     edge_weights is a (1, ops) row shared by the batch, taken as one (1, ops) x (ops, size) product;
     or a (B, 1, ops) row per sample (models.mixing), taken as (B, 1, ops) x (B, ops, CHW) batched
     products. The products are an order of magnitude faster on nnabla's CPU backend than one
-    broadcast multiply per op.
+    broadcast multiply per op. The same form serves cudnn: there it is one GEMV-shaped cuBLAS call that
+    reads each op output once, as a fused weighted sum would, where seven broadcast multiplies and
+    six additions would read and write the (7 x size) outputs thirteen times; no context switch is needed.
     """
     outputs = [candidate_op(op_id, x, channels, stride, mode) for op_id in BUILT_OPS]
     if edge_weights.ndim == 3:
@@ -113,16 +115,17 @@ def softmax_weights(alphas):
 
 
 def search_network(x, mixing_weights, num_classes, channels, num_cells, frozen=False, test=False,
-                   classifier=dense_classifier):
+                   classifier=dense_classifier, cpu_kernels=False):
     """Logits of the search network for input `x`: every edge mixes all ops with `mixing_weights`
     ({name: (14, 8) Variable}, e.g. softmax_weights(alphas); or (B, 14, 8), one mixture per sample).
 
     frozen=True builds a graph that computes no weight gradients (see ops.operations.OpMode); test=True
     uses the batch-norm running statistics (validation), training mode uses batch statistics, as DARTS.
     `classifier` is the final layer (models.network; models.hypernetwork has one that depends on λ).
+    cpu_kernels: see ops.operations.OpMode.
     """
     rows = {name: edge_rows(weights) for name, weights in mixing_weights.items()}
-    mode = OpMode(affine=False, test=test, frozen=frozen)
+    mode = OpMode(affine=False, test=test, frozen=frozen, cpu_kernels=cpu_kernels)
 
     def edge_output(cell_type, edge, x, channels, stride):
         return mixed_op(x, rows[cell_type][edge], channels, stride, mode)
@@ -131,14 +134,16 @@ def search_network(x, mixing_weights, num_classes, channels, num_cells, frozen=F
                        classifier=classifier)
 
 
-def discrete_search_network(x, kept_ops, num_classes, channels, num_cells, test=False, classifier=dense_classifier):
+def discrete_search_network(x, kept_ops, num_classes, channels, num_cells, test=False, classifier=dense_classifier,
+                            cpu_kernels=False):
     """The search network with each edge reduced to the op it keeps, reading the supernet's parameters.
 
     kept_ops: {name: {edge: op_id}} for the kept edges of each cell type (a hard discretization);
     an edge that is not kept, or keeps 'none', adds nothing. The logits equal those of search_network
-    fed the one-hot weights of kept_ops, at a fraction of the cost. `classifier` as in search_network.
+    fed the one-hot weights of kept_ops, at a fraction of the cost. `classifier` and `cpu_kernels` as
+    in search_network.
     """
-    mode = OpMode(affine=False, test=test)
+    mode = OpMode(affine=False, test=test, cpu_kernels=cpu_kernels)
 
     def edge_output(cell_type, edge, x, channels, stride):
         op_id = kept_ops[cell_type].get(edge, ZERO_OP)

@@ -16,6 +16,8 @@ import nnabla.functions as F
 import nnabla.initializer as I
 import nnabla.parametric_functions as PF
 
+from ops import cpu_kernels
+
 
 @dataclass(frozen=True)
 class OpMode:
@@ -26,15 +28,25 @@ class OpMode:
     frozen: the graph reads the same weights but never computes their gradients. A pass that only
     needs the gradient of the alphas (DARTS' first-order alpha step, the two Hessian-vector passes
     of the second-order one) skips a third of its backward work this way.
+    cpu_kernels: the depthwise convolutions and the batch-statistics batch norms run on the
+    multi-threaded kernels of ops/cpu_kernels (float on the cpu context only; nnabla's own cpu
+    kernels are single-threaded). The parameters are the same either way.
     """
     affine: bool
     test: bool
     frozen: bool = False
+    cpu_kernels: bool = False
 
 
 def batch_norm(x, mode, name="bn"):
-    return PF.batch_normalization(x, batch_stat=not mode.test, no_scale=not mode.affine,
-                                  no_bias=not mode.affine, fix_parameters=mode.frozen, name=name)
+    y = PF.batch_normalization(x, batch_stat=not mode.test, no_scale=not mode.affine,
+                               no_bias=not mode.affine, fix_parameters=mode.frozen, name=name)
+    if not mode.cpu_kernels or mode.test:
+        return y
+    # The parametric function has created (or found) the parameters under nnabla's names and
+    # initialisers; they feed the fast function (with PF's default decay and eps), and nnabla's node
+    # is left unused.
+    return cpu_kernels.BatchNormalization(mode.affine, decay_rate=0.9, eps=1e-5)(*y.parent.inputs)
 
 
 def relu(x):
@@ -60,7 +72,16 @@ def conv(x, c_out, kernel, mode, stride=1, pad=0, name="conv"):
                           with_bias=False, fix_parameters=mode.frozen, name=name)
 
 
-def depthwise_conv(x, kernel, stride, pad, dilation, mode, name):
+def relu_depthwise_conv(x, kernel, stride, pad, dilation, mode, name):
+    """Depthwise convolution of ReLU(x), the first layer of every DARTS conv op (the cpu kernels fuse the two)."""
+    if mode.cpu_kernels:
+        # As in batch_norm: nnabla's parameter, nnabla's node left unused.
+        w = _depthwise_conv(x, kernel, stride, pad, dilation, mode, name).parent.inputs[1]
+        return cpu_kernels.DepthwiseConvolution(stride, pad, dilation, relu_input=True)(x, w)
+    return _depthwise_conv(relu(x), kernel, stride, pad, dilation, mode, name)
+
+
+def _depthwise_conv(x, kernel, stride, pad, dilation, mode, name):
     # One input channel per group: fan_in is the kernel's area.
     return PF.depthwise_convolution(x, (kernel, kernel), pad=(pad, pad), stride=(stride, stride),
                                     dilation=(dilation, dilation), w_init=torch_uniform(kernel * kernel),
@@ -90,7 +111,7 @@ def factorized_reduce(x, c_out, mode):
 def dil_conv(x, c_out, stride, mode, kernel):
     """ReLU, depthwise conv with dilation 2, pointwise conv, BN."""
     pad = kernel - 1  # dilation 2 keeps the size at stride 1
-    x = depthwise_conv(relu(x), kernel, stride, pad, 2, mode, name="dw")
+    x = relu_depthwise_conv(x, kernel, stride, pad, 2, mode, name="dw")
     return batch_norm(conv(x, c_out, 1, mode, name="pw"), mode)
 
 
@@ -99,7 +120,7 @@ def sep_conv(x, c_out, stride, mode, kernel):
     c_in = x.shape[1]
     pad = kernel // 2
     for i, (channels, s) in enumerate(((c_in, stride), (c_out, 1))):
-        x = depthwise_conv(relu(x), kernel, s, pad, 1, mode, name=f"sep{i}_dw")
+        x = relu_depthwise_conv(x, kernel, s, pad, 1, mode, name=f"sep{i}_dw")
         x = batch_norm(conv(x, channels, 1, mode, name=f"sep{i}_pw"), mode, name=f"sep{i}_bn")
     return x
 

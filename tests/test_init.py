@@ -8,7 +8,7 @@ import pytest
 from models.eval_network import build_train_graph
 from models.genotype import load_architecture
 from models.search_network import create_alphas, search_network
-from ops.operations import OpMode, conv, dense, depthwise_conv
+from ops.operations import OpMode, conv, dense, relu_depthwise_conv
 from utils.training.run import seed_everything
 
 MODE = OpMode(affine=True, test=False)
@@ -39,7 +39,7 @@ def test_conv_weights_have_torch_bound_from_input_channels_and_kernel():
 
 def test_depthwise_weights_have_torch_bound_from_the_kernel_area():
     x = nn.Variable((1, 512, 8, 8))
-    depthwise_conv(x, 5, 1, 2, 1, MODE, name="dw")
+    relu_depthwise_conv(x, 5, 1, 2, 1, MODE, name="dw")
     assert_uniform_with_bound(nn.get_parameters()["dw/depthwise_conv/W"].d, 1 / math.sqrt(25))
 
 

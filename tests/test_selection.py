@@ -7,6 +7,7 @@ import pytest
 
 import darts_search
 from models.genotype import load_architecture
+from ops import cpu_kernels
 from tests.helpers import digits_head
 from utils.training import run as run_module
 from utils.training.selection import select_architecture
@@ -44,7 +45,8 @@ def selected(tmp_path_factory, digits_slice):
 def settings(data):
     return {"num_classes": data.num_classes, "channels": 4, "num_cells": 1, "epochs": 1, "batch_size": 16,
             "lr": 0.025, "lr_min": 0.001, "momentum": 0.9, "weight_decay": 3e-4, "grad_clip": 5.0,
-            "cutout_length": 0, "hflip": data.hflip, "seed": 0}
+            "cutout_length": 0, "hflip": data.hflip, "seed": 0, "type_config": "float",
+            "cpu_kernels": cpu_kernels.available()}  # as darts_search.py decides on the cpu
 
 
 def test_each_seed_searches_into_its_own_directory(selected):

@@ -11,8 +11,7 @@ import nnabla as nn
 import nnabla.solvers as S
 
 from models.graph import build_graph, feed, forward_backward, make_graph
-from utils.training.array_graphs import copy_graph
-from utils.training.optim import global_norm
+from utils.training.array_graphs import ArrayGraph, GlobalNorm, copy_graph
 
 # The static graphs of a search. virtual is train unless the virtual step mixes the ops differently
 # from the weight step (DADARTS's --topk-on-virtualstep); hessian is None for first order.
@@ -108,78 +107,70 @@ class PlainSteps:
 UnrolledPasses = namedtuple("UnrolledPasses", "train val hessian")
 
 
-def _zero_grads(variables):
-    for v in variables.values():
-        v.grad.zero()
+class ClippedUnrolledStep:
+    """The recurrent search's second-order alpha gradient (quark0's rnn/architect.py), each whole-network
+    move a constant number of nnabla calls, as in UnrolledStep.
 
-
-def _restore(variables, copies):
-    for name, v in variables.items():
-        v.data.copy_from(copies[name])
-
-
-def _clip(variables, max_norm):
-    scale = max_norm / (global_norm(v.grad for v in variables.values()) + 1e-6)
-    if scale < 1.0:
-        for v in variables.values():
-            v.grad *= scale
-
-
-def unrolled_alpha_gradient(passes, weights, network_state, alphas, xi, virtual_step, direction_clip=None):
-    """The recurrent search's second-order alpha gradient (the CNN's is BilevelOptimizer's, whose host work
-    is a constant number of calls; this one still loops over the arrays in Python). Leaves dL_val(w', a)/da - xi * s * (dL_train(w+, a)/da - dL_train(w-, a)/da) / (2 eps) in the alpha grads.
-
-    virtual_step(xi) moves the weights from w to w' using the training-loss gradients in their grads
-    and returns s, how much the step scales the gradient (1 for plain SGD; the clipping factor, at
-    most 1, when the gradient is clipped first). w+- = w +- eps * g with g = dL_val(w', a)/dw',
-    clipped to a global norm of direction_clip if given, and eps = 0.01 / ||g||. The network state
-    (weights and batch-norm statistics) is left exactly as it was.
+    The virtual step is w' = w - xi * (s * g + wd * w) without momentum, g = dL_train/dw clipped by the
+    factor s = min(1, max_norm / (||g|| + 1e-6)). The seed uses max_norm / (||g|| + 1e-6) even when
+    nothing was clipped, which exceeds 1 (its bug Q1); here it is capped at 1, the factor the gradient
+    was actually scaled by, which scales the implicit term too. The direction dL_val/dw' is clipped to
+    max_norm as the seed does, w+- = w +- eps * direction with eps = 0.01 / ||direction||.
+    weight_optimizer: the optim.SGD over `weights`, whose gradient norm graph and zeroing are reused.
     """
-    saved = snapshot({name: v.data for name, v in network_state.items()})
 
-    _zero_grads(weights)
-    _zero_grads(alphas)
-    passes.train()
-    scale = virtual_step(xi)
+    def __init__(self, weights, network_state, weight_optimizer):
+        names = list(network_state)
+        state = [network_state[n].data for n in names]
+        saved = [nn.NdArray(a.shape) for a in state]
+        self.save = copy_graph(state, saved)
+        self.restore = copy_graph(saved, state)
+        self.weight_optimizer = weight_optimizer
+        data = [weights[n].data for n in weights]
+        grads = [weights[n].grad for n in weights]
+        wd = weight_optimizer.weight_decay
+        self._virtual = ArrayGraph(lambda w, g, xi, scale: w - (g * scale + w * wd) * xi, [data, grads], [data],
+                                   scalars=("xi", "scale"))
+        direction = [nn.NdArray(g.shape) for g in grads]
+        self._keep_direction = ArrayGraph(lambda g, scale: g * scale, [grads], [direction], scalars=("scale",))
+        self._direction_norm = GlobalNorm(direction)
+        saved_weights = [saved[names.index(n)] for n in weights]
+        self._perturb = ArrayGraph(lambda w, d, eps: w + d * eps, [saved_weights, direction], [data],
+                                   scalars=("eps",))
 
-    _zero_grads(weights)
-    _zero_grads(alphas)  # the virtual step's backward left training-loss gradients there
-    passes.val()
-    if direction_clip is not None:
-        _clip(weights, direction_clip)
-    val_alpha_grads = snapshot({name: a.grad for name, a in alphas.items()})
-    direction = snapshot({name: w.grad for name, w in weights.items()})
+    def clip_factor(self):
+        """min(1, max_norm / (||g|| + 1e-6)) of the weights' current gradients."""
+        return min(1.0, self.weight_optimizer.grad_clip / (self.weight_optimizer.grad_norm() + 1e-6))
 
-    _restore(network_state, saved)
-    eps = 0.01 / global_norm(direction.values())
-    train_alpha_grads = []
-    for sign in (1.0, -1.0):
-        for name, w in weights.items():
-            w.data.copy_from(saved[name] + direction[name] * (sign * eps))
-        _zero_grads(alphas)
-        passes.hessian()
-        train_alpha_grads.append(snapshot({name: a.grad for name, a in alphas.items()}))
-    _restore(network_state, saved)
+    def alpha_gradient(self, passes, alphas, alpha_optimizer, xi):
+        """Leaves dL_val(w', a)/da - xi * s * (dL_train(w+, a)/da - dL_train(w-, a)/da) / (2 eps) in the
+        alpha grads; passes: UnrolledPasses. The network state is left exactly as it was."""
+        self.save.run()
+        self.weight_optimizer.zero_grad()
+        alpha_optimizer.zero_grad()
+        passes.train()
+        scale = self.clip_factor()
+        self._virtual.run(xi=xi, scale=scale)
 
-    plus, minus = train_alpha_grads
-    for name, a in alphas.items():
-        a.grad.copy_from(val_alpha_grads[name] - (plus[name] - minus[name]) * (xi * scale / (2.0 * eps)))
+        self.weight_optimizer.zero_grad()
+        alpha_optimizer.zero_grad()  # the virtual step's backward left training-loss gradients there
+        passes.val()
+        self._keep_direction.run(scale=self.clip_factor())
+        val_alpha_grads = snapshot({name: a.grad for name, a in alphas.items()})
 
+        eps = 0.01 / self._direction_norm()
+        train_alpha_grads = []
+        for sign in (1.0, -1.0):
+            self.restore.run()  # batch-norm statistics as saved; the weights are then w +- eps * direction
+            self._perturb.run(eps=sign * eps)
+            alpha_optimizer.zero_grad()
+            passes.hessian()
+            train_alpha_grads.append(snapshot({name: a.grad for name, a in alphas.items()}))
+        self.restore.run()
 
-def clipped_sgd_virtual_step(weights, max_norm, weight_decay):
-    """The virtual step of quark0's rnn/architect.py: w <- w - xi * (clip(grad) + wd * w), no momentum.
-
-    Returns the clipping factor, which scales the implicit term as well. The seed uses
-    max_norm / (norm + 1e-6) even when nothing was clipped, which exceeds 1 (its bug Q1); here it is
-    capped at 1, the factor the gradient was actually scaled by.
-    """
-    def step(xi):
-        norm = global_norm(w.grad for w in weights.values())
-        scale = min(1.0, max_norm / (norm + 1e-6))
-        for w in weights.values():
-            w.data.copy_from(w.data - (w.grad * scale + w.data * weight_decay) * xi)
-        return scale
-    return step
+        plus, minus = train_alpha_grads
+        for name, a in alphas.items():  # the alpha arrays: one or two, whatever the network's size
+            a.grad.copy_from(val_alpha_grads[name] - (plus[name] - minus[name]) * (xi * scale / (2.0 * eps)))
 
 
 class BilevelOptimizer:

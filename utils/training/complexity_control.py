@@ -61,11 +61,13 @@ class ComplexityControl:
     """The mixing weights, classifier, penalty and per-step feeding of a complexity-controlled search.
 
     `sizes` = (num_classes, channels, num_cells). Create it after nn.clear_parameters() and before the
-    graphs: it creates the hypernetwork's parameters (under "arch") from `rng`.
+    graphs: it creates the hypernetwork's parameters (under "arch") from `rng`. cpu_kernels: how its
+    graphs are built (ops.operations.OpMode).
     """
 
-    def __init__(self, settings, seed, rng, input_shape, num_classes, channels, num_cells):
+    def __init__(self, settings, seed, rng, input_shape, num_classes, channels, num_cells, cpu_kernels=False):
         self.settings = settings
+        self._cpu_kernels = cpu_kernels
         self.seed = seed
         self.lambda_input = LambdaInput(settings.log10_lambda_min, settings.log10_lambda_max)
         self.hypernetwork = Hypernetwork(self.lambda_input, rng)
@@ -77,7 +79,8 @@ class ComplexityControl:
         self._input_shape = input_shape
         self._penalty = None
         self._validation = None
-        self._discrete = {test: DiscreteGraph(input_shape, num_classes, channels, num_cells, test, self.classifier)
+        self._discrete = {test: DiscreteGraph(input_shape, num_classes, channels, num_cells, test, self.classifier,
+                                              cpu_kernels)
                           for test in (False, True)}
         self.epoch, self.step = 0, 0
         self.penalty_mean = RunningMean()
@@ -143,7 +146,7 @@ class ComplexityControl:
         if self._validation is None:
             def logits(x):
                 return search_network(x, self.sampler.expected(self.alphas), *self._sizes, test=True,
-                                      classifier=self.classifier)
+                                      classifier=self.classifier, cpu_kernels=self._cpu_kernels)
             self._validation = build_graph(logits, self._input_shape)
         return self._validation
 

@@ -1,6 +1,8 @@
 """Selecting the nnabla backend (cpu or cudnn) with an error a user can act on."""
 import nnabla as nn
 
+from ops import cpu_kernels
+
 
 class ContextError(Exception):
     """The requested backend cannot be used; the message is one line."""
@@ -32,3 +34,14 @@ def check_precision(type_config, second_order):
     if type_config == "half" and second_order:
         raise ContextError("--type-config half cannot run --second-order: its weight perturbations (~1e-5) are "
                            "below fp16 resolution; use --type-config float")
+
+
+def uses_cpu_kernels(context, type_config, requested):
+    """Whether the graphs are built on ops/cpu_kernels (--cpu-kernels): on the cpu, in float, when built."""
+    if not (requested and context == "cpu" and type_config == "float"):
+        return False
+    if not cpu_kernels.available():
+        print("note: the multi-threaded cpu kernels are not built (run `make kernels`); "
+              "using nnabla's single-threaded ones", flush=True)
+        return False
+    return True

@@ -102,9 +102,11 @@ def kept_ops_of(values):
 class DiscreteGraph:
     """The static discrete graph of the current hard discretization, rebuilt only when it changes."""
 
-    def __init__(self, input_shape, num_classes, channels, num_cells, test, classifier=dense_classifier):
+    def __init__(self, input_shape, num_classes, channels, num_cells, test, classifier=dense_classifier,
+                 cpu_kernels=False):
         self._build_args = (num_classes, channels, num_cells)
         self._classifier = classifier
+        self._cpu_kernels = cpu_kernels
         self._input_shape = input_shape
         self._test = test
         self._kept = None
@@ -115,7 +117,7 @@ class DiscreteGraph:
         if kept != self._kept:
             def logits(x):
                 return discrete_search_network(x, kept, *self._build_args, test=self._test,
-                                               classifier=self._classifier)
+                                               classifier=self._classifier, cpu_kernels=self._cpu_kernels)
             self._graph = build_graph(logits, self._input_shape)
             self._kept = kept
             self.builds += 1
@@ -128,10 +130,12 @@ class ArchitectureWeights:
     Variables fed from outside: the top-k temperature and the DAL factor (per epoch), the hard
     discretizations DAL compares with (before every alpha step). Also owns the validation graphs:
     the supernet in eval mode, and the discrete networks of the current hard discretization.
+    cpu_kernels: how those graphs are built (ops.operations.OpMode).
     """
 
-    def __init__(self, settings, alphas, input_shape, num_classes, channels, num_cells):
+    def __init__(self, settings, alphas, input_shape, num_classes, channels, num_cells, cpu_kernels=False):
         self._sizes = (num_classes, channels, num_cells)
+        self._cpu_kernels = cpu_kernels
         self._input_shape = input_shape
         self._supernet_test = None
         self.settings = settings
@@ -141,8 +145,10 @@ class ArchitectureWeights:
         self.temperature.d, self.dal_factor.d = settings.temperature(0, 1), 0.0
         self._dal_targets = {name: nn.Variable(alphas[name].shape, need_grad=False) for name in ALPHA_NAMES}
         self._dal_cells = ALPHA_NAMES if settings.dal_cells == "both" else ALPHA_NAMES[:1]
-        self.discrete_train = DiscreteGraph(input_shape, num_classes, channels, num_cells, test=False)
-        self.discrete_test = DiscreteGraph(input_shape, num_classes, channels, num_cells, test=True)
+        self.discrete_train = DiscreteGraph(input_shape, num_classes, channels, num_cells, test=False,
+                                            cpu_kernels=cpu_kernels)
+        self.discrete_test = DiscreteGraph(input_shape, num_classes, channels, num_cells, test=True,
+                                           cpu_kernels=cpu_kernels)
         self.hard = False
 
     def mixing(self, purpose):
@@ -206,7 +212,8 @@ class ArchitectureWeights:
             return self.discretized_graph(test=True)
         if self._supernet_test is None:
             def logits(x):
-                return search_network(x, self.mixing("weights"), *self._sizes, test=True)
+                return search_network(x, self.mixing("weights"), *self._sizes, test=True,
+                                      cpu_kernels=self._cpu_kernels)
             self._supernet_test = build_graph(logits, self._input_shape)
         return self._supernet_test
 

@@ -7,6 +7,7 @@ from models.eval_network import build_test_graph, build_train_graph
 from models.graph import feed, forward_backward
 from utils.data.pipeline import BatchLoader
 from utils.training.evaluation import RunningMean, classification_error, image_set_scores
+from utils.training.mixed_precision import loss_scale_for
 from utils.training.optim import SGD, cosine_lr
 from utils.training.run import Progress
 
@@ -36,7 +37,7 @@ def brief_training(arch, train_set, held_out_set, settings, desc):
     """Trains `arch` from scratch on train_set and returns its evaluation.Scores on held_out_set.
 
     Each set is (images_u8, labels, mean, std). settings: num_classes, channels, num_cells, epochs, batch_size, lr,
-    lr_min, momentum, weight_decay, grad_clip, cutout_length, hflip, seed. The network has neither
+    lr_min, momentum, weight_decay, grad_clip, cutout_length, hflip, seed, type_config, cpu_kernels. The network has neither
     auxiliary head nor drop path: a short run only has to rank cells. Uses nnabla's global parameter
     registry, which it clears first.
     """
@@ -46,9 +47,11 @@ def brief_training(arch, train_set, held_out_set, settings, desc):
     nn.random.seed(s["seed"])
     num_classes = s["num_classes"]
     shape = (s["batch_size"],) + images.shape[1:]
-    graph = build_train_graph(arch, shape, num_classes, s["channels"], s["num_cells"], auxiliary=False, aux_weight=0.0)
-    test_graph = build_test_graph(arch, shape, num_classes, s["channels"], s["num_cells"])
-    optimizer = SGD(nn.get_parameters(grad_only=True), s["lr"], s["momentum"], s["weight_decay"], s["grad_clip"])
+    graph = build_train_graph(arch, shape, num_classes, s["channels"], s["num_cells"], auxiliary=False, aux_weight=0.0,
+                              cpu_kernels=s["cpu_kernels"])
+    test_graph = build_test_graph(arch, shape, num_classes, s["channels"], s["num_cells"], cpu_kernels=s["cpu_kernels"])
+    optimizer = SGD(nn.get_parameters(grad_only=True), s["lr"], s["momentum"], s["weight_decay"], s["grad_clip"],
+                    loss_scale=loss_scale_for(s["type_config"]))
     loader = BatchLoader(images, labels, s["batch_size"], mean, std, augment="darts", hflip=s["hflip"],
                          cutout_length=s["cutout_length"], seed=s["seed"])
     try:

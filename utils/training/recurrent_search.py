@@ -7,7 +7,7 @@ a second-order step sees the same network.
 """
 import numpy as np
 
-from utils.training.bilevel import UnrolledPasses, clipped_sgd_virtual_step, unrolled_alpha_gradient
+from utils.training.bilevel import ClippedUnrolledStep, UnrolledPasses
 from utils.training.language_model import TRAIN_MASKS, VALID_MASKS, draw_masks, feed, forward_backward, mask_rng
 
 
@@ -28,6 +28,13 @@ class RecurrentSearchStep:
         self.dropouts = dropouts
         self.second_order = second_order
         self.train_hidden = self.val_hidden = None
+        self._unrolled = None
+
+    def unrolled(self):
+        """Built on first use, after a resume has written the checkpoint into the arrays it reads."""
+        if self._unrolled is None:
+            self._unrolled = ClippedUnrolledStep(self.weights, self.network_state, self.weight_optimizer)
+        return self._unrolled
 
     def reset_hidden(self, batch_size, nhid):
         """Zero states, as at the start of every epoch of the seed."""
@@ -73,11 +80,8 @@ class RecurrentSearchStep:
 
         self.alpha_optimizer.zero_grad()
         if self.second_order:
-            opt = self.weight_optimizer
-            unrolled_alpha_gradient(UnrolledPasses(train_pass, val_pass, train_pass), self.weights,
-                                    self.network_state, self.alphas, opt.lr,
-                                    clipped_sgd_virtual_step(self.weights, opt.grad_clip, opt.weight_decay),
-                                    direction_clip=opt.grad_clip)
+            self.unrolled().alpha_gradient(UnrolledPasses(train_pass, val_pass, train_pass), self.alphas,
+                                           self.alpha_optimizer, self.weight_optimizer.lr)
         else:
             self.weight_optimizer.zero_grad()
             val_pass()

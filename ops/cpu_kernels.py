@@ -1,0 +1,177 @@
+"""Depthwise convolution and batch-statistics batch normalisation as nnabla functions on multi-threaded
+cpu kernels (ops/cpu_kernels.c, OpenMP).
+
+nnabla 1.39's cpu backend runs every kernel on one thread, and a DARTS search step spends about two
+thirds of its time in these two layers. The functions here compute what nnabla's DepthwiseConvolution
+and BatchNormalization (batch_stat=True, axes [1]) compute, in float32 on the host, and take the
+same parameters, which the callers create through nnabla's own parametric functions. They are for
+the cpu context in float only: on a GPU, or in half precision, nnabla's kernels are used.
+
+The library is built by `make kernels` (part of `make env`); `available()` tells whether it was.
+"""
+import ctypes
+import os
+
+import numpy as np
+import nnabla as nn
+from nnabla.function import PythonFunction
+
+LIBRARY_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_cpu_kernels.so")
+
+_library = None
+
+
+class KernelsMissing(Exception):
+    """The kernel library was not built; the message is one line."""
+
+
+def available():
+    return os.path.exists(LIBRARY_PATH)
+
+
+def library():
+    global _library  # loaded once per process, like any shared library
+    if _library is None:
+        if not available():
+            raise KernelsMissing(f"the cpu kernels are not built ({LIBRARY_PATH} is missing): run `make kernels`, "
+                                 f"or pass --cpu-kernels false")
+        lib = ctypes.CDLL(LIBRARY_PATH)
+        pointer, integer, real = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+        conv_sizes = [integer] * 9
+        lib.dw_forward.argtypes = [pointer] * 3 + conv_sizes + [integer]
+        lib.dw_backward_data.argtypes = [pointer] * 4 + conv_sizes + [integer] * 2
+        lib.dw_backward_weight.argtypes = [pointer] * 3 + conv_sizes + [integer] * 2
+        lib.bn_forward.argtypes = [pointer] * 8 + [integer] * 3 + [real] * 2
+        lib.bn_backward.argtypes = [pointer] * 8 + [integer] * 3 + [real] + [integer] * 3
+        _library = lib
+    return _library
+
+
+# The host context of the arrays the kernels read and write; NdArray.data_ptr in it costs about 2 µs
+# where NdArray.data (a numpy view) costs 60-100 µs, which would dominate the small layers.
+HOST = nn.Context(backend=["cpu:float"], array_class="CpuCachedArray", device_id="")
+FLOAT32 = np.dtype(np.float32)
+
+
+def _read(array):
+    """The address of an NdArray's float32 host buffer, for reading; None for None."""
+    return None if array is None else array.data_ptr(FLOAT32, HOST)
+
+
+def _write(array, accumulate=False):
+    """The address of an NdArray's float32 host buffer, for writing: without accumulate the old values are
+    not brought over."""
+    return array.data_ptr(FLOAT32, HOST, not accumulate)
+
+
+def _data(variable):
+    return None if variable is None else variable.data
+
+
+def output_size(size, kernel, stride, pad, dilation):
+    return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
+
+
+class DepthwiseConvolution(PythonFunction):
+    """inputs (x: (N, C, H, W), w: (C, K, K)) -> y, as F.depthwise_convolution with multiplier 1, no bias;
+    of F.relu(x) when relu_input (fused: one pass over memory fewer each way)."""
+    NAME = "CpuDepthwiseConvolution"  # its graph nodes' info.type_name
+
+    def __init__(self, stride, pad, dilation, relu_input=False):
+        super().__init__(nn.get_current_context())
+        self.stride, self.pad, self.dilation, self.relu_input = stride, pad, dilation, relu_input
+
+    @property
+    def name(self):
+        return self.NAME
+
+    def min_outputs(self):
+        return 1
+
+    def grad_depends_output_data(self, i, o):
+        return False
+
+    def grad_depends_input_data(self, i, j):
+        return i != j or (i == 0 and self.relu_input)  # dx needs w (and x for the ReLU's mask), dw needs x
+
+    def setup_impl(self, inputs, outputs):
+        n, c, h, w = inputs[0].shape
+        k = inputs[1].shape[-1]
+        assert inputs[1].shape == (c, k, k), "one kernel per channel"
+        outputs[0].reset_shape((n, c, output_size(h, k, self.stride, self.pad, self.dilation),
+                                output_size(w, k, self.stride, self.pad, self.dilation)), True)
+
+    def _sizes(self, inputs, outputs):
+        n, c, h, w = inputs[0].shape
+        return (n, c, h, w) + outputs[0].shape[2:] + (inputs[1].shape[-1], self.stride, self.pad, self.dilation)
+
+    def forward_impl(self, inputs, outputs):
+        library().dw_forward(_read(inputs[0].data), _read(inputs[1].data), _write(outputs[0].data),
+                             *self._sizes(inputs, outputs), int(self.relu_input))
+
+    def backward_impl(self, inputs, outputs, propagate_down, accum):
+        sizes = self._sizes(inputs, outputs)
+        dy = _read(outputs[0].grad)
+        relu = int(self.relu_input)
+        if propagate_down[0]:
+            x = _read(inputs[0].data) if relu else None
+            library().dw_backward_data(dy, _read(inputs[1].data), x, _write(inputs[0].grad, accum[0]), *sizes, relu,
+                                       int(accum[0]))
+        if propagate_down[1]:
+            library().dw_backward_weight(dy, _read(inputs[0].data), _write(inputs[1].grad, accum[1]), *sizes, relu,
+                                         int(accum[1]))
+
+
+class BatchNormalization(PythonFunction):
+    """inputs (x, [beta, gamma,] running mean, running var) -> y, as F.batch_normalization(axes=[1],
+    batch_stat=True); the running statistics are updated in place by the forward pass."""
+
+    def __init__(self, affine, decay_rate, eps):
+        super().__init__(nn.get_current_context())
+        self.affine, self.decay_rate, self.eps = affine, decay_rate, eps
+
+    @property
+    def name(self):
+        return "CpuBatchNormalization"
+
+    def min_outputs(self):
+        return 1
+
+    def grad_depends_output_data(self, i, o):
+        return False
+
+    def grad_depends_input_data(self, i, j):
+        return j == 0 or (self.affine and j == 2)  # x, and gamma for dx
+
+    def setup_impl(self, inputs, outputs):
+        outputs[0].reset_shape(inputs[0].shape, True)
+        channels = inputs[0].shape[1]
+        self.batch_mean = np.zeros(channels, np.float32)
+        self.batch_var = np.zeros(channels, np.float32)
+
+    def _parts(self, inputs):
+        if self.affine:
+            x, beta, gamma, mean, var = inputs
+        else:
+            (x, mean, var), beta, gamma = inputs, None, None
+        n, c = x.shape[:2]
+        return x, beta, gamma, mean, var, (n, c, int(np.prod(x.shape[2:])))
+
+    def forward_impl(self, inputs, outputs):
+        x, beta, gamma, mean, var, sizes = self._parts(inputs)
+        library().bn_forward(_read(x.data), _read(_data(beta)), _read(_data(gamma)), _write(outputs[0].data),
+                             _write(mean.data, True), _write(var.data, True), self.batch_mean.ctypes.data,
+                             self.batch_var.ctypes.data, *sizes, self.decay_rate, self.eps)
+
+    def backward_impl(self, inputs, outputs, propagate_down, accum):
+        x, beta, gamma, _, _, sizes = self._parts(inputs)
+
+        def grad(index):
+            return _write(inputs[index].grad, accum[index]) if propagate_down[index] else None
+        dx = grad(0)
+        dbeta, dgamma = (grad(1), grad(2)) if self.affine else (None, None)
+        if dx is None and dbeta is None and dgamma is None:
+            return
+        library().bn_backward(_read(x.data), _read(outputs[0].grad), _read(_data(gamma)), self.batch_mean.ctypes.data,
+                              self.batch_var.ctypes.data, dx, dgamma, dbeta, *sizes,
+                              self.eps, int(accum[0]), int(self.affine and accum[2]), int(self.affine and accum[1]))

@@ -1,0 +1,194 @@
+"""The multi-threaded cpu kernels against nnabla's own functions, forward and backward, on the shapes,
+strides, dilations and paddings of the DARTS ops (and odd sizes, which stride 2 rounds)."""
+import nnabla as nn
+import nnabla.functions as F
+import numpy as np
+import pytest
+
+from ops import cpu_kernels
+from utils.training.context import uses_cpu_kernels
+from utils.training.model_stats import count_macs
+
+needs_library = pytest.mark.skipif(not cpu_kernels.available(), reason="make kernels has not run")
+
+# (kernel, stride, pad, dilation) of sep_conv 3/5/7 and dil_conv 3/5, each at stride 1 and 2.
+CONVOLUTIONS = [(k, s, k // 2, 1) for k in (3, 5, 7) for s in (1, 2)] + [(k, s, k - 1, 2) for k in (3, 5) for s in (1, 2)]
+
+
+def variable(rng, shape, scale=1.0, shift=0.0):
+    v = nn.Variable.from_numpy_array((rng.standard_normal(shape) * scale + shift).astype(np.float32))
+    v.need_grad = True
+    return v
+
+
+def forward_backward(y, dy, inputs, accumulated):
+    """Runs y with output gradient dy onto inputs whose grads start at `accumulated` (so that
+    accumulation is checked too); returns y and the inputs' grads."""
+    for v, g in zip(inputs, accumulated):
+        v.grad.data[...] = g
+    y.forward()
+    y.backward(dy, clear_buffer=False)
+    return y.d.copy(), [v.g.copy() for v in inputs]
+
+
+@needs_library
+@pytest.mark.parametrize("kernel,stride,pad,dilation", CONVOLUTIONS)
+@pytest.mark.parametrize("size", [8, 9])
+@pytest.mark.parametrize("relu_input", [False, True])
+def test_depthwise_convolution_equals_nnabla(kernel, stride, pad, dilation, size, relu_input):
+    rng = np.random.default_rng(kernel * 100 + stride * 10 + dilation + size)
+    x = variable(rng, (3, 4, size, size))
+    w = variable(rng, (4, kernel, kernel))
+    ours = cpu_kernels.DepthwiseConvolution(stride, pad, dilation, relu_input)(x, w)
+    theirs = F.depthwise_convolution(F.relu(x) if relu_input else x, w, pad=(pad, pad), stride=(stride, stride),
+                                     dilation=(dilation, dilation))
+    assert ours.shape == theirs.shape
+    dy = rng.standard_normal(ours.shape).astype(np.float32)
+    accumulated = [rng.standard_normal(x.shape), rng.standard_normal(w.shape)]
+    for accumulate in (False, True):
+        start = accumulated if accumulate else [np.zeros(x.shape), np.zeros(w.shape)]
+        y1, grads1 = forward_backward(ours, nn.NdArray.from_numpy_array(dy), [x, w], start)
+        y2, grads2 = forward_backward(theirs, nn.NdArray.from_numpy_array(dy), [x, w], start)
+        np.testing.assert_allclose(y1, y2, rtol=1e-5, atol=1e-5)
+        for g1, g2 in zip(grads1, grads2):
+            np.testing.assert_allclose(g1, g2, rtol=1e-4, atol=1e-4)
+
+
+def batch_norm_pair(rng, affine, shape, shift=0.0, scale=1.0):
+    x = variable(rng, shape, scale, shift)
+    stats = [nn.Variable.from_numpy_array(a.astype(np.float32)) for a in
+             (rng.standard_normal((1, shape[1], 1, 1)), 1 + rng.random((1, shape[1], 1, 1)))]
+    affine_params = [variable(rng, (1, shape[1], 1, 1)) for _ in range(2)] if affine else []
+    copies = [nn.Variable.from_numpy_array(s.d.copy()) for s in stats]
+    ours = cpu_kernels.BatchNormalization(affine, 0.9, 1e-5)(x, *affine_params, *stats)
+    beta, gamma = affine_params if affine else (None, None)
+    theirs = F.batch_normalization(x, beta, gamma, *copies, batch_stat=True)
+    return x, affine_params, stats, copies, ours, theirs
+
+
+@needs_library
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("shape", [(4, 3, 5, 5), (2, 6, 8, 8)])
+def test_batch_normalization_equals_nnabla_with_running_statistics(affine, shape):
+    rng = np.random.default_rng(len(shape) + shape[1] + affine)
+    x, affine_params, stats, copies, ours, theirs = batch_norm_pair(rng, affine, shape)
+    inputs = [x] + affine_params
+    dy = rng.standard_normal(shape).astype(np.float32)
+    accumulated = [rng.standard_normal(v.shape) for v in inputs]
+    y1, grads1 = forward_backward(ours, nn.NdArray.from_numpy_array(dy), inputs, accumulated)
+    y2, grads2 = forward_backward(theirs, nn.NdArray.from_numpy_array(dy), inputs, accumulated)
+    np.testing.assert_allclose(y1, y2, rtol=1e-4, atol=1e-5)
+    for g1, g2 in zip(grads1, grads2):
+        np.testing.assert_allclose(g1, g2, rtol=1e-4, atol=1e-4)
+    # Both forwards above updated their own copy of the running statistics once, in the same way.
+    for ours_stat, theirs_stat in zip(stats, copies):
+        np.testing.assert_allclose(ours_stat.d, theirs_stat.d, rtol=1e-5)
+
+
+@needs_library
+def test_the_running_variance_is_unbiased_and_decays_by_0_9():
+    rng = np.random.default_rng(3)
+    x, _, (mean, var), _, ours, _ = batch_norm_pair(rng, False, (2, 3, 4, 4))
+    before_mean, before_var, values = mean.d.copy(), var.d.copy(), x.d.astype(np.float64)
+    ours.forward()
+    batch_mean = values.mean(axis=(0, 2, 3), keepdims=True)
+    batch_var = values.var(axis=(0, 2, 3), keepdims=True, ddof=1)
+    np.testing.assert_allclose(mean.d, 0.9 * before_mean + 0.1 * batch_mean, rtol=1e-5)
+    np.testing.assert_allclose(var.d, 0.9 * before_var + 0.1 * batch_var, rtol=1e-5)
+
+
+@needs_library
+def test_batch_statistics_stay_exact_when_the_mean_dwarfs_the_spread():
+    """Two passes: mean 5 and std 0.5, where nnabla's one-pass variance loses float precision."""
+    rng = np.random.default_rng(4)
+    x, _, _, _, ours, _ = batch_norm_pair(rng, False, (64, 4, 16, 16), shift=5.0, scale=0.5)
+    ours.forward()
+    values = x.d.astype(np.float64)
+    exact = (values - values.mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(values.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
+    assert np.abs(ours.d - exact).max() / np.abs(exact).max() < 2e-6
+
+
+def test_a_missing_library_is_a_one_line_error(monkeypatch):
+    monkeypatch.setattr(cpu_kernels, "LIBRARY_PATH", "/nonexistent/_cpu_kernels.so")
+    monkeypatch.setattr(cpu_kernels, "_library", None)
+    with pytest.raises(cpu_kernels.KernelsMissing, match="make kernels"):
+        cpu_kernels.library()
+
+
+def gradients_of(loss, params):
+    for p in params.values():
+        p.grad.zero()
+    loss.forward()
+    loss.backward()
+    return {name: p.g.copy() for name, p in params.items()}
+
+
+def assert_same_graph_results(make_loss, rng):
+    """The loss built on nnabla's kernels and on ours, reading the same parameters (moved off their
+    initial values, BN's scale 1 and shift 0 would hide mistakes): equal values and gradients."""
+    theirs, ours = make_loss(False), make_loss(True)
+    assert count_macs(ours) == count_macs(theirs)
+    params = nn.get_parameters(grad_only=True)
+    assert sum(name.endswith("depthwise_conv/W") for name in params) >= 8
+    for p in params.values():
+        p.d = p.d + 0.1 * rng.standard_normal(p.shape)
+    expected = gradients_of(theirs, params)
+    got = gradients_of(ours, params)
+    np.testing.assert_allclose(ours.d, theirs.d, rtol=1e-4)
+    for name in params:
+        # The batch statistics differ in the last bits (two passes in double against nnabla's one), and
+        # the stem's gradient sums every layer's: tolerances relative to the array's largest entry.
+        scale = np.abs(expected[name]).max()
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-3, atol=1e-4 * scale, err_msg=name)
+
+
+@needs_library
+def test_the_search_network_on_the_cpu_kernels_equals_it_on_nnabla_s():
+    from models.search_network import create_alphas, search_network, softmax_weights
+    nn.clear_parameters()
+    nn.random.seed(5)
+    rng = np.random.default_rng(5)
+    alphas = create_alphas(np.random.RandomState(5))
+    x = nn.Variable.from_numpy_array(rng.standard_normal((4, 3, 8, 8)).astype(np.float32))
+    labels = nn.Variable.from_numpy_array(rng.integers(0, 10, (4, 1)))
+
+    def loss(cpu_kernels):
+        logits = search_network(x, softmax_weights(alphas), 10, 4, 3, cpu_kernels=cpu_kernels)
+        return F.mean(F.softmax_cross_entropy(logits, labels))
+    assert_same_graph_results(loss, rng)
+    nn.clear_parameters()
+
+
+@needs_library
+def test_the_evaluation_network_on_the_cpu_kernels_equals_it_on_nnabla_s():
+    from models.eval_network import build_train_graph
+    from models.genotype import load_architecture
+    nn.clear_parameters()
+    nn.random.seed(5)
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((4, 3, 8, 8)).astype(np.float32)
+    labels = rng.integers(0, 10, (4, 1))
+
+    def loss(cpu_kernels):
+        graph = build_train_graph(load_architecture("DARTS_V2"), (4, 3, 8, 8), 10, 6, 3, auxiliary=False,
+                                  aux_weight=0.0, cpu_kernels=cpu_kernels)
+        graph.x.d, graph.y.d = x, labels
+        return graph.loss
+    assert_same_graph_results(loss, rng)
+    nn.clear_parameters()
+
+
+def test_the_kernels_serve_the_cpu_in_float_only(monkeypatch, capsys):
+    monkeypatch.setattr(cpu_kernels, "available", lambda: True)
+    assert uses_cpu_kernels("cpu", "float", True)
+    assert not uses_cpu_kernels("cpu", "float", False)
+    assert not uses_cpu_kernels("cudnn", "float", True)
+    assert not uses_cpu_kernels("cpu", "half", True)
+    assert capsys.readouterr().out == ""
+
+
+def test_without_the_library_a_run_says_so_in_one_line_and_uses_nnabla_s_kernels(monkeypatch, capsys):
+    monkeypatch.setattr(cpu_kernels, "available", lambda: False)
+    assert not uses_cpu_kernels("cpu", "float", True)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "make kernels" in out[0]
