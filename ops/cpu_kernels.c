@@ -342,3 +342,131 @@ void bn_backward(const float *x, const float *dy, const float *gamma, const floa
         }
     }
 }
+
+/* Pointwise (1x1, stride 1) convolution as per-image matrix products: out[n] = A (M x K) . in[n] (K x HW),
+ * with A[m][k] = coef[m * stride_m + k * stride_k], so that the backward pass reuses it with the weight
+ * transposed. Blocks of 8 output channels by 8 pixels stay in registers across the whole sum over k
+ * (each input vector is loaded once for 8 outputs). relu: the input is ReLU(in). */
+#define BLOCK 8
+typedef float vec8 __attribute__((vector_size(32)));  /* GCC/Clang vectors: AVX on x86-64, pairs of NEON on arm */
+typedef int ivec8 __attribute__((vector_size(32)));
+
+/* One block of mb <= 8 output channels by hb <= 8 pixels. A[m][k] is packed[k * M + m]. The full 8 x 8
+ * case keeps its eight rows in vector registers over the whole sum; the edges take the plain loop. */
+static inline void pointwise_block(const float *inp, const float *packed, float *outp, int K, int M, int HW, int m0,
+                                   int mb, int h, int hb, int relu) {
+    if (mb == BLOCK && hb == BLOCK) {
+        vec8 acc[BLOCK];
+        const vec8 zero = {0};
+        for (int m = 0; m < BLOCK; ++m) acc[m] = zero;
+        for (int k = 0; k < K; ++k) {
+            vec8 v;
+            memcpy(&v, inp + (long)k * HW + h, sizeof v);
+            if (relu) v = (vec8)((ivec8)v & (v > zero));
+            const float *a = packed + (long)k * M + m0;
+            #pragma GCC unroll 8
+            for (int m = 0; m < BLOCK; ++m) acc[m] += a[m] * v;
+        }
+        for (int m = 0; m < BLOCK; ++m) memcpy(outp + (long)m * HW + h, &acc[m], sizeof acc[m]);
+        return;
+    }
+    float acc[BLOCK][BLOCK] = {{0.0f}};
+    for (int k = 0; k < K; ++k) {
+        const float *src = inp + (long)k * HW + h;
+        for (int m = 0; m < mb; ++m) {
+            const float am = packed[(long)k * M + m0 + m];
+            for (int j = 0; j < hb; ++j) acc[m][j] += am * (relu && src[j] < 0.0f ? 0.0f : src[j]);
+        }
+    }
+    for (int m = 0; m < mb; ++m)
+        for (int j = 0; j < hb; ++j) outp[(long)m * HW + h + j] = acc[m][j];
+}
+
+/* out[n] = A . r(in[n]) for every image, A[m][k] = coef[m * stride_m + k * stride_k] (M x K). */
+static void pointwise_products(const float *in, const float *coef, long stride_m, long stride_k, float *out,
+                               int N, int K, int M, int HW, int relu) {
+    float packed[K * M];
+    for (int k = 0; k < K; ++k)
+        for (int m = 0; m < M; ++m) packed[k * M + m] = coef[m * stride_m + k * stride_k];
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int n = 0; n < N; ++n) {
+        for (int m0 = 0; m0 < M; m0 += BLOCK) {
+            const int mb = M - m0 < BLOCK ? M - m0 : BLOCK;
+            const float *inp = in + (long)n * K * HW;
+            float *outp = out + ((long)n * M + m0) * HW;
+            for (int h = 0; h < HW; h += BLOCK)
+                pointwise_block(inp, packed, outp, K, M, HW, m0, mb, h, HW - h < BLOCK ? HW - h : BLOCK, relu);
+        }
+    }
+}
+
+/* y[n,o] = sum_i w[o,i] r(x)[n,i]; w is (Co, Ci). */
+void pw_forward(const float *x, const float *w, float *y, int N, int Ci, int Co, int HW, int relu) {
+    pointwise_products(x, w, Ci, 1, y, N, Ci, Co, HW, relu);
+}
+
+/* dx[n,i] (+)= r'(x[n,i]) sum_o w[o,i] dy[n,o]; `scratch` holds N * Ci * HW floats when accum (else unused). */
+void pw_backward_data(const float *dy, const float *w, const float *x, float *dx, float *scratch, int N, int Ci,
+                      int Co, int HW, int relu, int accum) {
+    float *target = accum ? scratch : dx;
+    pointwise_products(dy, w, 1, Ci, target, N, Co, Ci, HW, 0);
+    if (!(relu || accum)) return;
+    const long size = (long)N * Ci * HW;
+    #pragma omp parallel for schedule(static)
+    for (long e = 0; e < size; ++e) {
+        float v = relu && x[e] <= 0.0f ? 0.0f : target[e];
+        dx[e] = accum ? dx[e] + v : v;
+    }
+}
+
+/* dw[o,i] (+)= sum_{n,hw} dy[n,o,hw] r(x)[n,i,hw]: one 4 x 4 block of (o, i) per task, its sixteen sums
+ * kept as vectors of 8 pixels over each image (edge rows are clamped and their sums dropped), gathered
+ * in double across images. */
+void pw_backward_weight(const float *dy, const float *x, float *dw, int N, int Ci, int Co, int HW, int relu,
+                        int accum) {
+    enum { B = 4 };
+    const int blocks_i = (Ci + B - 1) / B, blocks = ((Co + B - 1) / B) * blocks_i, wide = HW - HW % BLOCK;
+    #pragma omp parallel for schedule(static)
+    for (int t = 0; t < blocks; ++t) {
+        const int o0 = (t / blocks_i) * B, i0 = (t % blocks_i) * B;
+        const int ob = Co - o0 < B ? Co - o0 : B, ib = Ci - i0 < B ? Ci - i0 : B;
+        double totals[B][B] = {{0.0}};
+        for (int n = 0; n < N; ++n) {
+            const float *d[B], *v[B];
+            for (int a = 0; a < B; ++a) {
+                d[a] = dy + ((long)n * Co + o0 + (a < ob ? a : ob - 1)) * HW;
+                v[a] = x + ((long)n * Ci + i0 + (a < ib ? a : ib - 1)) * HW;
+            }
+            const vec8 zero = {0};
+            vec8 acc[B][B];
+            for (int a = 0; a < B; ++a)
+                for (int b = 0; b < B; ++b) acc[a][b] = zero;
+            for (int e = 0; e < wide; e += BLOCK) {
+                vec8 dv[B], xv[B];
+                for (int a = 0; a < B; ++a) {
+                    memcpy(&dv[a], d[a] + e, sizeof dv[a]);
+                    memcpy(&xv[a], v[a] + e, sizeof xv[a]);
+                    if (relu) xv[a] = (vec8)((ivec8)xv[a] & (xv[a] > zero));
+                }
+                #pragma GCC unroll 4
+                for (int a = 0; a < B; ++a)
+                    #pragma GCC unroll 4
+                    for (int b = 0; b < B; ++b) acc[a][b] += dv[a] * xv[b];
+            }
+            for (int a = 0; a < ob; ++a) {
+                for (int b = 0; b < ib; ++b) {
+                    float sum = 0.0f;
+                    for (int j = 0; j < BLOCK; ++j) sum += acc[a][b][j];
+                    for (int e = wide; e < HW; ++e) sum += d[a][e] * (relu && v[b][e] < 0.0f ? 0.0f : v[b][e]);
+                    totals[a][b] += sum;
+                }
+            }
+        }
+        for (int a = 0; a < ob; ++a) {
+            for (int b = 0; b < ib; ++b) {
+                float *target = dw + (long)(o0 + a) * Ci + i0 + b;
+                *target = accum ? *target + (float)totals[a][b] : (float)totals[a][b];
+            }
+        }
+    }
+}

@@ -41,6 +41,9 @@ def library():
         lib.dw_forward.argtypes = [pointer] * 3 + conv_sizes + [integer]
         lib.dw_backward_data.argtypes = [pointer] * 4 + conv_sizes + [integer] * 2
         lib.dw_backward_weight.argtypes = [pointer] * 3 + conv_sizes + [integer] * 2
+        lib.pw_forward.argtypes = [pointer] * 3 + [integer] * 5
+        lib.pw_backward_data.argtypes = [pointer] * 5 + [integer] * 6
+        lib.pw_backward_weight.argtypes = [pointer] * 3 + [integer] * 6
         lib.bn_forward.argtypes = [pointer] * 8 + [integer] * 3 + [real] * 2
         lib.bn_backward.argtypes = [pointer] * 8 + [integer] * 3 + [real] + [integer] * 3
         _library = lib
@@ -119,6 +122,55 @@ class DepthwiseConvolution(PythonFunction):
                                        int(accum[0]))
         if propagate_down[1]:
             library().dw_backward_weight(dy, _read(inputs[0].data), _write(inputs[1].grad, accum[1]), *sizes, relu,
+                                         int(accum[1]))
+
+
+class PointwiseConvolution(PythonFunction):
+    """inputs (x: (N, Ci, H, W), w: (Co, Ci, 1, 1)) -> y, as F.convolution with a 1x1 kernel, stride 1, no
+    bias; of F.relu(x) when relu_input."""
+    NAME = "CpuPointwiseConvolution"
+
+    def __init__(self, relu_input=False):
+        super().__init__(nn.get_current_context())
+        self.relu_input = relu_input
+
+    @property
+    def name(self):
+        return self.NAME
+
+    def min_outputs(self):
+        return 1
+
+    def grad_depends_output_data(self, i, o):
+        return False
+
+    def grad_depends_input_data(self, i, j):
+        return i != j or (i == 0 and self.relu_input)
+
+    def setup_impl(self, inputs, outputs):
+        n, c, h, w = inputs[0].shape
+        assert inputs[1].shape[1:] == (c, 1, 1), "a 1x1 kernel over every input channel"
+        outputs[0].reset_shape((n, inputs[1].shape[0], h, w), True)
+
+    def _sizes(self, inputs):
+        n, c, h, w = inputs[0].shape
+        return n, c, inputs[1].shape[0], h * w
+
+    def forward_impl(self, inputs, outputs):
+        library().pw_forward(_read(inputs[0].data), _read(inputs[1].data), _write(outputs[0].data),
+                             *self._sizes(inputs), int(self.relu_input))
+
+    def backward_impl(self, inputs, outputs, propagate_down, accum):
+        sizes = self._sizes(inputs)
+        dy = _read(outputs[0].grad)
+        relu = int(self.relu_input)
+        if propagate_down[0]:
+            x = _read(inputs[0].data) if relu else None
+            scratch = np.empty(inputs[0].shape, np.float32) if accum[0] else None
+            library().pw_backward_data(dy, _read(inputs[1].data), x, _write(inputs[0].grad, accum[0]),
+                                       None if scratch is None else scratch.ctypes.data, *sizes, relu, int(accum[0]))
+        if propagate_down[1]:
+            library().pw_backward_weight(dy, _read(inputs[0].data), _write(inputs[1].grad, accum[1]), *sizes, relu,
                                          int(accum[1]))
 
 

@@ -28,7 +28,7 @@ class OpMode:
     frozen: the graph reads the same weights but never computes their gradients. A pass that only
     needs the gradient of the alphas (DARTS' first-order alpha step, the two Hessian-vector passes
     of the second-order one) skips a third of its backward work this way.
-    cpu_kernels: the depthwise convolutions and the batch-statistics batch norms run on the
+    cpu_kernels: the depthwise and 1x1 convolutions and the batch-statistics batch norms run on the
     multi-threaded kernels of ops/cpu_kernels (float on the cpu context only; nnabla's own cpu
     kernels are single-threaded). The parameters are the same either way.
     """
@@ -38,15 +38,27 @@ class OpMode:
     cpu_kernels: bool = False
 
 
+def parameter(scopes, name, shape, initializer, mode, trainable=True):
+    """A parameter as nnabla's parametric functions create it (scopes: the `name` given to one, then its
+    own scope), for the cpu kernels, whose graphs must read the same arrays: a trainable one is read
+    without gradient in a frozen graph."""
+    with nn.parameter_scope(scopes[0]), nn.parameter_scope(scopes[1]):
+        return nn.parameter.get_parameter_or_create(name, shape, initializer, need_grad=trainable,
+                                                   as_need_grad=(not mode.frozen) if trainable else None)
+
+
 def batch_norm(x, mode, name="bn"):
-    y = PF.batch_normalization(x, batch_stat=not mode.test, no_scale=not mode.affine,
-                               no_bias=not mode.affine, fix_parameters=mode.frozen, name=name)
     if not mode.cpu_kernels or mode.test:
-        return y
-    # The parametric function has created (or found) the parameters under nnabla's names and
-    # initialisers; they feed the fast function (with PF's default decay and eps), and nnabla's node
-    # is left unused.
-    return cpu_kernels.BatchNormalization(mode.affine, decay_rate=0.9, eps=1e-5)(*y.parent.inputs)
+        return PF.batch_normalization(x, batch_stat=not mode.test, no_scale=not mode.affine,
+                                      no_bias=not mode.affine, fix_parameters=mode.frozen, name=name)
+    shape = (1, x.shape[1], 1, 1)
+    scopes = (name, "bn")
+    affine = [parameter(scopes, "beta", shape, I.ConstantInitializer(0), mode),
+              parameter(scopes, "gamma", shape, I.ConstantInitializer(1), mode)] if mode.affine else []
+    statistics = [parameter(scopes, "mean", shape, I.ConstantInitializer(0), mode, trainable=False),
+                  parameter(scopes, "var", shape, I.ConstantInitializer(1), mode, trainable=False)]
+    # PF.batch_normalization's defaults: decay 0.9, eps 1e-5.
+    return cpu_kernels.BatchNormalization(mode.affine, decay_rate=0.9, eps=1e-5)(x, *affine, *statistics)
 
 
 def relu(x):
@@ -66,7 +78,14 @@ def torch_uniform(fan_in):
     return I.UniformInitializer((-bound, bound))
 
 
-def conv(x, c_out, kernel, mode, stride=1, pad=0, name="conv"):
+def conv(x, c_out, kernel, mode, stride=1, pad=0, name="conv", relu_input=False):
+    """Convolution without bias, of ReLU(x) with relu_input (fused on the cpu kernels for 1x1, stride 1)."""
+    if mode.cpu_kernels and kernel == 1 and stride == 1:
+        c_in = x.shape[1]
+        w = parameter((name, "conv"), "W", (c_out, c_in, 1, 1), torch_uniform(c_in), mode)
+        return cpu_kernels.PointwiseConvolution(relu_input)(x, w)
+    if relu_input:
+        x = F.relu(x)
     return PF.convolution(x, c_out, (kernel, kernel), pad=(pad, pad), stride=(stride, stride),
                           w_init=torch_uniform(x.shape[1] * kernel * kernel),
                           with_bias=False, fix_parameters=mode.frozen, name=name)
@@ -74,17 +93,13 @@ def conv(x, c_out, kernel, mode, stride=1, pad=0, name="conv"):
 
 def relu_depthwise_conv(x, kernel, stride, pad, dilation, mode, name):
     """Depthwise convolution of ReLU(x), the first layer of every DARTS conv op (the cpu kernels fuse the two)."""
-    if mode.cpu_kernels:
-        # As in batch_norm: nnabla's parameter, nnabla's node left unused.
-        w = _depthwise_conv(x, kernel, stride, pad, dilation, mode, name).parent.inputs[1]
-        return cpu_kernels.DepthwiseConvolution(stride, pad, dilation, relu_input=True)(x, w)
-    return _depthwise_conv(relu(x), kernel, stride, pad, dilation, mode, name)
-
-
-def _depthwise_conv(x, kernel, stride, pad, dilation, mode, name):
     # One input channel per group: fan_in is the kernel's area.
-    return PF.depthwise_convolution(x, (kernel, kernel), pad=(pad, pad), stride=(stride, stride),
-                                    dilation=(dilation, dilation), w_init=torch_uniform(kernel * kernel),
+    init = torch_uniform(kernel * kernel)
+    if mode.cpu_kernels:
+        w = parameter((name, "depthwise_conv"), "W", (x.shape[1], kernel, kernel), init, mode)
+        return cpu_kernels.DepthwiseConvolution(stride, pad, dilation, relu_input=True)(x, w)
+    return PF.depthwise_convolution(relu(x), (kernel, kernel), pad=(pad, pad), stride=(stride, stride),
+                                    dilation=(dilation, dilation), w_init=init,
                                     with_bias=False, fix_parameters=mode.frozen, name=name)
 
 
@@ -94,7 +109,7 @@ def dense(x, n_out, mode, name="affine"):
 
 
 def relu_conv_bn(x, c_out, mode, kernel=1, stride=1, pad=0):
-    return batch_norm(conv(F.relu(x), c_out, kernel, mode, stride, pad), mode)
+    return batch_norm(conv(x, c_out, kernel, mode, stride, pad, relu_input=True), mode)
 
 
 def factorized_reduce(x, c_out, mode):

@@ -54,6 +54,28 @@ def test_depthwise_convolution_equals_nnabla(kernel, stride, pad, dilation, size
             np.testing.assert_allclose(g1, g2, rtol=1e-4, atol=1e-4)
 
 
+@needs_library
+@pytest.mark.parametrize("c_in,c_out,size", [(4, 8, 8), (6, 10, 5), (16, 3, 3), (3, 17, 1)])
+@pytest.mark.parametrize("relu_input", [False, True])
+def test_pointwise_convolution_equals_nnabla(c_in, c_out, size, relu_input):
+    """Channel counts and pixel counts on and off the kernel's blocks of 8."""
+    rng = np.random.default_rng(c_in * 100 + c_out + size)
+    x = variable(rng, (3, c_in, size, size))
+    w = variable(rng, (c_out, c_in, 1, 1))
+    ours = cpu_kernels.PointwiseConvolution(relu_input)(x, w)
+    theirs = F.convolution(F.relu(x) if relu_input else x, w)
+    assert ours.shape == theirs.shape
+    dy = rng.standard_normal(ours.shape).astype(np.float32)
+    accumulated = [rng.standard_normal(x.shape), rng.standard_normal(w.shape)]
+    for accumulate in (False, True):
+        start = accumulated if accumulate else [np.zeros(x.shape), np.zeros(w.shape)]
+        y1, grads1 = forward_backward(ours, nn.NdArray.from_numpy_array(dy), [x, w], start)
+        y2, grads2 = forward_backward(theirs, nn.NdArray.from_numpy_array(dy), [x, w], start)
+        np.testing.assert_allclose(y1, y2, rtol=1e-5, atol=1e-5)
+        for g1, g2 in zip(grads1, grads2):
+            np.testing.assert_allclose(g1, g2, rtol=1e-4, atol=1e-4)
+
+
 def batch_norm_pair(rng, affine, shape, shift=0.0, scale=1.0):
     x = variable(rng, shape, scale, shift)
     stats = [nn.Variable.from_numpy_array(a.astype(np.float32)) for a in
@@ -192,3 +214,30 @@ def test_without_the_library_a_run_says_so_in_one_line_and_uses_nnabla_s_kernels
     assert not uses_cpu_kernels("cpu", "float", True)
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and "make kernels" in out[0]
+
+
+@pytest.mark.parametrize("network", ["search", "evaluation"])
+def test_built_first_the_cpu_kernels_create_the_parameters_nnabla_would(network):
+    """Same names, order, shapes, trainability and initial values from the same seed."""
+    from models.eval_network import build_train_graph
+    from models.genotype import load_architecture
+    from models.search_network import create_alphas, search_network, softmax_weights
+
+    def parameters(cpu_kernels):
+        nn.clear_parameters()
+        nn.random.seed(7)
+        x = nn.Variable((2, 3, 8, 8))
+        if network == "search":
+            search_network(x, softmax_weights(create_alphas(np.random.RandomState(7))), 10, 4, 3,
+                           cpu_kernels=cpu_kernels)
+        else:
+            build_train_graph(load_architecture("DARTS_V2"), (2, 3, 8, 8), 10, 6, 3, auxiliary=True, aux_weight=0.4,
+                              cpu_kernels=cpu_kernels)
+        built = {name: (p.d.copy(), p.need_grad) for name, p in nn.get_parameters(grad_only=False).items()}
+        nn.clear_parameters()
+        return built
+    theirs, ours = parameters(False), parameters(True)
+    assert list(ours) == list(theirs)
+    for name, (values, trainable) in theirs.items():
+        np.testing.assert_array_equal(ours[name][0], values, err_msg=name)
+        assert ours[name][1] == trainable, name

@@ -12,7 +12,7 @@ import nnabla as nn
 import numpy as np
 
 from models.eval_network import AUX_SCOPE
-from ops.cpu_kernels import DepthwiseConvolution as CpuDepthwiseConvolution
+from ops.cpu_kernels import DepthwiseConvolution, PointwiseConvolution
 from utils.training.error_record import TEST_KEYS, empty_errors
 
 SUMMARY_KEYS = ("params", "params_total", "macs") + TEST_KEYS
@@ -35,7 +35,7 @@ def parameters_by_scope(params, depth=1):
 
 def _function_macs(function):
     kind = function.info.type_name
-    if kind in ("Convolution", "DepthwiseConvolution", CpuDepthwiseConvolution.NAME):
+    if kind in ("Convolution", "DepthwiseConvolution", DepthwiseConvolution.NAME, PointwiseConvolution.NAME):
         # Weight (out, in / group, kh, kw) or (channels * multiplier, kh, kw): each output element
         # takes size / shape[0] products either way.
         weight = function.inputs[1]
