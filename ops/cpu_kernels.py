@@ -18,6 +18,12 @@ from nnabla.function import PythonFunction
 
 LIBRARY_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_cpu_kernels.so")
 
+# Below this many input elements nnabla's own kernel is kept: a call through PythonFunction costs about
+# 0.2 ms forward and 0.05 ms backward of fixed overhead (measured with an empty function), more than
+# nnabla's single thread takes on such a small array. At 2**17 (a batch of 64 at 8 x 8 with 32 channels)
+# the two were about even on 2 cores.
+MIN_ELEMENTS = 2 ** 17
+
 _library = None
 
 
@@ -27,6 +33,11 @@ class KernelsMissing(Exception):
 
 def available():
     return os.path.exists(LIBRARY_PATH)
+
+
+def worthwhile(x):
+    """Whether a layer on the Variable x gains from the kernels here (see MIN_ELEMENTS)."""
+    return x.size >= MIN_ELEMENTS
 
 
 def library():

@@ -29,8 +29,9 @@ class OpMode:
     needs the gradient of the alphas (DARTS' first-order alpha step, the two Hessian-vector passes
     of the second-order one) skips a third of its backward work this way.
     cpu_kernels: the depthwise and 1x1 convolutions and the batch-statistics batch norms run on the
-    multi-threaded kernels of ops/cpu_kernels (float on the cpu context only; nnabla's own cpu
-    kernels are single-threaded). The parameters are the same either way.
+    multi-threaded kernels of ops/cpu_kernels where their input is large enough to gain (float on
+    the cpu context only; nnabla's own cpu kernels are single-threaded). The parameters are the same
+    either way.
     """
     affine: bool
     test: bool
@@ -48,7 +49,7 @@ def parameter(scopes, name, shape, initializer, mode, trainable=True):
 
 
 def batch_norm(x, mode, name="bn"):
-    if not mode.cpu_kernels or mode.test:
+    if not (mode.cpu_kernels and cpu_kernels.worthwhile(x)) or mode.test:
         return PF.batch_normalization(x, batch_stat=not mode.test, no_scale=not mode.affine,
                                       no_bias=not mode.affine, fix_parameters=mode.frozen, name=name)
     shape = (1, x.shape[1], 1, 1)
@@ -80,7 +81,7 @@ def torch_uniform(fan_in):
 
 def conv(x, c_out, kernel, mode, stride=1, pad=0, name="conv", relu_input=False):
     """Convolution without bias, of ReLU(x) with relu_input (fused on the cpu kernels for 1x1, stride 1)."""
-    if mode.cpu_kernels and kernel == 1 and stride == 1:
+    if mode.cpu_kernels and cpu_kernels.worthwhile(x) and kernel == 1 and stride == 1:
         c_in = x.shape[1]
         w = parameter((name, "conv"), "W", (c_out, c_in, 1, 1), torch_uniform(c_in), mode)
         return cpu_kernels.PointwiseConvolution(relu_input)(x, w)
@@ -95,7 +96,7 @@ def relu_depthwise_conv(x, kernel, stride, pad, dilation, mode, name):
     """Depthwise convolution of ReLU(x), the first layer of every DARTS conv op (the cpu kernels fuse the two)."""
     # One input channel per group: fan_in is the kernel's area.
     init = torch_uniform(kernel * kernel)
-    if mode.cpu_kernels:
+    if mode.cpu_kernels and cpu_kernels.worthwhile(x):
         w = parameter((name, "depthwise_conv"), "W", (x.shape[1], kernel, kernel), init, mode)
         return cpu_kernels.DepthwiseConvolution(stride, pad, dilation, relu_input=True)(x, w)
     return PF.depthwise_convolution(relu(x), (kernel, kernel), pad=(pad, pad), stride=(stride, stride),

@@ -137,6 +137,19 @@ def test_a_missing_library_is_a_one_line_error(monkeypatch):
         cpu_kernels.library()
 
 
+@pytest.fixture
+def every_layer_on_the_kernels(monkeypatch):
+    """The networks here are tiny; below cpu_kernels.MIN_ELEMENTS a layer would keep nnabla's kernel."""
+    monkeypatch.setattr(cpu_kernels, "MIN_ELEMENTS", 0)
+
+
+def kernel_calls(output):
+    """How many functions of the graph computing `output` run on ops/cpu_kernels."""
+    names = []
+    output.visit(lambda f: names.append(f.info.type_name))
+    return sum(name.startswith("Cpu") for name in names)
+
+
 def gradients_of(loss, params):
     for p in params.values():
         p.grad.zero()
@@ -149,6 +162,7 @@ def assert_same_graph_results(make_loss, rng):
     """The loss built on nnabla's kernels and on ours, reading the same parameters (moved off their
     initial values, BN's scale 1 and shift 0 would hide mistakes): equal values and gradients."""
     theirs, ours = make_loss(False), make_loss(True)
+    assert kernel_calls(theirs) == 0 and kernel_calls(ours) > 20
     assert count_macs(ours) == count_macs(theirs)
     params = nn.get_parameters(grad_only=True)
     assert sum(name.endswith("depthwise_conv/W") for name in params) >= 8
@@ -165,7 +179,7 @@ def assert_same_graph_results(make_loss, rng):
 
 
 @needs_library
-def test_the_search_network_on_the_cpu_kernels_equals_it_on_nnabla_s():
+def test_the_search_network_on_the_cpu_kernels_equals_it_on_nnabla_s(every_layer_on_the_kernels):
     from models.search_network import create_alphas, search_network, softmax_weights
     nn.clear_parameters()
     nn.random.seed(5)
@@ -182,7 +196,7 @@ def test_the_search_network_on_the_cpu_kernels_equals_it_on_nnabla_s():
 
 
 @needs_library
-def test_the_evaluation_network_on_the_cpu_kernels_equals_it_on_nnabla_s():
+def test_the_evaluation_network_on_the_cpu_kernels_equals_it_on_nnabla_s(every_layer_on_the_kernels):
     from models.eval_network import build_train_graph
     from models.genotype import load_architecture
     nn.clear_parameters()
@@ -217,7 +231,7 @@ def test_without_the_library_a_run_says_so_in_one_line_and_uses_nnabla_s_kernels
 
 
 @pytest.mark.parametrize("network", ["search", "evaluation"])
-def test_built_first_the_cpu_kernels_create_the_parameters_nnabla_would(network):
+def test_built_first_the_cpu_kernels_create_the_parameters_nnabla_would(network, every_layer_on_the_kernels):
     """Same names, order, shapes, trainability and initial values from the same seed."""
     from models.eval_network import build_train_graph
     from models.genotype import load_architecture
@@ -241,3 +255,19 @@ def test_built_first_the_cpu_kernels_create_the_parameters_nnabla_would(network)
     for name, (values, trainable) in theirs.items():
         np.testing.assert_array_equal(ours[name][0], values, err_msg=name)
         assert ours[name][1] == trainable, name
+
+
+def test_layers_below_the_size_threshold_keep_nnabla_s_kernels(monkeypatch):
+    from models.search_network import create_alphas, search_network, softmax_weights
+
+    def calls(shape, channels):
+        nn.clear_parameters()
+        alphas = softmax_weights(create_alphas(np.random.RandomState(0)))
+        count = kernel_calls(search_network(nn.Variable(shape), alphas, 10, channels, 3, cpu_kernels=True))
+        nn.clear_parameters()
+        return count
+    assert calls((2, 3, 8, 8), 4) == 0
+    # 8 images of 32 x 32 with 16 channels: 2**17 elements in the first cell, fewer after the reductions.
+    some = calls((8, 3, 32, 32), 16)
+    monkeypatch.setattr(cpu_kernels, "MIN_ELEMENTS", 0)
+    assert 0 < some < calls((8, 3, 32, 32), 16)
