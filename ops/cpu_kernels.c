@@ -1,5 +1,5 @@
-/* Multi-threaded cpu kernels for the two layers that dominate a DARTS step on nnabla's single-threaded
- * cpu backend: depthwise convolution and batch normalisation with batch statistics (NCHW, float32).
+/* Multi-threaded cpu kernels for the layers that dominate a DARTS step on nnabla's single-threaded cpu
+ * backend: depthwise and 1x1 convolution and batch normalisation with batch statistics (NCHW, float32).
  * ops/cpu_kernels.py wraps them as nnabla functions; tests/test_cpu_kernels.py checks every one against
  * nnabla's own function, forward and backward.
  *

@@ -1,11 +1,12 @@
-"""Depthwise convolution and batch-statistics batch normalisation as nnabla functions on multi-threaded
-cpu kernels (ops/cpu_kernels.c, OpenMP).
+"""Depthwise and 1x1 convolution and batch-statistics batch normalisation as nnabla functions on
+multi-threaded cpu kernels (ops/cpu_kernels.c, OpenMP).
 
-nnabla 1.39's cpu backend runs every kernel on one thread, and a DARTS search step spends about two
-thirds of its time in these two layers. The functions here compute what nnabla's DepthwiseConvolution
-and BatchNormalization (batch_stat=True, axes [1]) compute, in float32 on the host, and take the
-same parameters, which the callers create through nnabla's own parametric functions. They are for
-the cpu context in float only: on a GPU, or in half precision, nnabla's kernels are used.
+nnabla 1.39's cpu backend runs every kernel on one thread, and a DARTS search step spent about 80 %
+of its time in these layers. The functions here compute what nnabla's DepthwiseConvolution,
+Convolution (1x1, stride 1) and BatchNormalization (batch_stat=True, axes [1]) compute, in float32
+on the host, from the same parameters (ops.operations creates them as nnabla's parametric functions
+would). They are for the cpu context in float only: on a GPU, or in half precision, nnabla's kernels
+are used.
 
 The library is built by `make kernels` (part of `make env`); `available()` tells whether it was.
 """
