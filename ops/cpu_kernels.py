@@ -87,14 +87,13 @@ def output_size(size, kernel, stride, pad, dilation):
     return (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
 
 
-class DepthwiseConvolution(PythonFunction):
-    """inputs (x: (N, C, H, W), w: (C, K, K)) -> y, as F.depthwise_convolution with multiplier 1, no bias;
-    of F.relu(x) when relu_input (fused: one pass over memory fewer each way)."""
-    NAME = "CpuDepthwiseConvolution"  # its graph nodes' info.type_name
+class _KernelFunction(PythonFunction):
+    """What the functions here share: one output, which no gradient reads, and NAME, the type_name of
+    their graph nodes."""
+    NAME = None
 
-    def __init__(self, stride, pad, dilation, relu_input=False):
+    def __init__(self):
         super().__init__(nn.get_current_context())
-        self.stride, self.pad, self.dilation, self.relu_input = stride, pad, dilation, relu_input
 
     @property
     def name(self):
@@ -106,8 +105,25 @@ class DepthwiseConvolution(PythonFunction):
     def grad_depends_output_data(self, i, o):
         return False
 
+
+class _Convolution(_KernelFunction):
+    """inputs (x, w); of F.relu(x) when relu_input (fused: one pass over memory fewer each way)."""
+
+    def __init__(self, relu_input):
+        super().__init__()
+        self.relu_input = relu_input
+
     def grad_depends_input_data(self, i, j):
         return i != j or (i == 0 and self.relu_input)  # dx needs w (and x for the ReLU's mask), dw needs x
+
+
+class DepthwiseConvolution(_Convolution):
+    """inputs (x: (N, C, H, W), w: (C, K, K)) -> y, as F.depthwise_convolution with multiplier 1, no bias."""
+    NAME = "CpuDepthwiseConvolution"
+
+    def __init__(self, stride, pad, dilation, relu_input=False):
+        super().__init__(relu_input)
+        self.stride, self.pad, self.dilation = stride, pad, dilation
 
     def setup_impl(self, inputs, outputs):
         n, c, h, w = inputs[0].shape
@@ -137,27 +153,12 @@ class DepthwiseConvolution(PythonFunction):
                                          int(accum[1]))
 
 
-class PointwiseConvolution(PythonFunction):
-    """inputs (x: (N, Ci, H, W), w: (Co, Ci, 1, 1)) -> y, as F.convolution with a 1x1 kernel, stride 1, no
-    bias; of F.relu(x) when relu_input."""
+class PointwiseConvolution(_Convolution):
+    """inputs (x: (N, Ci, H, W), w: (Co, Ci, 1, 1)) -> y, as F.convolution with a 1x1 kernel, stride 1, no bias."""
     NAME = "CpuPointwiseConvolution"
 
     def __init__(self, relu_input=False):
-        super().__init__(nn.get_current_context())
-        self.relu_input = relu_input
-
-    @property
-    def name(self):
-        return self.NAME
-
-    def min_outputs(self):
-        return 1
-
-    def grad_depends_output_data(self, i, o):
-        return False
-
-    def grad_depends_input_data(self, i, j):
-        return i != j or (i == 0 and self.relu_input)
+        super().__init__(relu_input)
 
     def setup_impl(self, inputs, outputs):
         n, c, h, w = inputs[0].shape
@@ -186,23 +187,14 @@ class PointwiseConvolution(PythonFunction):
                                          int(accum[1]))
 
 
-class BatchNormalization(PythonFunction):
+class BatchNormalization(_KernelFunction):
     """inputs (x, [beta, gamma,] running mean, running var) -> y, as F.batch_normalization(axes=[1],
     batch_stat=True); the running statistics are updated in place by the forward pass."""
+    NAME = "CpuBatchNormalization"
 
     def __init__(self, affine, decay_rate, eps):
-        super().__init__(nn.get_current_context())
+        super().__init__()
         self.affine, self.decay_rate, self.eps = affine, decay_rate, eps
-
-    @property
-    def name(self):
-        return "CpuBatchNormalization"
-
-    def min_outputs(self):
-        return 1
-
-    def grad_depends_output_data(self, i, o):
-        return False
 
     def grad_depends_input_data(self, i, j):
         return j == 0 or (self.affine and j == 2)  # x, and gamma for dx

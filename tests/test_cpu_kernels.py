@@ -31,6 +31,20 @@ def forward_backward(y, dy, inputs, accumulated):
     return y.d.copy(), [v.g.copy() for v in inputs]
 
 
+def assert_same_convolution(ours, theirs, x, w, rng):
+    """Equal outputs, and equal gradients of x and w whether they start at zero or accumulate."""
+    assert ours.shape == theirs.shape
+    dy = rng.standard_normal(ours.shape).astype(np.float32)
+    accumulated = [rng.standard_normal(x.shape), rng.standard_normal(w.shape)]
+    for accumulate in (False, True):
+        start = accumulated if accumulate else [np.zeros(x.shape), np.zeros(w.shape)]
+        y1, grads1 = forward_backward(ours, nn.NdArray.from_numpy_array(dy), [x, w], start)
+        y2, grads2 = forward_backward(theirs, nn.NdArray.from_numpy_array(dy), [x, w], start)
+        np.testing.assert_allclose(y1, y2, rtol=1e-5, atol=1e-5)
+        for g1, g2 in zip(grads1, grads2):
+            np.testing.assert_allclose(g1, g2, rtol=1e-4, atol=1e-4)
+
+
 @needs_library
 @pytest.mark.parametrize("kernel,stride,pad,dilation", CONVOLUTIONS)
 @pytest.mark.parametrize("size", [8, 9])
@@ -42,16 +56,7 @@ def test_depthwise_convolution_equals_nnabla(kernel, stride, pad, dilation, size
     ours = cpu_kernels.DepthwiseConvolution(stride, pad, dilation, relu_input)(x, w)
     theirs = F.depthwise_convolution(F.relu(x) if relu_input else x, w, pad=(pad, pad), stride=(stride, stride),
                                      dilation=(dilation, dilation))
-    assert ours.shape == theirs.shape
-    dy = rng.standard_normal(ours.shape).astype(np.float32)
-    accumulated = [rng.standard_normal(x.shape), rng.standard_normal(w.shape)]
-    for accumulate in (False, True):
-        start = accumulated if accumulate else [np.zeros(x.shape), np.zeros(w.shape)]
-        y1, grads1 = forward_backward(ours, nn.NdArray.from_numpy_array(dy), [x, w], start)
-        y2, grads2 = forward_backward(theirs, nn.NdArray.from_numpy_array(dy), [x, w], start)
-        np.testing.assert_allclose(y1, y2, rtol=1e-5, atol=1e-5)
-        for g1, g2 in zip(grads1, grads2):
-            np.testing.assert_allclose(g1, g2, rtol=1e-4, atol=1e-4)
+    assert_same_convolution(ours, theirs, x, w, rng)
 
 
 @needs_library
@@ -64,16 +69,7 @@ def test_pointwise_convolution_equals_nnabla(c_in, c_out, size, relu_input):
     w = variable(rng, (c_out, c_in, 1, 1))
     ours = cpu_kernels.PointwiseConvolution(relu_input)(x, w)
     theirs = F.convolution(F.relu(x) if relu_input else x, w)
-    assert ours.shape == theirs.shape
-    dy = rng.standard_normal(ours.shape).astype(np.float32)
-    accumulated = [rng.standard_normal(x.shape), rng.standard_normal(w.shape)]
-    for accumulate in (False, True):
-        start = accumulated if accumulate else [np.zeros(x.shape), np.zeros(w.shape)]
-        y1, grads1 = forward_backward(ours, nn.NdArray.from_numpy_array(dy), [x, w], start)
-        y2, grads2 = forward_backward(theirs, nn.NdArray.from_numpy_array(dy), [x, w], start)
-        np.testing.assert_allclose(y1, y2, rtol=1e-5, atol=1e-5)
-        for g1, g2 in zip(grads1, grads2):
-            np.testing.assert_allclose(g1, g2, rtol=1e-4, atol=1e-4)
+    assert_same_convolution(ours, theirs, x, w, rng)
 
 
 def batch_norm_pair(rng, affine, shape, shift=0.0, scale=1.0):
