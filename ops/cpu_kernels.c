@@ -102,12 +102,7 @@ void dw_forward(const float *x, const float *w, float *y, int N, int C, int H, i
                     float wv = wp[ky * K + kx];
                     int off = kx * d - p;
                     int a = first_col(p, kx * d, s), b = end_col(p, kx * d, s, W, Wo);
-                    if (s == 1) {
-                        const float *xs = xr + off;
-                        for (int ox = a; ox < b; ++ox) yr[ox] += wv * xs[ox];
-                    } else {
-                        for (int ox = a; ox < b; ++ox) yr[ox] += wv * xr[ox * s + off];
-                    }
+                    for (int ox = a; ox < b; ++ox) yr[ox] += wv * xr[ox * s + off];
                 }
             }
         }
@@ -161,12 +156,7 @@ void dw_backward_data(const float *dy, const float *w, const float *x, float *dx
                     float wv = wp[ky * K + kx];
                     int off = kx * d - p;
                     int a = first_col(p, kx * d, s), b = end_col(p, kx * d, s, W, Wo);
-                    if (s == 1) {
-                        float *dxs = dxr + off;
-                        for (int ox = a; ox < b; ++ox) dxs[ox] += wv * dyr[ox];
-                    } else {
-                        for (int ox = a; ox < b; ++ox) dxr[ox * s + off] += wv * dyr[ox];
-                    }
+                    for (int ox = a; ox < b; ++ox) dxr[ox * s + off] += wv * dyr[ox];
                 }
             }
         }
@@ -232,12 +222,7 @@ void dw_backward_weight(const float *dy, const float *x, float *dw, int N, int C
                         if (iy < 0 || iy >= H) continue;
                         const float *xr = xp + iy * W;
                         const float *dyr = dyp + oy * Wo;
-                        if (s == 1) {
-                            const float *xs = xr + off;
-                            for (int ox = a; ox < b; ++ox) lanes[ox] += dyr[ox] * xs[ox];
-                        } else {
-                            for (int ox = a; ox < b; ++ox) lanes[ox] += dyr[ox] * xr[ox * s + off];
-                        }
+                        for (int ox = a; ox < b; ++ox) lanes[ox] += dyr[ox] * xr[ox * s + off];
                     }
                     float sum = 0.0f;
                     #pragma omp simd reduction(+:sum)
