@@ -23,10 +23,10 @@ test: env
 	$(PY) -m pytest -q tests
 
 demo: env
-	$(PY) demo.py
+	$(PY) -m scripts.demo
 
 demo-rnn: env
-	$(PY) demo_rnn.py
+	$(PY) -m scripts.demo_rnn
 
 clean:
 	rm -rf .venv runs .pytest_cache ops/_cpu_kernels.so

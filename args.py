@@ -16,6 +16,7 @@ import yaml
 from models.extraction import EXTRACTION_MODES
 from models.mixing import MIXING_MODES
 from ops.topk import TopKError, check_topk_settings
+from ops.user_error import UserError
 
 CONFIG_FILE_NAME = "config.yaml"
 SPACES = ("cnn", "recurrent")
@@ -29,7 +30,7 @@ _TRUE_WORDS = ("true", "1", "yes")
 _FALSE_WORDS = ("false", "0", "no")
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """A --config file that cannot be used; the message is one line."""
 
 
@@ -491,7 +492,7 @@ def _dadarts_problems(args):
 
 def parse_with_config(parser, argv=None):
     """Parse argv (default sys.argv[1:]) with the parser's --config file under it: command line, then
-    the file, then the defaults. Any parser with a --config flag (darts_random.py's too)."""
+    the file, then the defaults. Any parser with a --config flag (scripts/darts_random.py's too)."""
     args = parser.parse_args(argv)
     if args.config is not None:
         try:

@@ -13,6 +13,8 @@ import argparse
 import logging
 import sys
 
+from ops.user_error import UserError
+
 # The cell pictures import nnabla, which logs at INFO from its import on.
 logging.getLogger("nnabla").setLevel(logging.WARNING)
 
@@ -20,7 +22,7 @@ X_CHOICES = ("epoch", "iteration")
 FORMATS = ("png", "pdf", "svg")
 
 
-class PlotError(Exception):
+class PlotError(UserError):
     """A failure the user can fix; reported as one line."""
 
 
@@ -117,13 +119,9 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from models.genotype import ArchitectureError
-    from utils.pictures.alpha_plot import AlphaHistoryError
-    from utils.pictures.curves import SeriesError
-    from utils.pictures.pareto import ParetoError
     try:
         written = args.draw(args)
-    except (PlotError, SeriesError, ArchitectureError, AlphaHistoryError, ParetoError) as error:
+    except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     except OSError as error:  # e.g. an output directory that cannot be written

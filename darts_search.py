@@ -1,7 +1,7 @@
 """DARTS architecture search: learns a normal and a reduction cell and writes them as DARTS_arch.json.
 
     python darts_search.py --context cpu --dataset digits --epoch 5 --monitor-path runs/search
-    python darts_search.py --space recurrent --dataset ptb --monitor-path runs/rnn-search   (darts_search_recurrent.py)
+    python darts_search.py --space recurrent --dataset ptb --monitor-path runs/rnn-search   (utils/recurrent/search.py)
     python darts_search.py --dataset digits --epoch 5 --seeds 0,1,2,3 --select-epochs 5 -m runs/searches
 
 With --seeds, one search per seed runs into <monitor-path>/seed_<s>/ (its architecture in that
@@ -21,32 +21,32 @@ import nnabla as nn
 import numpy as np
 
 from args import CONFIG_FILE_NAME, parse_args, save_config, search_parser
-from models.derivation import derive_by_rule
 from models.complexity import architecture_parameters
+from models.derivation import derive_by_rule
 from models.extraction import extract_architecture, extracted_file_name
 from models.genotype import ArchitectureError, load_architecture, save_architecture, to_genotype_string
 from models.graph import feed, forward_backward
 from models.hypernetwork import Hypernetwork, LambdaInput
 from models.network import dense_classifier
-from models.search_network import alpha_parameters, all_weight_state, create_alphas, search_network, weight_parameters
+from models.search_network import all_weight_state, alpha_parameters, create_alphas, search_network, weight_parameters
 from utils.data.datasets import load_dataset
 from utils.data.pipeline import BatchLoader, split_indices
+from utils.optim.mixed_precision import describe_loss_scale, loss_scale_for
+from utils.optim.solvers import SGD, Adam, cosine_lr
 from utils.pictures.alpha_plot import TOPK_HISTORY
 from utils.pictures.cell_diagram import draw_architecture
 from utils.pictures.run_pictures import FINAL_ARCH
-from utils.training.alpha_history import (ALPHA_HISTORY, derive_from_history, derive_recurrent_from_history,
-                                           write_alpha_history)
-from utils.training.bilevel import BilevelOptimizer, build_search_graphs
-from utils.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from utils.training.complexity_control import ComplexityControl, ComplexitySettings
-from utils.training.context import check_precision, set_context, uses_cpu_kernels
-from utils.training.dadarts import ArchitectureWeights, DadartsSettings
+from utils.run.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from utils.run.context import check_precision, set_context, uses_cpu_kernels
+from utils.run.run import EPOCH_TIME, Progress, Run, fail_cleanly, seed_everything, write_json
+from utils.search.alpha_history import (ALPHA_HISTORY, derive_from_history, derive_recurrent_from_history,
+                                        write_alpha_history)
+from utils.search.bilevel import BilevelOptimizer, build_search_graphs
+from utils.search.selection import SELECTION_NAME, select_architecture
+from utils.search.variants.complexity import ComplexityControl, ComplexitySettings
+from utils.search.variants.dadarts import ArchitectureWeights, DadartsSettings
 from utils.training.evaluation import RunningMean, classification_error, image_set_scores
-from utils.training.mixed_precision import describe_loss_scale, loss_scale_for
-from utils.training.optim import SGD, Adam, cosine_lr
 from utils.training.protocol import per_seed_args
-from utils.training.run import EPOCH_TIME, Progress, Run, fail_cleanly, seed_everything, write_json
-from utils.training.selection import SELECTION_NAME, select_architecture
 
 # Per epoch: the means over the steps of the weight step's and the alpha step's batches, then one
 # eval-mode pass over the whole alpha half, of the network the weights train (the supernet, or the
@@ -292,7 +292,7 @@ def main(argv=None):
                                           args.model_arch_name)
             print(f"recurrent cell of epoch {args.alpha_epoch} written to {args.model_arch_name}")
         elif args.space == "recurrent":
-            from darts_search_recurrent import search_recurrent
+            from utils.recurrent.search import search_recurrent
             search_recurrent(args)
         elif args.alpha_epoch is not None:
             derive_from_history(os.path.join(args.monitor_path, ALPHA_HISTORY), args.alpha_epoch,

@@ -5,7 +5,7 @@
     python darts_train.py --model-arch-name arch.json --evaluate runs/train/final_params.h5 -m runs/eval
     python darts_train.py --model-arch-name DARTS_V2 --dataset digits --epoch 10 --seeds 0,1,2 -m runs/seeds
     python darts_train.py --model-arch-name arch.json --export runs/train/final_params.h5 --format nnp -m runs/export
-    python darts_train.py --space recurrent --dataset ptb --model-arch-name DARTS_V2   (darts_train_recurrent.py)
+    python darts_train.py --space recurrent --dataset ptb --model-arch-name DARTS_V2   (utils/recurrent/train.py)
 
 The defaults train the paper's network: 20 cells, C = --output-filter + --additional-filters-on-retrain
 = 36, batch 96, 600 epochs. Outputs, in the monitor directory unless said otherwise:
@@ -39,22 +39,22 @@ logging.getLogger("nnabla").setLevel(logging.WARNING)
 import nnabla as nn
 
 from args import CONFIG_FILE_NAME, parse_args, save_config, train_parser
-from models.eval_network import (AUX_SCOPE, CIFAR, IMAGENET, CellVariant, DropPath, build_test_graph,
-                                 build_train_graph, drop_path_schedule)
+from models.eval_network import (AUX_SCOPE, CIFAR, IMAGENET, CellVariant, DropPath, build_test_graph, build_train_graph,
+                                 drop_path_schedule)
 from models.genotype import load_architecture, save_architecture
 from utils.data.sources import open_source, source_info
+from utils.optim.mixed_precision import describe_loss_scale, loss_scale_for
+from utils.optim.solvers import SGD, cosine_lr, exponential_lr
 from utils.pictures.run_pictures import FINAL_ARCH
-from utils.training.context import set_context, uses_cpu_kernels
-from utils.training.mixed_precision import describe_loss_scale, loss_scale_for
+from utils.run.context import set_context, uses_cpu_kernels
+from utils.run.run import EPOCH_TIME, Run, fail_cleanly, keep_last_files, seed_everything, write_json
 from utils.training.error_record import error_figures, record_epoch
 from utils.training.evaluation import batch_scores
 from utils.training.export import export_network
 from utils.training.model_stats import describe_size, network_summary
 from utils.training.network_training import train_epoch
-from utils.training.optim import SGD, cosine_lr, exponential_lr
 from utils.training.parameter_files import load_parameter_file
 from utils.training.protocol import AGGREGATE_NAME, aggregate_runs, format_table, per_seed_args
-from utils.training.run import EPOCH_TIME, Run, fail_cleanly, keep_last_files, seed_everything, write_json
 
 SERIES = ("Training loss", "Training error", "Test loss", "Test error", "Test top5 error", EPOCH_TIME)
 VALIDATION_SERIES = ("Validation loss", "Validation error")
@@ -267,21 +267,17 @@ def main(argv=None):
 
 
 def main_recurrent(args):
-    from darts_train_recurrent import DivergedError, evaluate_recurrent, summarise_recurrent, train_recurrent
     from models.recurrent_genotype import load_recurrent_genotype
+    from utils.recurrent.train import evaluate_recurrent, summarise_recurrent, train_recurrent
     with fail_cleanly():
-        try:
-            genotype = load_recurrent_genotype(args.model_arch_name)
-            set_context(args.context, args.device_id, args.type_config)
-            nn.clear_parameters()
-            if args.summary:
-                return summarise_recurrent(args, genotype)
-            if args.evaluate is not None:
-                return evaluate_recurrent(args, genotype)
-            return train_recurrent(args, genotype)
-        except DivergedError as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(1)
+        genotype = load_recurrent_genotype(args.model_arch_name)
+        set_context(args.context, args.device_id, args.type_config)
+        nn.clear_parameters()
+        if args.summary:
+            return summarise_recurrent(args, genotype)
+        if args.evaluate is not None:
+            return evaluate_recurrent(args, genotype)
+        return train_recurrent(args, genotype)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,9 @@ import numpy as np  # noqa: E402
 
 from models.graph import build_graph, feed, forward_backward  # noqa: E402
 from models.search_network import create_alphas, search_network, softmax_weights, weight_parameters  # noqa: E402
-from utils.training.dadarts import DiscreteGraph, kept_ops  # noqa: E402
-from utils.training.optim import SGD  # noqa: E402
-from utils.training.run import seed_everything  # noqa: E402
+from utils.optim.solvers import SGD  # noqa: E402
+from utils.run.run import seed_everything  # noqa: E402
+from utils.search.variants.dadarts import DiscreteGraph, kept_ops  # noqa: E402
 
 
 def build_parser():

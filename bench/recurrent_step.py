@@ -23,9 +23,9 @@ import numpy as np  # noqa: E402
 from models.recurrent import WEIGHT_SCOPE, build_eval_model, build_search_model, create_alpha  # noqa: E402
 from models.recurrent_genotype import NAMED_RECURRENT_GENOTYPES  # noqa: E402
 from utils.data.text import Batch  # noqa: E402
-from utils.training.language_model import GraphCache, draw_masks, feed, forward_backward, mask_rng  # noqa: E402
-from utils.training.optim import SGD, Adam  # noqa: E402
-from utils.training.recurrent_search import RecurrentSearchStep  # noqa: E402
+from utils.optim.solvers import SGD, Adam  # noqa: E402
+from utils.recurrent.language_model import GraphCache, draw_masks, feed, forward_backward, mask_rng  # noqa: E402
+from utils.recurrent.search_step import RecurrentSearchStep  # noqa: E402
 
 # (ntoken, search nhid, search batch, training nhid, training batch, bptt)
 SIZES = {"small": (3530, 16, 64, 48, 32, 20), "ptb": (10000, 300, 256, 850, 64, 35)}

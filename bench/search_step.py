@@ -22,14 +22,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
+import utils.search.bilevel as bilevel  # noqa: E402
 from args import str2bool  # noqa: E402
-from models.search_network import (alpha_parameters, all_weight_state, create_alphas, search_network, softmax_weights,  # noqa: E402
-                                   weight_parameters)
-import utils.training.bilevel as bilevel  # noqa: E402
-from utils.training.array_graphs import ArrayGraph, GlobalNorm  # noqa: E402
-from utils.training.bilevel import BilevelOptimizer, build_search_graphs  # noqa: E402
-from utils.training.optim import SGD, Adam  # noqa: E402
-from utils.training.run import seed_everything  # noqa: E402
+from models.search_network import (all_weight_state, alpha_parameters, create_alphas, search_network,  # noqa: E402
+                                   softmax_weights, weight_parameters)
+from utils.optim.array_graphs import ArrayGraph, GlobalNorm  # noqa: E402
+from utils.optim.solvers import SGD, Adam  # noqa: E402
+from utils.run.run import seed_everything  # noqa: E402
+from utils.search.bilevel import BilevelOptimizer, build_search_graphs  # noqa: E402
 
 
 class FunctionTimer:

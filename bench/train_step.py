@@ -9,7 +9,6 @@ imagenet: the mobile setting, DARTS_V2, C=48, 14 cells, 224x224x3, 1000 classes,
 Times are medians over the timed steps. Prints a table, then one JSON line with train_images_per_s,
 inference_images_per_s and peak_rss_mb.
 """
-from dataclasses import dataclass
 import argparse
 import json
 import logging
@@ -18,6 +17,7 @@ import resource
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,8 +29,8 @@ from args import str2bool  # noqa: E402
 from models.eval_network import CIFAR, IMAGENET, DropPath, build_test_graph, build_train_graph  # noqa: E402
 from models.genotype import load_architecture  # noqa: E402
 from models.graph import forward_backward  # noqa: E402
-from utils.training.context import set_context  # noqa: E402
-from utils.training.optim import SGD  # noqa: E402
+from utils.optim.solvers import SGD  # noqa: E402
+from utils.run.context import set_context  # noqa: E402
 
 ARCH = "DARTS_V2"
 

@@ -27,6 +27,7 @@ from numbers import Integral
 import numpy as np
 
 from ops.operations import OP_NAMES, SEARCH_OPS, ZERO_OP
+from ops.user_error import UserError
 
 # The intermediate nodes of the DARTS search space; evaluation cells may have more or fewer.
 NODES = (2, 3, 4, 5)
@@ -37,7 +38,7 @@ EDGES = tuple((input_node, node) for node in NODES for input_node in range(node)
 _GENOTYPE_FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
 
 
-class ArchitectureError(ValueError):
+class ArchitectureError(UserError, ValueError):
     """An architecture that cannot be used; the message says what is wrong and where."""
 
 

@@ -22,11 +22,12 @@ import numpy as np
 from models.genotype import NODES
 from models.search_network import ALPHA_NAMES, ARCH_SCOPE
 from ops.operations import SEARCH_OPS
+from ops.user_error import UserError
 
 HYPERNET_SCOPES = {"alpha_normal": "hypernet_normal", "alpha_reduction": "hypernet_reduction"}
 
 
-class LambdaRangeError(ValueError):
+class LambdaRangeError(UserError, ValueError):
     """A λ range or value the complexity control cannot use."""
 
 

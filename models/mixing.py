@@ -18,13 +18,14 @@ import nnabla as nn
 import nnabla.functions as F
 import numpy as np
 
+from ops.user_error import UserError
 
 MIXING_MODES = ("gumbel", "softmax", "naive")
 # Keeps the Gumbel noise apart from the data pipeline's (0, 1) and drop path's (2) random streams.
 GUMBEL_STREAM = 3
 
 
-class MixingError(ValueError):
+class MixingError(UserError, ValueError):
     """A mixing mode or temperature that cannot be used."""
 
 

@@ -11,12 +11,13 @@ import numpy as np
 
 from models.genotype import EDGES, NODES, Architecture
 from ops.operations import OP_NAMES
+from ops.user_error import UserError
 
 PARAMETRIC_OPS = tuple(OP_NAMES.index(n) for n in ("sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5"))
 FREE_OPS = tuple(OP_NAMES.index(n) for n in ("max_pool_3x3", "avg_pool_3x3", "skip_connect", "none"))
 
 
-class RandomCellsError(ValueError):
+class RandomCellsError(UserError, ValueError):
     """A number of cells to draw that cannot be drawn."""
 
 

@@ -17,10 +17,11 @@ Temperature:
   grad="seed" keeps the seed's nonzero gradient.
 - T must not be negative.
 """
-import numpy as np
-
 import nnabla as nn
 import nnabla.functions as F
+import numpy as np
+
+from ops.user_error import UserError
 
 BISECTION_STEPS = 64
 # Half-width of the bisection bracket beyond the data, in units of T * x: 10 * T as in the seed for
@@ -39,7 +40,7 @@ NUM_OPS = 8
 EDGES_PER_NODE = (2, 3, 4, 5)
 
 
-class TopKError(ValueError):
+class TopKError(UserError, ValueError):
     """Top-k settings that cannot be used together; the message says which and why."""
 
 

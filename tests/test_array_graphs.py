@@ -6,7 +6,7 @@ import nnabla.functions as F
 import numpy as np
 import pytest
 
-from utils.training.array_graphs import ArrayGraph, GlobalNorm, copy_graph, float_context
+from utils.optim.array_graphs import ArrayGraph, GlobalNorm, copy_graph, float_context
 
 SHAPES = [(3, 4), (5,), (2, 1, 3, 3)]
 

@@ -5,11 +5,11 @@ import nnabla.parametric_functions as PF
 import numpy as np
 import pytest
 
-from models.search_network import all_weight_state, create_alphas, search_network, softmax_weights, weight_parameters
-from utils.training.bilevel import BilevelOptimizer, build_search_graphs
 from models.graph import feed, forward_backward
-from utils.training.optim import SGD, Adam
-from utils.training.run import seed_everything
+from models.search_network import all_weight_state, create_alphas, search_network, softmax_weights, weight_parameters
+from utils.optim.solvers import SGD, Adam
+from utils.run.run import seed_everything
+from utils.search.bilevel import BilevelOptimizer, build_search_graphs
 
 BATCH, CLASSES = 8, 4
 # Central differences in float32 on a loss near 1.4: a step of 0.01 keeps the rounding error

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import darts_search
-import utils.training.run
+import utils.run.run
 from models.complexity import architecture_parameters
 from models.extraction import extract_architecture
 from models.genotype import load_architecture
@@ -22,7 +22,7 @@ def digits_slice():
 def small_data(monkeypatch, digits_slice):
     monkeypatch.setattr(darts_search, "load_dataset", lambda name, data_dir: digits_slice)
     # The pictures (tested in test_pictures.py) would take most of the time.
-    monkeypatch.setattr(utils.training.run, "draw_run", lambda monitor_dir: [])
+    monkeypatch.setattr(utils.run.run, "draw_run", lambda monitor_dir: [])
 
 
 def search(tmp_path, name, *extra):
@@ -45,7 +45,7 @@ def finished(tmp_path_factory, digits_slice):
     """One second-order search of 2 epochs (module scope: the extraction tests read its checkpoint)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(darts_search, "load_dataset", lambda name, data_dir: digits_slice)
-        patch.setattr(utils.training.run, "draw_run", lambda monitor_dir: [])
+        patch.setattr(utils.run.run, "draw_run", lambda monitor_dir: [])
         return search(tmp_path_factory.mktemp("complexity"), "run", "--epoch", "2", "--second-order")
 
 

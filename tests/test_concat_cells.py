@@ -10,9 +10,9 @@ from models.genotype import (Architecture, ArchitectureError, from_json_dict, lo
                              save_architecture, to_genotype_string, to_json_dict)
 from models.graph import feed, forward_backward
 from ops.operations import OP_NAMES
+from utils.optim.solvers import SGD
 from utils.pictures.cell_diagram import cell_graph
 from utils.training.model_stats import count_parameters, parameters_by_scope
-from utils.training.optim import SGD
 
 SEP3, DIL3, MAX, AVG, SKIP = (OP_NAMES.index(name) for name in
                               ("sep_conv_3x3", "dil_conv_3x3", "max_pool_3x3", "avg_pool_3x3", "skip_connect"))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ops import cpu_kernels
-from utils.training.context import uses_cpu_kernels
+from utils.run.context import uses_cpu_kernels
 from utils.training.model_stats import count_macs
 
 needs_library = pytest.mark.skipif(not cpu_kernels.available(), reason="make kernels has not run")

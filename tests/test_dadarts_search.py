@@ -11,7 +11,7 @@ from models.discretization import hard_discretization, softmax_rows
 from models.genotype import load_architecture
 from models.search_network import ALPHA_NAMES, create_alphas, discrete_search_network, search_network
 from tests.helpers import digits_head, series
-from utils.training.dadarts import ArchitectureWeights, DadartsSettings, kept_ops
+from utils.search.variants.dadarts import ArchitectureWeights, DadartsSettings, kept_ops
 
 SHAPE, CLASSES, CHANNELS, CELLS = (4, 1, 8, 8), 3, 4, 3
 TINY = ["--dataset", "digits", "--batch-size", "16", "--num-cells", "3", "--output-filter", "4", "--seed", "3"]

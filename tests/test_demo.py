@@ -1,9 +1,9 @@
-"""demo.py end to end at a smaller size than `make demo`."""
+"""scripts/demo.py end to end at a smaller size than `make demo`."""
 import json
 
-import demo
 import darts_search
 import darts_train
+import scripts.demo
 from utils.data.datasets import load_dataset
 
 
@@ -15,7 +15,7 @@ def test_demo_pipeline_writes_everything_and_reports_the_test_error(tmp_path, mo
     monkeypatch.setattr(darts_train, "load_dataset", small, raising=False)
     monkeypatch.setattr("utils.data.datasets.load_dataset", small)
 
-    test_error = demo.main(["--out", str(tmp_path), "--search-epochs", "1", "--train-epochs", "2"])
+    test_error = scripts.demo.main(["--out", str(tmp_path), "--search-epochs", "1", "--train-epochs", "2"])
 
     out = capsys.readouterr().out
     assert f"test accuracy: {100 * (1 - test_error):.2f} %" in out

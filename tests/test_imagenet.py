@@ -14,14 +14,14 @@ from PIL import Image
 from models.eval_network import AUX_SCOPE, IMAGENET, build_test_graph, build_train_graph, eval_network
 from models.genotype import load_architecture
 from models.graph import label_smoothing_cross_entropy
+from tests.helpers import bn, conv_bn, dil_conv, factorized_reduce, sep_conv
+from utils.data.datasets import DataError
 from utils.data.imagenet import (IMAGENET_MEAN, IMAGENET_STD, TrainLoader, UnreadableImageWarning, adjust_hue,
                                  eval_batches, eval_transform, random_resized_crop_box, read_class_list,
                                  scan_image_folder, train_transform, write_class_list)
-from utils.data.datasets import DataError
+from utils.optim.solvers import exponential_lr
 from utils.training.evaluation import top_k_misses
 from utils.training.model_stats import count_parameters, macs_per_image, parameters_by_scope
-from utils.training.optim import exponential_lr
-from tests.helpers import bn, conv_bn, dil_conv, factorized_reduce, sep_conv
 
 DARTS_V2 = load_architecture("DARTS_V2")
 CLASSES = ("n01", "n02", "n10")  # sorted as strings

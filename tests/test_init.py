@@ -9,7 +9,7 @@ from models.eval_network import build_train_graph
 from models.genotype import load_architecture
 from models.search_network import create_alphas, search_network
 from ops.operations import OpMode, conv, dense, relu_depthwise_conv
-from utils.training.run import seed_everything
+from utils.run.run import seed_everything
 
 MODE = OpMode(affine=True, test=False)
 

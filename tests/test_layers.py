@@ -5,19 +5,17 @@ import os
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# What each package may import from the project, besides itself.
-ALLOWED = {
-    "ops": (),
-    "models": ("ops",),
-    "utils/data": ("ops", "models"),
-    "utils/pictures": ("ops", "models", "utils/data"),
-    "utils/training": ("ops", "models", "utils/data", "utils/pictures"),
-}
-PROJECT = ("ops", "models", "utils", "args", "darts_search", "darts_train", "darts_plot", "darts_random", "demo")
+# What each package may import from the project, besides itself: each layer only from the layers above it
+# in this list. The entry points (the top level's scripts and scripts/) may import any library package.
+LAYERS = ("ops", "models", "utils/run_files", "utils/data", "utils/pictures", "utils/optim", "utils/run",
+          "utils/training", "utils/search", "utils/recurrent")
+ALLOWED = {package: LAYERS[:i] for i, package in enumerate(LAYERS)}
+ENTRY_POINTS = ("args", "darts_search", "darts_train", "darts_plot", "scripts")
+PROJECT = tuple(p.split("/")[0] for p in LAYERS) + ENTRY_POINTS
 
 
 def package_of(module):
-    """'utils.training.run' -> 'utils/training', 'models.genotype' -> 'models', 'args' -> 'args'."""
+    """'utils.run.run' -> 'utils/run', 'models.genotype' -> 'models', 'args' -> 'args'."""
     parts = module.split(".")
     if parts[0] == "utils" and len(parts) >= 2:
         return "/".join(parts[:2])
@@ -40,11 +38,40 @@ def project_imports(path):
 
 
 def modules():
+    """(package, path) of every library module, subpackages included."""
     for package in ALLOWED:
-        folder = os.path.join(ROOT, package)
-        for name in sorted(os.listdir(folder)):
-            if name.endswith(".py"):
-                yield package, os.path.join(package, name)
+        if package.endswith("_files"):
+            yield package, package + ".py"
+            continue
+        for folder, _, names in sorted(os.walk(os.path.join(ROOT, package))):
+            for name in sorted(names):
+                if name.endswith(".py"):
+                    yield package, os.path.relpath(os.path.join(folder, name), ROOT)
+
+
+def test_every_library_module_is_in_a_layer():
+    checked = {path for _, path in modules()}
+    for folder in ("ops", "models", "utils"):
+        for root, _, names in os.walk(os.path.join(ROOT, folder)):
+            for name in names:
+                path = os.path.relpath(os.path.join(root, name), ROOT)
+                if name.endswith(".py") and name != "__init__.py" or path == "utils/__init__.py":
+                    assert path in checked or path == "utils/__init__.py", f"{path} belongs to no layer"
+
+
+def entry_points():
+    names = [n for n in sorted(os.listdir(ROOT)) if n.endswith(".py")]
+    names += [os.path.join("scripts", n) for n in sorted(os.listdir(os.path.join(ROOT, "scripts"))) if n.endswith(".py")]
+    return names
+
+
+@pytest.mark.parametrize("path", entry_points())
+def test_entry_points_import_the_library_but_not_each_other(path):
+    own = path[:-3].replace(os.sep, ".")
+    for line, name in project_imports(os.path.join(ROOT, path)):
+        target = package_of(name)
+        allowed = target in LAYERS or target == "args" or (path.startswith("scripts") and target in ENTRY_POINTS)
+        assert allowed or name == own, f"{path}:{line} imports {name}"
 
 
 @pytest.mark.parametrize("package, path", list(modules()))
@@ -56,5 +83,5 @@ def test_no_import_runs_against_the_layers(package, path):
 
 def test_the_check_sees_a_wrong_import(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("from utils.training.run import Run\nimport darts_train\n")
-    assert [package_of(name) for _, name in project_imports(bad)] == ["utils/training", "darts_train"]
+    bad.write_text("from utils.run.run import Run\nimport darts_train\n")
+    assert [package_of(name) for _, name in project_imports(bad)] == ["utils/run", "darts_train"]

@@ -7,9 +7,9 @@ import yaml
 
 import darts_search
 from utils.data.datasets import load_dataset
-from utils.training.checkpoint import CheckpointError
-from utils.training.context import ContextError, check_precision
-from utils.training.run import Progress, Run, keep_last_files
+from utils.run.checkpoint import CheckpointError
+from utils.run.context import ContextError, check_precision
+from utils.run.run import Progress, Run, keep_last_files
 
 SERIES = ("Training loss", "Epoch time")
 

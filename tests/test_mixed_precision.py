@@ -7,8 +7,8 @@ import pytest
 import darts_search
 import darts_train
 from tests.helpers import digits_head
-from utils.training.mixed_precision import DynamicLossScale
-from utils.training.optim import SGD, Adam
+from utils.optim.mixed_precision import DynamicLossScale
+from utils.optim.solvers import SGD, Adam
 
 HALF = nn.Context(backend=["cpu:half", "cpu:float"], array_class="CpuCachedArray", device_id="")
 

@@ -4,8 +4,8 @@ import nnabla as nn
 import numpy as np
 import pytest
 
-from utils.training.bilevel import BilevelOptimizer
-from utils.training.optim import SGD, Adam, cosine_lr, global_norm
+from utils.optim.solvers import SGD, Adam, cosine_lr, global_norm
+from utils.search.bilevel import BilevelOptimizer
 
 
 def variables(*arrays):
@@ -176,7 +176,7 @@ def test_adam_matches_torch_for_gradients_from_1e_9_to_1e_1():
 
 
 def test_adam_state_round_trips_through_a_checkpoint(tmp_path):
-    from utils.training.checkpoint import load_checkpoint, save_checkpoint
+    from utils.run.checkpoint import load_checkpoint, save_checkpoint
     rng = np.random.RandomState(6)
     init = rng.randn(4)
     grads = [rng.randn(4) for _ in range(4)]

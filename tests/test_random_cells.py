@@ -1,8 +1,8 @@
-"""Random cells of the random-search baseline (var_nas I8) and the darts_random.py command."""
+"""Random cells of the random-search baseline (var_nas I8) and the scripts/darts_random.py command."""
 import numpy as np
 import pytest
 
-import darts_random
+import scripts.darts_random
 from models.genotype import EDGES, load_architecture
 from models.random_cells import FREE_OPS, PARAMETRIC_OPS, RandomCellsError, random_architectures
 
@@ -45,11 +45,11 @@ def test_errors_and_the_command(tmp_path, capsys):
     with pytest.raises(RandomCellsError):
         random_architectures(0, 1)
     assert random_architectures(1, 1)[0][0] == 0.0
-    darts_random.main(["--num-cells-to-draw", "3", "--seed", "5", "--out", str(tmp_path)])
+    scripts.darts_random.main(["--num-cells-to-draw", "3", "--seed", "5", "--out", str(tmp_path)])
     written = sorted(p.name for p in tmp_path.iterdir())
     assert written == ["random_000.json", "random_001.json", "random_002.json"]
     assert load_architecture(str(tmp_path / "random_001.json")) == random_architectures(3, 5)[1][1]
     with pytest.raises(SystemExit) as error:
-        darts_random.main(["--num-cells-to-draw", "0", "--out", str(tmp_path)])
+        scripts.darts_random.main(["--num-cells-to-draw", "0", "--out", str(tmp_path)])
     assert error.value.code == 2
     assert "at least 1" in capsys.readouterr().err

@@ -11,14 +11,14 @@ import pytest
 import darts_search
 import darts_train
 from args import parse_args, search_parser, train_parser
-from models.recurrent import build_search_model, create_alpha, WEIGHT_SCOPE
+from models.recurrent import WEIGHT_SCOPE, build_search_model, create_alpha
 from models.recurrent_genotype import derive_recurrent_genotype, load_recurrent_genotype
-from utils.data.text import Batch, SPLITS
+from utils.data.text import SPLITS, Batch
+from utils.optim.solvers import SGD, Adam
 from utils.pictures.run_pictures import draw_run
-from utils.training.language_model import GraphCache, feed, forward_backward
-from utils.training.ntasgd import PolyakAverage, should_switch_to_asgd
-from utils.training.optim import SGD, Adam
-from utils.training.recurrent_search import RecurrentSearchStep
+from utils.recurrent.language_model import GraphCache, feed, forward_backward
+from utils.recurrent.ntasgd import PolyakAverage, should_switch_to_asgd
+from utils.recurrent.search_step import RecurrentSearchStep
 
 NTOKEN, NHID, SEQ, BATCH = 7, 4, 3, 4
 
@@ -259,8 +259,8 @@ def write_corpus(data_dir, lines=(60, 16, 12)):
 @pytest.fixture
 def no_pictures(monkeypatch):
     """Pictures take most of a tiny run's time; the search test draws them, the others skip them."""
-    monkeypatch.setattr("utils.training.run.draw_run", lambda *args, **kwargs: [])
-    monkeypatch.setattr("darts_train_recurrent.draw_run", lambda *args, **kwargs: [])
+    monkeypatch.setattr("utils.run.run.draw_run", lambda *args, **kwargs: [])
+    monkeypatch.setattr("utils.recurrent.train.draw_run", lambda *args, **kwargs: [])
 
 
 @pytest.fixture(scope="module")
@@ -365,8 +365,8 @@ def test_bad_cells_missing_files_and_divergence_are_one_line_errors(corpus_dir, 
 
 
 def test_demo_searches_trains_and_compares_with_the_unigram_model(corpus_dir, tmp_path, no_pictures):
-    import demo_rnn
-    test_ppl, unigram = demo_rnn.main(["--out", str(tmp_path), "--dataset", "ptb", "--data-dir", corpus_dir,
+    import scripts.demo_rnn
+    test_ppl, unigram = scripts.demo_rnn.main(["--out", str(tmp_path), "--dataset", "ptb", "--data-dir", corpus_dir,
                                        "--search-nhid", "4", "--nhid", "6", "--batch-size", "4", "--bptt", "4",
                                        "--train-epochs", "1"])
     cell = load_recurrent_genotype(str(tmp_path / "recurrent_cell.json"))

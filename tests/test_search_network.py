@@ -6,7 +6,7 @@ import pytest
 import darts_search
 from models.search_network import alpha_parameters, create_alphas, search_network, softmax_weights, weight_parameters
 from utils.data.datasets import load_dataset
-from utils.training.bilevel import BilevelOptimizer
+from utils.search.bilevel import BilevelOptimizer
 
 
 def test_search_network_has_the_originals_weight_count():

@@ -9,8 +9,8 @@ import darts_search
 from models.genotype import load_architecture
 from ops import cpu_kernels
 from tests.helpers import digits_head
+from utils.search.selection import select_architecture
 from utils.training import run as run_module
-from utils.training.selection import select_architecture
 
 TINY = ["--dataset", "digits", "--batch-size", "16", "--num-cells", "1", "--output-filter", "4", "--epoch", "1"]
 

@@ -9,9 +9,9 @@ import yaml
 
 import darts_train
 from darts_train import FINAL_PARAMS_NAME, SERIES, epoch_params_name
-from utils.training.model_stats import SUMMARY_KEYS
 from models.genotype import NAMED_ARCHITECTURES, load_architecture, save_architecture, to_genotype_string
-from utils.training.monitoring import series_path
+from utils.run.monitoring import series_path
+from utils.training.model_stats import SUMMARY_KEYS
 
 # 3 cells, C=4, 14 steps of 100 per epoch.
 TINY = ["--dataset", "digits", "--num-cells", "3", "--output-filter", "4", "-f", "0", "-b", "100",

@@ -8,8 +8,8 @@ from models.complexity import complexity_penalty, parameter_table
 from models.hypernetwork import Hypernetwork, LambdaInput, piecewise_linear_classifier
 from models.mixing import Mixing
 from models.search_network import all_weight_state, alpha_parameters, search_network, weight_parameters
-from utils.training.bilevel import BilevelOptimizer, build_search_graphs
-from utils.training.optim import SGD, Adam
+from utils.optim.solvers import SGD, Adam
+from utils.search.bilevel import BilevelOptimizer, build_search_graphs
 
 
 @pytest.mark.parametrize("second_order", [False, True])

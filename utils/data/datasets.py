@@ -18,10 +18,12 @@ from urllib.request import urlopen
 import numpy as np
 from tqdm import tqdm
 
+from ops.user_error import UserError
+
 DATASET_NAMES = ("cifar10", "cifar100", "fashion-mnist", "mnist", "digits")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """One-line, user-facing message (scripts print it and exit 1)."""
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from models.genotype import EDGES, NODES
 from ops.operations import OP_NAMES, SEARCH_OPS, ZERO_OP
+from ops.user_error import UserError
 from utils.pictures.curves import save_figure
 
 ALPHA_HISTORY = "alpha_history.npz"
@@ -19,7 +20,7 @@ CELL_TYPES = ("normal", "reduction")
 INPUT_NAMES = ("c_{k-2}", "c_{k-1}")
 
 
-class AlphaHistoryError(ValueError):
+class AlphaHistoryError(UserError, ValueError):
     """An alpha history that cannot be plotted; the message names the file."""
 
 

@@ -8,13 +8,15 @@ import os
 
 import numpy as np
 
+from ops.user_error import UserError
+
 SERIES_SUFFIX = ".series.txt"
 X_LABELS = {"epoch": "Epoch", "iteration": "Iteration"}
 # Fewer points than this get markers: a run's first epoch is a single point, which a line alone hides.
 _MARKER_MAX_POINTS = 40
 
 
-class SeriesError(ValueError):
+class SeriesError(UserError, ValueError):
     """A series file or monitor directory that cannot be plotted; the message names it."""
 
 

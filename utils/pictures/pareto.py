@@ -2,7 +2,7 @@
 
 Each run directory holds darts_train.py's summary.json (`params`, `best_test_error_oracle` — the best test error over the epochs, as var_nas reports it — else
 `final_test_error`). A run's group comes from the architecture it trained (`model_arch_name` in its
-config.yaml, else the directory name): `random_*` files (darts_random.py) are random cells, names
+config.yaml, else the directory name): `random_*` files (scripts/darts_random.py) are random cells, names
 with `lambda_<λ̃>` (models.extraction) belong to that λ̃, anything else is DARTS.
 """
 import csv
@@ -12,6 +12,7 @@ import re
 
 import yaml
 
+from ops.user_error import UserError
 from utils.pictures.curves import save_figure
 
 SUMMARY_FILE = "summary.json"
@@ -25,7 +26,7 @@ LAMBDA_COLOURS = ("tab:red", "tab:orange", "tab:green", "tab:purple", "tab:blue"
 CSV_COLUMNS = ("label", "group", "params", "test_accuracy", "directory")
 
 
-class ParetoError(ValueError):
+class ParetoError(UserError, ValueError):
     """A run directory that cannot be placed; the message names it."""
 
 

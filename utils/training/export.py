@@ -9,6 +9,8 @@ import tempfile
 
 from nnabla.utils.save import save
 
+from ops.user_error import UserError
+
 FORMATS = ("nnp", "onnx")
 NETWORK_NAME = "inference"
 INPUT_NAME = "x"
@@ -19,7 +21,7 @@ OUTPUT_NAME = "y"
 ONNX_OPSET = "tensorrt"
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """An export that cannot be done here; the message is one line."""
 
 

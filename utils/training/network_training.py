@@ -6,10 +6,10 @@ import numpy as np
 from models.eval_network import build_test_graph, build_train_graph
 from models.graph import feed, forward_backward
 from utils.data.pipeline import BatchLoader
+from utils.optim.mixed_precision import loss_scale_for
+from utils.optim.solvers import SGD, cosine_lr
+from utils.run.run import Progress
 from utils.training.evaluation import RunningMean, classification_error, image_set_scores
-from utils.training.mixed_precision import loss_scale_for
-from utils.training.optim import SGD, cosine_lr
-from utils.training.run import Progress
 
 # Keeps the drop-path noise apart from the data pipeline's shuffling (0) and augmentation (1) streams.
 DROP_PATH_STREAM = 2

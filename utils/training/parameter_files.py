@@ -3,7 +3,7 @@ import os
 
 import h5py
 
-from utils.training.checkpoint import CheckpointError
+from utils.run.checkpoint import CheckpointError
 
 
 class ParameterFileError(CheckpointError):

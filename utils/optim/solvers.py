@@ -11,7 +11,7 @@ import nnabla as nn
 import nnabla.functions as F
 import nnabla.solvers as S
 
-from utils.training.array_graphs import ArrayGraph, GlobalNorm, float_context
+from utils.optim.array_graphs import ArrayGraph, GlobalNorm, float_context
 
 
 def cosine_lr(epoch, epochs, lr_max, lr_min):

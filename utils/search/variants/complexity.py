@@ -1,4 +1,4 @@
-"""Complexity-controlled DARTS (var_nas, S-I) in the search: a sibling of utils.training.dadarts.ArchitectureWeights.
+"""Complexity-controlled DARTS (var_nas, S-I) in the search: a sibling of utils.search.variants.dadarts.ArchitectureWeights.
 
 It plugs into the same machinery: darts_search.py builds every graph through network(x, frozen,
 purpose) with `mixing(purpose)` and `classifier`, build_search_graphs adds `alpha_penalty()` to the
@@ -26,7 +26,7 @@ from models.graph import build_graph
 from models.hypernetwork import Hypernetwork, LambdaInput, piecewise_linear_classifier
 from models.mixing import Mixing
 from models.search_network import ALPHA_NAMES, search_network
-from utils.training.dadarts import DiscreteGraph, kept_ops_of
+from utils.search.variants.dadarts import DiscreteGraph, kept_ops_of
 from utils.training.evaluation import RunningMean
 
 # Keeps the λ draws apart from the data pipeline's (0, 1), drop path's (2) and the Gumbel noise's (3) streams.
@@ -101,7 +101,7 @@ class ComplexityControl:
         self.epoch, self.step = epoch, 0
         self.penalty_mean = RunningMean()
 
-    # The BilevelOptimizer's steps interface (utils.training.bilevel.PlainSteps).
+    # The BilevelOptimizer's steps interface (utils.search.bilevel.PlainSteps).
     def before_alpha_step(self):
         self.lambda_input.draw(np.random.default_rng([self.seed, LAMBDA_STREAM, self.epoch, self.step]))
         self.sampler.resample(self.seed, self.epoch, self.step)

@@ -2,9 +2,10 @@
 import nnabla as nn
 
 from ops import cpu_kernels
+from ops.user_error import UserError
 
 
-class ContextError(Exception):
+class ContextError(UserError):
     """The requested backend cannot be used; the message is one line."""
 
 

@@ -191,7 +191,7 @@ class ArchitectureWeights:
         self.dal_factor.d = self.settings.dal_weight(epoch, epochs)
         self.hard = self.settings.hard_discretized_weights(epoch)
 
-    # The BilevelOptimizer's steps interface (utils.training.bilevel.PlainSteps).
+    # The BilevelOptimizer's steps interface (utils.search.bilevel.PlainSteps).
     def before_alpha_step(self):
         if self.settings.dal_on_alphas:
             for name in self._dal_cells:

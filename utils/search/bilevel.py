@@ -11,7 +11,7 @@ import nnabla as nn
 import nnabla.solvers as S
 
 from models.graph import build_graph, feed, forward_backward, make_graph
-from utils.training.array_graphs import ArrayGraph, GlobalNorm, copy_graph
+from utils.optim.array_graphs import ArrayGraph, GlobalNorm, copy_graph
 
 # The static graphs of a search. virtual is train unless the virtual step mixes the ops differently
 # from the weight step (DADARTS's --topk-on-virtualstep); hessian is None for first order.

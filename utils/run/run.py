@@ -15,13 +15,11 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
-from models.genotype import ArchitectureError
-from utils.data.datasets import DataError
+from ops.user_error import UserError
+
 from utils.pictures.run_pictures import draw_run
-from utils.training.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
-from utils.training.context import ContextError
-from utils.training.export import ExportError
-from utils.training.monitoring import EpochSeries, series_path
+from utils.run.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
+from utils.run.monitoring import EpochSeries, series_path
 
 EPOCH_TIME = "Epoch time"
 # Settings a resumed run may change without changing what it computes.
@@ -38,10 +36,10 @@ def seed_everything(seed):
 
 @contextlib.contextmanager
 def fail_cleanly():
-    """Turns the errors a user can cause into one line on stderr and exit status 1."""
+    """Turns the errors a user can cause (ops.user_error.UserError) into one line on stderr and exit status 1."""
     try:
         yield
-    except (ArchitectureError, CheckpointError, ContextError, DataError, ExportError) as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:

@@ -7,8 +7,8 @@ a second-order step sees the same network.
 """
 import numpy as np
 
-from utils.training.bilevel import ClippedUnrolledStep, UnrolledPasses
-from utils.training.language_model import TRAIN_MASKS, VALID_MASKS, draw_masks, feed, forward_backward, mask_rng
+from utils.recurrent.language_model import TRAIN_MASKS, VALID_MASKS, draw_masks, feed, forward_backward, mask_rng
+from utils.search.bilevel import ClippedUnrolledStep, UnrolledPasses
 
 
 class RecurrentSearchStep:

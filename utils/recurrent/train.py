@@ -6,7 +6,7 @@
     python darts_train.py --space recurrent --model-arch-name DARTS_V2 --evaluate runs/rnn-train/best_params.h5
 
 SGD with the learning rate scaled by each batch's length, switching to averaged SGD (NT-ASGD,
-utils.training.ntasgd) when the validation loss stops improving; validation then uses the averaged
+utils.recurrent.ntasgd) when the validation loss stops improving; validation then uses the averaged
 weights. The best validated weights are kept (best.npz for rollback, best_params.h5); a NaN loss
 rolls back to them and training goes on with the next epoch's data. At the end the best weights are
 tested at batch 1. Outputs in the monitor directory: config.yaml, recurrent_arch.json, the series of
@@ -24,18 +24,19 @@ from tqdm import tqdm
 from args import save_config
 from models.recurrent import build_eval_model
 from models.recurrent_genotype import save_recurrent_genotype, to_genotype_string
+from ops.user_error import UserError
 from utils.data.text import batchify, epoch_batches, load_corpus, train_sequence_length, vocabulary_size
+from utils.optim.solvers import SGD
 from utils.pictures.run_pictures import RECURRENT_ARCH, draw_run
-from utils.training.checkpoint import load_checkpoint, save_checkpoint
-from utils.training.context import set_context
+from utils.recurrent.language_model import (TRAIN_MASKS, GraphCache, draw_masks, dropouts_of, feed, forward_backward,
+                                            mask_rng, perplexity, stream_loss)
+from utils.recurrent.ntasgd import PolyakAverage, should_switch_to_asgd
+from utils.run.checkpoint import load_checkpoint, save_checkpoint
+from utils.run.context import set_context
+from utils.run.monitoring import EpochSeries
+from utils.run.run import EPOCH_TIME, Run, seed_everything, write_json
 from utils.training.evaluation import RunningMean
-from utils.training.language_model import (TRAIN_MASKS, GraphCache, draw_masks, dropouts_of, feed, forward_backward,
-                                           mask_rng, perplexity, stream_loss)
-from utils.training.monitoring import EpochSeries
-from utils.training.ntasgd import PolyakAverage, should_switch_to_asgd
-from utils.training.optim import SGD
 from utils.training.parameter_files import load_parameter_file
-from utils.training.run import EPOCH_TIME, Run, seed_everything, write_json
 
 SERIES = ("Training perplexity", "Validation perplexity", EPOCH_TIME)
 TEST_SERIES = "Test perplexity"
@@ -47,7 +48,7 @@ SUMMARY_KEYS = ("params", "valid_ppl", "test_ppl")
 TEST_BATCH_SIZE = 1
 
 
-class DivergedError(ValueError):
+class DivergedError(UserError, ValueError):
     """The loss became NaN before there was a validated model to roll back to; one line."""
 
 

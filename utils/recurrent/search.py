@@ -14,19 +14,19 @@ import nnabla as nn
 import numpy as np
 from tqdm import tqdm
 
-from models.recurrent import ARCH_SCOPE, ALPHA_NAME, WEIGHT_SCOPE, build_search_model, create_alpha
-from models.recurrent_genotype import derive_recurrent_genotype, save_recurrent_genotype, to_genotype_string
 from args import save_config
+from models.recurrent import ALPHA_NAME, ARCH_SCOPE, WEIGHT_SCOPE, build_search_model, create_alpha
+from models.recurrent_genotype import derive_recurrent_genotype, save_recurrent_genotype, to_genotype_string
 from utils.data.datasets import DataError
 from utils.data.text import Batch, batchify, epoch_batches, get_batch, load_corpus, search_sequence_length
+from utils.optim.solvers import SGD, Adam
 from utils.pictures.run_pictures import RECURRENT_ARCH
-from utils.training.alpha_history import write_recurrent_alpha_history
-from utils.training.context import set_context
+from utils.recurrent.language_model import GraphCache, dropouts_of, perplexity, stream_loss
+from utils.recurrent.search_step import RecurrentSearchStep
+from utils.run.context import set_context
+from utils.run.run import EPOCH_TIME, Run, seed_everything
+from utils.search.alpha_history import write_recurrent_alpha_history
 from utils.training.evaluation import RunningMean
-from utils.training.language_model import GraphCache, dropouts_of, perplexity, stream_loss
-from utils.training.optim import SGD, Adam
-from utils.training.recurrent_search import RecurrentSearchStep
-from utils.training.run import EPOCH_TIME, Run, seed_everything
 
 SERIES = ("Training perplexity", "Validation perplexity", EPOCH_TIME)
 GENOTYPE_TEXT = "genotype.txt"

@@ -4,10 +4,12 @@ import os
 
 import numpy as np
 
+from ops.user_error import UserError
+
 CHECKPOINT_NAME = "checkpoint.npz"
 
 
-class CheckpointError(Exception):
+class CheckpointError(UserError):
     """A checkpoint that cannot be resumed from; the message is one line."""
 
 

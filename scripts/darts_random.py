@@ -1,7 +1,7 @@
 """Random cells for the random-search baseline of complexity-controlled DARTS (var_nas I8).
 
-    python darts_random.py --num-cells-to-draw 20 --seed 42 --out runs/random_cells
-    python darts_random.py --config configs/fmnist_mini_random.yaml
+    python -m scripts.darts_random --num-cells-to-draw 20 --seed 42 --out runs/random_cells
+    python -m scripts.darts_random --config configs/fmnist_mini_random.yaml
 
 Writes DIR/random_000.json ... (our architecture JSON, every edge kept), draw p having the free ops
 (pools, skip, none) with probability q = p / (N - 1). Train each with darts_train.py under the same

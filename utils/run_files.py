@@ -1,0 +1,1 @@
+"""The names of the files a run writes: every module that writes or reads one takes its name from here."""
