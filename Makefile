@@ -1,7 +1,7 @@
 PY := .venv/bin/python
 CUDA ?=
 
-.PHONY: env kernels test demo demo-rnn bench clean
+.PHONY: env kernels test test-fast demo demo-rnn bench clean
 
 # Re-runs setup only when a requirements file changed; setup_env.sh itself is quick when nothing did.
 env: .venv/.requirements.stamp ops/_cpu_kernels.so
@@ -21,6 +21,10 @@ endif
 
 test: env
 	$(PY) -m pytest -q tests
+
+# The fast lane: everything but the tests marked slow (under a minute).
+test-fast: env
+	$(PY) -m pytest -q -m "not slow" tests
 
 demo: env
 	$(PY) -m scripts.demo

@@ -3,22 +3,21 @@
 Flag names and short forms follow the NNabla DARTS example so its command
 lines keep working. A run can also be described by a YAML file (--config);
 values given on the command line override the file, and the resolved
-settings are written next to the run's outputs by save_config so the run
+settings are written next to the run's outputs by utils.run.config_file.write_config so the run
 can be repeated with `--config <monitor dir>/config.yaml`.
 """
 
 import argparse
 import copy
+import dataclasses
 import os
 
 import yaml
 
-from models.extraction import EXTRACTION_MODES
-from models.mixing import MIXING_MODES
-from ops.topk import TopKError, check_topk_settings
 from ops.user_error import UserError
+from utils.search.variants import VARIANTS
+from utils.search.variants.dadarts import DADARTS_PRESET
 
-CONFIG_FILE_NAME = "config.yaml"
 SPACES = ("cnn", "recurrent")
 IMAGE_DATASETS = ("cifar10", "cifar100", "fashion-mnist", "mnist", "digits")
 TEXT_DATASETS = ("ptb", "wikitext-2", "pydoc")
@@ -139,7 +138,16 @@ def _common_parser(description, datasets=IMAGE_DATASETS):
     add("--progress-every", type=int, default=50, metavar="N",
         help="when stderr is not a terminal, print a progress line every N steps")
     _add_recurrent_flags(parser)
+    only_in_space(parser, "cnn", "cpu_kernels", "seeds", "cutout_length", "augment", "num_cells", "output_filter",
+                  "lr_min", "momentum")
     return parser
+
+
+def only_in_space(parser, space, *dests):
+    """Marks flags that only `space` uses: under the other space, giving one is an error."""
+    if not hasattr(parser, "flag_spaces"):
+        parser.flag_spaces = {}
+    parser.flag_spaces.update({dest: space for dest in dests})
 
 
 def _add_recurrent_flags(parser):
@@ -154,6 +162,7 @@ def _add_recurrent_flags(parser):
     add("--dropouti", type=float, default=0.2, help="locked dropout on the embedding's output")
     add("--dropoute", type=float, help="dropout of whole embedding rows")
     add("--tar-beta", type=float, default=1e-3, help="temporal activation regularisation weight")
+    only_in_space(parser, "recurrent", *(action.dest for action in group._group_actions))
 
 
 def set_space_defaults(parser, space, **defaults):
@@ -182,15 +191,22 @@ def search_parser():
     add("--arch-weight-decay", type=float, default=1e-3)
     _add_bool(parser, "--draw-every-epoch", False,
               "draw the cells found after every epoch")
-    _add_dadarts(parser)
+    add("--finetune-epochs", type=int, default=0, metavar="N",
+        help="after the search, train the hard-discretized network's weights for N epochs (alphas fixed) "
+             "and report its validation error in search_summary.json")
     add("--select-epochs", type=int, default=None, metavar="N",
         help="with --seeds: train each search's cell for N epochs on a held-out "
              "split of the training set and keep the best as --model-arch-name")
-    _add_complexity_control(parser)
     add("--alpha-epoch", type=int, default=None, metavar="N",
         help="do not search: derive the architecture of epoch N from "
              "<monitor-path>/alpha_history.npz and write it to "
              "--model-arch-name (0 = the initial alphas)")
+    add("--extract-lambda", type=float, default=None, metavar="LAMBDA_TILDE",
+        help="do not search: from the checkpoint of a finished --variant complexity search, write the cell "
+             "at the normalised lambda (0..1) to <monitor-path>/arch_lambda_<LAMBDA_TILDE>_<mode>.json")
+    _add_variants(parser)
+    only_in_space(parser, "cnn", "cutout", "train_portion", "draw_every_epoch", "finetune_epochs", "select_epochs",
+                  "extract_lambda")
     parser.set_defaults(epoch=50, batch_size=64, num_cells=8, lr_min=0.001,
                         monitor_path="search.monitor", nhid=300, dropoute=0.0)
     # quark0's rnn/train_search.py.
@@ -200,85 +216,33 @@ def search_parser():
     return parser
 
 
-DERIVATIONS = ("top-k", "top-k_with_none", "best", "all", "topk-edge", "topk-node")
-# What --dadarts turns on: the DADARTS README's command (S-H H6).
-DADARTS_PRESET = ("dal_on_alphas", "topk_on_alphas", "linear_temperature_increase", "hd_on_weights")
-
-
-def _add_dadarts(parser):
-    """DADARTS (S-H): architecture-weight transforms per pass, the discretization loss, derivations."""
-    group = parser.add_argument_group("DADARTS")
-    add = group.add_argument
-    _add_bool(group, "--dadarts", False,
-              "the DADARTS preset: --dal-on-alphas --topk-on-alphas --linear-temperature-increase "
-              "--hd-on-weights (with --linear-temperature-max 200)")
-    _add_bool(group, "--hd-on-weights", False,
-              "weight steps and validation run only the kept ops (hard discretization)")
-    add("--hd-start", type=int, default=0, metavar="N", help="hard discretization from epoch N (0-based)")
-    _add_bool(group, "--topk-on-alphas", False, "the alpha step mixes with top-k transformed weights")
-    _add_bool(group, "--topk-on-weights", False, "the weight step mixes with top-k transformed weights")
-    _add_bool(group, "--topk-on-virtualstep", False,
-              "the second-order virtual step mixes with top-k transformed weights")
-    add("--topk-k-edge", type=int, default=1, help="top-k over the ops of each edge (0: none)")
-    add("--topk-k-node", type=int, default=2, help="top-k over the (edge, op) pairs of each node (0: none)")
-    add("--topk-option", type=int, choices=[1, 2], default=1,
-        help="1: w * p_edge * p_node; 2: w * topk(p_edge)")
-    _add_bool(group, "--just-topk", False, "mix with the top-k mask alone, without the weights")
-    add("--topk-grad", choices=["exact", "seed"], default="exact",
-        help="seed: the DADARTS gradient, which lacks the factor T (for comparison only)")
-    add("--topk-temperature", type=float, default=1.0)
-    _add_bool(group, "--linear-temperature-increase", False,
-              "T = --linear-temperature-max * epoch / epochs (0 in the first epoch)")
-    add("--linear-temperature-max", type=float, default=200.0)
-    _add_bool(group, "--dal-on-alphas", False, "add the discretization additional loss to the alpha step")
-    add("--dal-factor", type=float, default=1.0)
-    add("--dal-starting-epoch", type=int, default=0)
-    _add_bool(group, "--linear-dal-factor-increase", False,
-              "DAL factor = --dal-factor-max * epoch / epochs")
-    add("--dal-factor-max", type=float, default=1.0)
-    add("--dal-cells", choices=["both", "normal"], default="both",
-        help="normal: regularise the normal cell only, as the DADARTS code does")
-    add("--derivation", choices=DERIVATIONS, default="top-k",
-        help="how cells are derived from the alphas (top-k is DARTS's)")
-    add("--finetune-epochs", type=int, default=0, metavar="N",
-        help="after the search, train the hard-discretized network's weights for N epochs (alphas fixed) "
-             "and report its validation error in search_summary.json")
-
-
-def _add_complexity_control(parser):
-    """Complexity-controlled DARTS (var_nas, S-I): alphas as functions of the complexity budget λ."""
-    group = parser.add_argument_group("complexity control (var_nas)")
-    add = group.add_argument
-    _add_bool(group, "--complexity-control", False,
-              "alphas and classifier are piecewise-linear functions of lambda, drawn log-uniformly every step; "
-              "the alpha loss adds lambda times the expected parameter count")
-    add("--log10-lambda-min", type=float, default=-8.0)
-    add("--log10-lambda-max", type=float, default=-4.0)
-    add("--sampling-mode", choices=MIXING_MODES, default="gumbel",
-        help="training passes mix with per-sample Gumbel-softmax samples, softmax(alpha / t) or the raw alphas")
-    add("--temperature-start", type=float, default=1.0, help="t = start + delta * epoch")
-    add("--temperature-delta", type=float, default=-0.016)
-    add("--extract-mode", choices=EXTRACTION_MODES, default="simple",
-        help="simple: every edge keeps its argmax op ('none' included); DARTS: two edges per node")
-    add("--extract-lambda", type=float, default=None, metavar="LAMBDA_TILDE",
-        help="do not search: from the checkpoint of a finished --complexity-control search, write the cell "
-             "at the normalised lambda (0..1) to <monitor-path>/arch_lambda_<LAMBDA_TILDE>_<mode>.json")
-
-
-# The DADARTS switches, none of which complexity control combines with.
-DADARTS_SWITCHES = ("dadarts", "topk_on_alphas", "topk_on_weights", "topk_on_virtualstep", "hd_on_weights",
-                    "dal_on_alphas")
-
-
-def _complexity_problems(args):
-    dadarts_flags = ["--" + name.replace("_", "-") for name in DADARTS_SWITCHES if getattr(args, name)]
-    return [
-        (args.log10_lambda_max - args.log10_lambda_min >= 1,
-         "--log10-lambda-max must exceed --log10-lambda-min by at least 1 (one knot per decade)"),
-        (args.temperature_start + args.temperature_delta * (args.epoch - 1) > 0,
-         "--temperature-start + --temperature-delta * (epochs - 1) must be positive"),
-        (not dadarts_flags, f"--complexity-control cannot be combined with {', '.join(dadarts_flags)}"),
-    ]
+def _add_variants(parser):
+    """--variant and each registered variant's flag group, generated from its Settings (utils.search.variant)."""
+    parser.add_argument("--variant", choices=tuple(VARIANTS), default="darts",
+                        help="the search variant: how the alphas become each pass's mixing weights, what the "
+                             "steps train and validate, how the cell is derived")
+    parser.variant_flags = {}  # dest -> the variant that declares it
+    for variant in VARIANTS.values():
+        group = parser.add_argument_group(variant.title)
+        inherited = {f.name for base in variant.__mro__[1:] if hasattr(base, "Settings")
+                     for f in dataclasses.fields(base.Settings)}
+        for field in dataclasses.fields(variant.Settings):
+            if field.name in inherited:
+                continue
+            parser.variant_flags[field.name] = variant.name
+            flag, meta = "--" + field.name.replace("_", "-"), field.metadata
+            if isinstance(field.default, bool):
+                _add_bool(group, flag, field.default, meta["help"])
+            else:
+                group.add_argument(flag, type=type(field.default), default=field.default, choices=meta["choices"],
+                                   metavar=meta["metavar"], help=meta["help"])
+    presets = parser.add_argument_group("presets")
+    _add_bool(presets, "--dadarts", False,
+              "--variant dadarts with the DADARTS README's settings: --dal-on-alphas --topk-on-alphas "
+              "--linear-temperature-increase --hd-on-weights (with --linear-temperature-max 200)")
+    _add_bool(presets, "--complexity-control", False, "--variant complexity")
+    parser.variant_flags.update(dadarts="dadarts", complexity_control="complexity", extract_lambda="complexity")
+    only_in_space(parser, "cnn", "variant", "dadarts", "complexity_control", *parser.variant_flags)
 
 
 def train_parser():
@@ -327,6 +291,11 @@ def train_parser():
     add("--nonmono", type=int, default=5,
         help="recurrent: switch to averaged SGD when the validation loss is worse than the best of "
              "all but the last NONMONO epochs")
+    only_in_space(parser, "cnn", "additional_filters_on_retrain", "cutout", "auxiliary", "auxiliary_weight",
+                  "drop_path_prob", "label_smoothing", "lr_schedule", "lr_decay", "image_size", "num_workers",
+                  "save_interval", "drop_path_delta", "cell_bn", "pool_bn", "keep_last", "train_portion", "export",
+                  "format")
+    only_in_space(parser, "recurrent", "nonmono")
     parser.set_defaults(epoch=600, batch_size=96, num_cells=20, lr_min=0.0,
                         monitor_path="result.monitor", nhid=850, dropoute=0.1)
     # quark0's rnn/train.py; its epochs (8000) are an upper limit.
@@ -445,13 +414,13 @@ def _range_problems(args):
                        f"--dataset {args.dataset} is a text corpus: add --space recurrent"))
     if getattr(args, "train_portion", None) is not None:
         checks.append((0.0 < args.train_portion < 1.0, "--train-portion must be between 0 and 1"))
-    if hasattr(args, "dadarts"):
-        checks += _dadarts_problems(args)
+    if getattr(args, "finetune_epochs", None) is not None:
+        checks.append((args.finetune_epochs >= 0, "--finetune-epochs must not be negative"))
     if getattr(args, "select_epochs", None) is not None:
         checks += [(args.select_epochs >= 1, "--select-epochs must be at least 1"),
                    (args.seeds is not None and len(args.seeds) >= 2, "--select-epochs needs --seeds with two seeds or more")]
-    if getattr(args, "complexity_control", False):
-        checks += _complexity_problems(args)
+    if getattr(args, "variant", None) is not None and args.space == "cnn":
+        checks += [(False, message) for message in VARIANTS[args.variant].Settings.from_args(args).problems(args)]
     if getattr(args, "extract_lambda", None) is not None:
         checks.append((0.0 <= args.extract_lambda <= 1.0, "--extract-lambda must be in [0, 1]"))
     if hasattr(args, "drop_path_prob"):
@@ -472,28 +441,16 @@ def _range_problems(args):
     return [message for ok, message in checks if not ok]
 
 
-def _dadarts_problems(args):
-    checks = [
-        (args.hd_start >= 0, "--hd-start must not be negative"),
-        (args.hd_on_weights or args.hd_start == 0, "--hd-start needs --hd-on-weights"),
-        (args.dal_starting_epoch >= 0, "--dal-starting-epoch must not be negative"),
-        (args.topk_temperature >= 0 and args.linear_temperature_max >= 0, "top-k temperatures must not be negative"),
-        (args.second_order or not args.topk_on_virtualstep,
-         "--topk-on-virtualstep needs --second-order: first order has no virtual step"),
-        (args.finetune_epochs >= 0, "--finetune-epochs must not be negative"),
-    ]
-    if args.topk_on_alphas or args.topk_on_weights or args.topk_on_virtualstep:
-        try:
-            check_topk_settings(args.topk_k_edge, args.topk_k_node, args.topk_option, args.topk_grad)
-        except TopKError as err:
-            checks.append((False, str(err)))
-    return checks
-
-
 def parse_with_config(parser, argv=None):
     """Parse argv (default sys.argv[1:]) with the parser's --config file under it: command line, then
     the file, then the defaults. Any parser with a --config flag (scripts/darts_random.py's too)."""
+    return _parse(parser, argv)[0]
+
+
+def _parse(parser, argv):
+    """(args, the dests the command line or the --config file set)."""
     args = parser.parse_args(argv)
+    given = _given_on_command_line(parser, argv)
     if args.config is not None:
         try:
             values = _load_config(parser, args.config)
@@ -504,33 +461,65 @@ def parse_with_config(parser, argv=None):
         # the file's values therefore lets every given flag win, even one whose
         # value equals the default.
         args = parser.parse_args(argv, namespace=argparse.Namespace(**values))
+        given |= set(values)
     space_defaults = getattr(parser, "space_defaults", {}).get(getattr(args, "space", None), {})
-    if space_defaults:
-        given = _given_on_command_line(parser, argv)
-        if args.config is not None:
-            given |= set(values)
-        for dest, value in space_defaults.items():
-            if dest not in given:
-                setattr(args, dest, value)
-    return args
+    for dest, value in space_defaults.items():
+        if dest not in given:
+            setattr(args, dest, value)
+    return args, given
 
 
 def parse_args(parser, argv=None):
     """Parse argv (default sys.argv[1:]), applying --config under it.
 
-    Precedence: command line, then the config file, then the defaults.
-    A value out of range exits 2 with one line, like any other bad flag.
+    Precedence: command line, then the config file, then the defaults. A value out of range or a flag
+    that does not apply to the chosen space or variant exits 2 with one line, like any other bad flag
+    (the modes are checked by utils.run.modes). Flags that do not apply are then removed from the namespace, so
+    nothing can read them and config.yaml holds only the run's own settings.
     """
-    args = parse_with_config(parser, argv)
+    args, given = _parse(parser, argv)
+    _apply_presets(parser, args, given)
+    inapplicable = _inapplicable(parser, args)
+    problems = [f"{_flag(dest)} {why}" for dest, why in inapplicable.items() if dest in given]
+    problems += _range_problems(args)
+    if problems:
+        parser.error(problems[0])
+    for dest in inapplicable:
+        delattr(args, dest)
+    if getattr(args, "augment", "") is None:
+        args.augment = "affine" if args.dataset in AFFINE_AUGMENT_DATASETS else "darts"
+    return args
+
+
+def _flag(dest):
+    return "--" + dest.replace("_", "-")
+
+
+def _apply_presets(parser, args, given):
+    """--complexity-control is --variant complexity; --dadarts is --variant dadarts with DADARTS_PRESET on."""
+    presets = [dest for dest in ("complexity_control", "dadarts") if getattr(args, dest, False)]
+    if len(presets) == 2:
+        parser.error("--complexity-control cannot be combined with --dadarts")
+    for preset in presets:
+        variant = parser.variant_flags[preset]
+        if "variant" in given and args.variant != variant:
+            parser.error(f"{_flag(preset)} is --variant {variant}, not --variant {args.variant}")
+        args.variant = variant
     if getattr(args, "dadarts", False):
         for name in DADARTS_PRESET:
             setattr(args, name, True)
-    problems = _range_problems(args)
-    if problems:
-        parser.error(problems[0])
-    if args.augment is None:
-        args.augment = "affine" if args.dataset in AFFINE_AUGMENT_DATASETS else "darts"
-    return args
+
+
+def _inapplicable(parser, args):
+    """{dest: why} of the parser's flags that do not apply to this run's space and variant."""
+    why = {dest: f"applies to --space {space} only" for dest, space in getattr(parser, "flag_spaces", {}).items()
+           if space != args.space}
+    variant = getattr(args, "variant", None)
+    if variant is not None and "variant" not in why:
+        own = {f.name for f in dataclasses.fields(VARIANTS[variant].Settings)}
+        why.update({dest: f"is a flag of --variant {owner}, not of --variant {variant}"
+                    for dest, owner in parser.variant_flags.items() if dest not in own and owner != variant})
+    return why
 
 
 def _given_on_command_line(parser, argv):
@@ -540,18 +529,3 @@ def _given_on_command_line(parser, argv):
         action.default = argparse.SUPPRESS
     probe._defaults = {}
     return set(vars(probe.parse_args(argv)))
-
-
-def save_config(args, monitor_path):
-    """Write args as YAML to <monitor_path>/config.yaml; return the path.
-
-    args must be a Namespace from parse_args: every key is loaded back
-    through --config, so an attribute the parser does not know would make
-    the file unusable.
-    """
-    os.makedirs(monitor_path, exist_ok=True)
-    settings = {k: v for k, v in vars(args).items() if k != "config"}
-    path = os.path.join(monitor_path, CONFIG_FILE_NAME)
-    with open(path, "w") as f:
-        yaml.safe_dump(settings, f, sort_keys=False, default_flow_style=False)
-    return path

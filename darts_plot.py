@@ -14,6 +14,8 @@ import logging
 import sys
 
 from ops.user_error import UserError
+from utils.run_files import (ALPHA_HISTORY, ALPHAS_PICTURE, ARCHITECTURE, CURVES_PICTURE, EPOCH_ARCHITECTURE_PATTERN,
+                             SERIES_SUFFIX)
 
 # The cell pictures import nnabla, which logs at INFO from its import on.
 logging.getLogger("nnabla").setLevel(logging.WARNING)
@@ -62,8 +64,8 @@ def _run(args):
     if failures:
         sys.exit(1)
     if not written:
-        raise PlotError(f"nothing to draw in {args.dir}: no *.series.txt, alpha_history.npz, "
-                        f"DARTS_arch.json or arch/epoch_*.json")
+        raise PlotError(f"nothing to draw in {args.dir}: no *{SERIES_SUFFIX}, {ALPHA_HISTORY}, "
+                        f"{ARCHITECTURE} or {EPOCH_ARCHITECTURE_PATTERN}")
     return written
 
 
@@ -79,7 +81,7 @@ def build_parser():
 
     curves = commands.add_parser("curves", help="loss and error curves of one or more monitor directories")
     curves.add_argument("dirs", nargs="+", metavar="DIR", help="monitor directories, overlaid")
-    curves.add_argument("-o", "--output", default="curves.png", help="picture to write (default: %(default)s)")
+    curves.add_argument("-o", "--output", default=CURVES_PICTURE, help="picture to write (default: %(default)s)")
     curves.add_argument("--labels", nargs="+", metavar="LABEL",
                         help="legend name of each directory (default: directory names)")
     curves.add_argument("--x", choices=X_CHOICES, default="epoch",
@@ -99,7 +101,7 @@ def build_parser():
 
     alphas = commands.add_parser("alphas", help="op weights of every edge over a search")
     alphas.add_argument("history", metavar="ALPHA_HISTORY.npz")
-    alphas.add_argument("-o", "--output", default="alphas.png", help="picture to write (default: %(default)s)")
+    alphas.add_argument("-o", "--output", default=ALPHAS_PICTURE, help="picture to write (default: %(default)s)")
     alphas.set_defaults(draw=_alphas)
 
     run = commands.add_parser("run", help="every picture one monitor directory supports")

@@ -20,44 +20,39 @@ logging.getLogger("nnabla").setLevel(logging.WARNING)
 import nnabla as nn
 import numpy as np
 
-from args import CONFIG_FILE_NAME, parse_args, save_config, search_parser
+from args import parse_args, search_parser
 from models.complexity import architecture_parameters
-from models.derivation import derive_by_rule
-from models.extraction import extract_architecture, extracted_file_name
+from models.derivation import derive_by_rule, extracted_file_name
 from models.genotype import ArchitectureError, load_architecture, save_architecture, to_genotype_string
-from models.graph import feed, forward_backward
 from models.hypernetwork import Hypernetwork, LambdaInput
-from models.network import dense_classifier
-from models.search_network import all_weight_state, alpha_parameters, create_alphas, search_network, weight_parameters
+from models.search_network import all_weight_state, alpha_parameters, weight_parameters
 from utils.data.datasets import load_dataset
 from utils.data.pipeline import BatchLoader, split_indices
 from utils.optim.mixed_precision import describe_loss_scale, loss_scale_for
 from utils.optim.solvers import SGD, Adam, cosine_lr
-from utils.pictures.alpha_plot import TOPK_HISTORY
 from utils.pictures.cell_diagram import draw_architecture
-from utils.pictures.run_pictures import FINAL_ARCH
-from utils.run.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from utils.recurrent.search import search_recurrent
+from utils.run.checkpoint import load_checkpoint
+from utils.run.config_file import write_config
 from utils.run.context import check_precision, set_context, uses_cpu_kernels
+from utils.run.modes import Mode, mode_to_run
 from utils.run.run import EPOCH_TIME, Progress, Run, fail_cleanly, seed_everything, write_json
-from utils.search.alpha_history import (ALPHA_HISTORY, derive_from_history, derive_recurrent_from_history,
-                                        write_alpha_history)
+from utils.run_files import (ALPHA_HISTORY, ARCHITECTURE, CELL_PICTURES, CHECKPOINT, GENOTYPE, SEARCH_SUMMARY,
+                             SELECTION, epoch_architecture, epoch_cell_pictures_prefix)
+from utils.search.alpha_history import AlphaHistory, derive_from_history, derive_recurrent_from_history
 from utils.search.bilevel import BilevelOptimizer, build_search_graphs
-from utils.search.selection import SELECTION_NAME, select_architecture
-from utils.search.variants.complexity import ComplexityControl, ComplexitySettings
-from utils.search.variants.dadarts import ArchitectureWeights, DadartsSettings
+from utils.search.finetune import finetune_discretized
+from utils.search.selection import select_architecture
+from utils.search.variant import SearchSetup
+from utils.search.variants import VARIANTS
 from utils.training.evaluation import RunningMean, classification_error, image_set_scores
 from utils.training.protocol import per_seed_args
 
 # Per epoch: the means over the steps of the weight step's and the alpha step's batches, then one
 # eval-mode pass over the whole alpha half, of the network the weights train (the supernet, or the
-# hard-discretized network under --hd-on-weights) and of the hard-discretized network.
+# hard-discretized network under --hd-on-weights) and of the hard-discretized network. A variant adds its own.
 SERIES = ("Training loss", "Training error", "Alpha-step loss", "Alpha-step error",
           "Validation loss", "Validation error", "Discretized validation error", EPOCH_TIME)
-DADARTS_SERIES = ("Temperature", "DAL")
-COMPLEXITY_SERIES = ("Temperature", "Complexity penalty", "Expected parameters at lambda 0",
-                     "Expected parameters at lambda 1")
-GENOTYPE_NAME = "genotype.txt"
-SUMMARY_NAME = "search_summary.json"
 
 
 def search_epoch(optimizer, train_loader, val_loader, steps, desc, progress_every=50):
@@ -77,45 +72,20 @@ def search_epoch(optimizer, train_loader, val_loader, steps, desc, progress_ever
     return {name: s.mean for name, s in stats.items()}
 
 
-def finetune_discretized(graph, weight_opt, train_loader, epochs):
-    """--finetune-epochs: weight steps on the hard-discretized network of the final alphas, which stay fixed."""
-    for _ in range(epochs * train_loader.steps_per_epoch):
-        feed(graph, train_loader.next())
-        weight_opt.zero_grad()
-        forward_backward(graph, weight_opt.grad_scale)
-        weight_opt.step()
-
-
 def search(args):
     check_precision(args.type_config, args.second_order)
     set_context(args.context, args.device_id, args.type_config)
     data = load_dataset(args.dataset, args.data_dir)
-    settings = DadartsSettings.from_args(args)
-    dadarts = settings != DadartsSettings()
-    complexity = args.complexity_control
-    extra_series = COMPLEXITY_SERIES if complexity else DADARTS_SERIES if dadarts else ()
-    run = Run(args.monitor_path, args.model_save_path, args.epoch, SERIES + extra_series)
-    run.check_resume_settings(vars(args), os.path.join(run.monitor_path, CONFIG_FILE_NAME), args.force_resume)
-    save_config(args, run.monitor_path)
+    Variant = VARIANTS[args.variant]
+    run = Run.open(vars(args), SERIES + Variant.series)
 
     nn.clear_parameters()  # a run owns the global parameter registry from here on
-    rng = seed_everything(args.seed)
-    shape = (args.batch_size,) + data.train_x.shape[1:]
-    sizes = (data.num_classes, args.output_filter, args.num_cells)
-    fast = uses_cpu_kernels(args.context, args.type_config, args.cpu_kernels)
-    if complexity:
-        arch_weights = ComplexityControl(ComplexitySettings.from_args(args), args.seed, rng, shape, *sizes,
-                                         cpu_kernels=fast)
-        classifier = arch_weights.classifier
-    else:
-        arch_weights = ArchitectureWeights(settings, create_alphas(rng), shape, *sizes, cpu_kernels=fast)
-        classifier = dense_classifier
-
-    def network(x, frozen, purpose):
-        return search_network(x, arch_weights.mixing(purpose), *sizes, frozen=frozen, classifier=classifier,
-                              cpu_kernels=fast)
-    graphs = build_search_graphs(network, shape, args.second_order, arch_weights.alpha_penalty,
-                                 separate_virtual=settings.topk_on_virtualstep != settings.topk_on_weights)
+    setup = SearchSetup((args.batch_size,) + data.train_x.shape[1:], data.num_classes, args.output_filter,
+                        args.num_cells, args.seed, seed_everything(args.seed),
+                        uses_cpu_kernels(args.context, args.type_config, args.cpu_kernels))
+    variant = Variant(Variant.Settings.from_args(args), setup)
+    graphs = build_search_graphs(variant.network, setup.input_shape, args.second_order, variant.alpha_penalty,
+                                 variant.separate_virtual)
     weights = weight_parameters()
     weight_opt = SGD(weights, args.lr, args.momentum, args.weight_decay, args.grad_clip,
                      loss_scale=loss_scale_for(args.type_config))
@@ -124,21 +94,8 @@ def search(args):
     loss_scales = {name: opt.loss_scale for name, opt in (("weights", weight_opt), ("alphas", alpha_opt))
                    if opt.loss_scale is not None}
     optimizer = BilevelOptimizer(graphs, weights, all_weight_state(), alpha_parameters(), weight_opt, alpha_opt,
-                                 steps=arch_weights)
-
-    def alpha_arrays():
-        alphas = arch_weights.alphas
-        return {"normal": alphas["alpha_normal"].d.copy(), "reduction": alphas["alpha_reduction"].d.copy()}
-
-    def topk_arrays():
-        values = arch_weights.transformed_weights()
-        return {"normal": values["alpha_normal"], "reduction": values["alpha_reduction"]}
-    histories = {ALPHA_HISTORY: alpha_arrays}
-    if settings.uses_topk:
-        histories[TOPK_HISTORY] = topk_arrays
-    if complexity:
-        histories = arch_weights.histories()
-    history = {name: {cell: [array] for cell, array in arrays().items()} for name, arrays in histories.items()}
+                                 steps=variant)
+    history = AlphaHistory(variant.histories())
     meta = run.start({**all_weight_state(), **{f"arch/{k}": v for k, v in alpha_parameters().items()}},
                      {"weights": weight_opt.solver, "alphas": alpha_opt.solver}, args.resume)
     if meta is not None:
@@ -146,8 +103,7 @@ def search(args):
         for name, state in (meta.get("loss_scales") or {}).items():
             if name in loss_scales:
                 loss_scales[name].load_state(state)
-        history = {name: {cell: list(meta["arrays"][f"{name}/{cell}"]) for cell in ("normal", "reduction")}
-                   for name in histories}
+        history.resume(meta["arrays"])
 
     weights_idx, arch_idx = split_indices(len(data.train_y), args.train_portion, args.seed)
     cutout = args.cutout_length if args.cutout else 0
@@ -161,46 +117,37 @@ def search(args):
         return image_set_scores(graph, data.train_x[arch_idx], data.train_y[arch_idx], args.batch_size,
                                 data.mean, data.std)
 
-    def derived():
-        if complexity:
-            return arch_weights.derived()
-        alphas = arch_weights.alphas
-        return derive_by_rule(alphas["alpha_normal"].d, alphas["alpha_reduction"].d, args.derivation)
+    def validation_summary():
+        validation = validate(variant.validation_graph())
+        discretized = validate(variant.discretized_graph(test=True))
+        return validation, {"validation_error": validation.error, "discretized_validation_error": discretized.error}
     train_loader, val_loader = loader(weights_idx, args.seed), loader(arch_idx, args.seed + 1)
     steps = min(train_loader.steps_per_epoch, val_loader.steps_per_epoch)
 
     try:
         for epoch in run.remaining_epochs():
             weight_opt.set_learning_rate(cosine_lr(epoch, args.epoch, args.lr, args.lr_min))
-            arch_weights.start_epoch(epoch, args.epoch)
+            variant.start_epoch(epoch, args.epoch)
             values = search_epoch(optimizer, train_loader, val_loader, steps,
                                   f"search epoch {epoch + 1}/{args.epoch}", args.progress_every)
-            validation = validate(arch_weights.validation_graph())
-            discretized = validate(arch_weights.discretized_graph(test=True))
+            validation, summary = validation_summary()
             values.update({"Validation loss": validation.loss, "Validation error": validation.error,
-                           "Discretized validation error": discretized.error})
-            summary = {"validation_error": validation.error, "discretized_validation_error": discretized.error}
-            if dadarts:
-                values.update({"Temperature": float(arch_weights.temperature.d), "DAL": arch_weights.dal_value()})
-            if complexity:
-                values.update(arch_weights.epoch_values())
-            for name, arrays in histories.items():
-                for cell, array in arrays().items():
-                    history[name][cell].append(array)
-                write_alpha_history(run.monitor_path, history[name], name)
-            arch = derived()
-            save_architecture(arch, os.path.join(run.monitor_path, "arch", f"epoch_{epoch + 1:03d}.json"))
+                           "Discretized validation error": summary["discretized_validation_error"]},
+                          **variant.epoch_values())
+            history.record(run.monitor_path)
+            arch = variant.derive(variant.settings, variant.alpha_values())
+            save_architecture(arch, os.path.join(run.monitor_path, epoch_architecture(epoch + 1)))
             genotype = to_genotype_string(arch)
-            with open(os.path.join(run.monitor_path, GENOTYPE_NAME), "w") as f:
+            with open(os.path.join(run.monitor_path, GENOTYPE), "w") as f:
                 f.write(genotype + "\n")
             print(genotype)
             if args.draw_every_epoch:
-                draw_architecture(arch, os.path.join(run.monitor_path, "cells"), prefix=f"epoch_{epoch + 1:03d}_")
+                draw_architecture(arch, os.path.join(run.monitor_path, CELL_PICTURES),
+                                  prefix=epoch_cell_pictures_prefix(epoch + 1))
             run.end_epoch(epoch, values,
                           meta={"weight_lr": weight_opt.lr,
                                 "loss_scales": {name: scale.state() for name, scale in loss_scales.items()},
-                                "arrays": {f"{name}/{cell}": np.stack(arrays) for name, h in history.items()
-                                           for cell, arrays in h.items()}},
+                                "arrays": history.arrays()},
                           message=f"lr {weight_opt.lr:.5f}  "
                                   f"train loss {values['Training loss']:.4f} err {values['Training error']:.4f}  "
                                   f"val loss {values['Validation loss']:.4f} err {values['Validation error']:.4f}  "
@@ -208,20 +155,15 @@ def search(args):
                                   + "".join(describe_loss_scale(scale, f"{name} loss scale")
                                           for name, scale in loss_scales.items()))
         if run.start_epoch == args.epoch:  # resumed after the last epoch: nothing above validated
-            summary = {"validation_error": validate(arch_weights.validation_graph()).error,
-                       "discretized_validation_error": validate(arch_weights.discretized_graph(test=True)).error}
-        if args.finetune_epochs:
-            finetune_discretized(arch_weights.discretized_graph(test=False), weight_opt, train_loader,
-                                 args.finetune_epochs)
-            summary["finetune_epochs"] = args.finetune_epochs
-            summary["finetuned_discretized_validation_error"] = validate(
-                arch_weights.discretized_graph(test=True)).error
-        write_json(os.path.join(run.monitor_path, SUMMARY_NAME), summary)
+            _, summary = validation_summary()
+        summary.update(finetune_discretized(variant, weight_opt, train_loader, args.finetune_epochs,
+                                            lambda graph: validate(graph).error))
+        write_json(os.path.join(run.monitor_path, SEARCH_SUMMARY), summary)
     finally:
         train_loader.close()
         val_loader.close()
 
-    arch = derived()
+    arch = variant.derive(variant.settings, variant.alpha_values())
     save_architecture(arch, args.model_arch_name)
     print(f"architecture written to {args.model_arch_name}")
     return arch
@@ -229,11 +171,11 @@ def search(args):
 
 def search_seeds(args):
     """--seeds: one search per seed into <monitor>/seed_<s>/; with --select-epochs, the selection."""
-    save_config(args, args.monitor_path)
+    write_config(vars(args), args.monitor_path)
     arch_files = {}
     for seed in args.seeds:
         seed_args = per_seed_args(args, seed)
-        seed_args.model_arch_name = os.path.join(seed_args.monitor_path, FINAL_ARCH)
+        seed_args.model_arch_name = os.path.join(seed_args.monitor_path, ARCHITECTURE)
         print(f"seed {seed}: searching into {seed_args.monitor_path}", flush=True)
         search(seed_args)
         arch_files[f"seed_{seed}"] = seed_args.model_arch_name
@@ -256,7 +198,7 @@ def search_seeds(args):
     winner = ranking[0]
     selection = {"select_epochs": args.select_epochs, "channels": args.output_filter, "num_cells": args.num_cells,
                  **sizes, "ranking": ranking, "winner": winner["candidate"], "written_to": args.model_arch_name}
-    path = os.path.join(args.monitor_path, SELECTION_NAME)
+    path = os.path.join(args.monitor_path, SELECTION)
     write_json(path, selection)
     save_architecture(candidates[winner["candidate"]], args.model_arch_name)
     print(f"selection written to {path}; {winner['candidate']} wins with held-out error "
@@ -266,14 +208,15 @@ def search_seeds(args):
 
 def extract(args):
     """--extract-lambda: the cell at λ̃ from the checkpoint of a finished complexity-controlled search."""
-    path = os.path.join(args.model_save_path or args.monitor_path, CHECKPOINT_NAME)
+    path = os.path.join(args.model_save_path or args.monitor_path, CHECKPOINT)
     if not os.path.exists(path):
         raise ArchitectureError(f"--extract-lambda needs the checkpoint of a --complexity-control search; "
                                 f"{path} does not exist")
     nn.clear_parameters()
     hypernetwork = Hypernetwork(LambdaInput(args.log10_lambda_min, args.log10_lambda_max), np.random.RandomState(0))
     load_checkpoint(path, {f"arch/{k}": v for k, v in alpha_parameters().items()}, {})
-    arch = extract_architecture(hypernetwork.alphas_at(args.extract_lambda), args.extract_mode)
+    alphas = hypernetwork.alphas_at(args.extract_lambda)
+    arch = derive_by_rule(alphas["alpha_normal"], alphas["alpha_reduction"], args.extract_mode)
     out = os.path.join(args.monitor_path, extracted_file_name(args.extract_lambda, args.extract_mode))
     save_architecture(arch, out)
     params = architecture_parameters(arch, args.output_filter, args.num_cells)
@@ -282,26 +225,34 @@ def extract(args):
     return out, params
 
 
+def derive_epoch(args):
+    """--alpha-epoch: the cell of a recorded epoch, derived as the search's variant derives it."""
+    Variant = VARIANTS[args.variant]
+    settings = Variant.Settings.from_args(args)
+    derive_from_history(os.path.join(args.monitor_path, ALPHA_HISTORY), args.alpha_epoch, args.model_arch_name,
+                        lambda values: Variant.derive(settings, values))
+    print(f"architecture of epoch {args.alpha_epoch} written to {args.model_arch_name}")
+
+
+def derive_recurrent_epoch(args):
+    """--alpha-epoch under --space recurrent."""
+    derive_recurrent_from_history(os.path.join(args.monitor_path, ALPHA_HISTORY), args.alpha_epoch,
+                                  args.model_arch_name)
+    print(f"recurrent cell of epoch {args.alpha_epoch} written to {args.model_arch_name}")
+
+
+MODES = (Mode("cell extraction", "extract_lambda", {"cnn": extract}),
+         Mode("derivation of a recorded epoch", "alpha_epoch", {"cnn": derive_epoch, "recurrent": derive_recurrent_epoch}),
+         Mode("seeds", "seeds", {"cnn": search_seeds}),
+         Mode("search", None, {"cnn": search, "recurrent": search_recurrent}))
+
+
 def main(argv=None):
-    args = parse_args(search_parser(), argv)
+    parser = search_parser()
+    args = parse_args(parser, argv)
+    run_mode = mode_to_run(parser, args, MODES)
     with fail_cleanly():
-        if args.extract_lambda is not None:
-            extract(args)
-        elif args.space == "recurrent" and args.alpha_epoch is not None:
-            derive_recurrent_from_history(os.path.join(args.monitor_path, ALPHA_HISTORY), args.alpha_epoch,
-                                          args.model_arch_name)
-            print(f"recurrent cell of epoch {args.alpha_epoch} written to {args.model_arch_name}")
-        elif args.space == "recurrent":
-            from utils.recurrent.search import search_recurrent
-            search_recurrent(args)
-        elif args.alpha_epoch is not None:
-            derive_from_history(os.path.join(args.monitor_path, ALPHA_HISTORY), args.alpha_epoch,
-                                args.model_arch_name, args.derivation)
-            print(f"architecture of epoch {args.alpha_epoch} written to {args.model_arch_name}")
-        elif args.seeds is not None:
-            return search_seeds(args)
-        else:
-            return search(args)
+        return run_mode(args)
 
 
 if __name__ == "__main__":

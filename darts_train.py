@@ -30,7 +30,6 @@ The defaults train the paper's network: 20 cells, C = --output-filter + --additi
 """
 import logging
 import os
-import sys
 
 # nnabla logs at INFO from its import on (every extension and data iterator it creates); a run's own
 # lines are what matter, from whatever directory it starts.
@@ -38,38 +37,31 @@ logging.getLogger("nnabla").setLevel(logging.WARNING)
 
 import nnabla as nn
 
-from args import CONFIG_FILE_NAME, parse_args, save_config, train_parser
+from args import parse_args, train_parser
 from models.eval_network import (AUX_SCOPE, CIFAR, IMAGENET, CellVariant, DropPath, build_test_graph, build_train_graph,
                                  drop_path_schedule)
 from models.genotype import load_architecture, save_architecture
+from models.recurrent_genotype import load_recurrent_genotype
 from utils.data.sources import open_source, source_info
 from utils.optim.mixed_precision import describe_loss_scale, loss_scale_for
 from utils.optim.solvers import SGD, cosine_lr, exponential_lr
-from utils.pictures.run_pictures import FINAL_ARCH
+from utils.recurrent.train import evaluate_recurrent, summarise_recurrent, train_recurrent
+from utils.run.config_file import write_config
 from utils.run.context import set_context, uses_cpu_kernels
+from utils.run.modes import Mode, mode_to_run
 from utils.run.run import EPOCH_TIME, Run, fail_cleanly, keep_last_files, seed_everything, write_json
+from utils.run_files import (AGGREGATE, ARCHITECTURE, BEST_PARAMS, EPOCH_PARAMS_PREFIX, EPOCH_PARAMS_SUFFIX, EVALUATION,
+                             FINAL_PARAMS, SUMMARY, epoch_params, exported_model)
 from utils.training.error_record import error_figures, record_epoch
 from utils.training.evaluation import batch_scores
 from utils.training.export import export_network
 from utils.training.model_stats import describe_size, network_summary
 from utils.training.network_training import train_epoch
 from utils.training.parameter_files import load_parameter_file
-from utils.training.protocol import AGGREGATE_NAME, aggregate_runs, format_table, per_seed_args
+from utils.training.protocol import aggregate_runs, format_table, per_seed_args
 
 SERIES = ("Training loss", "Training error", "Test loss", "Test error", "Test top5 error", EPOCH_TIME)
 VALIDATION_SERIES = ("Validation loss", "Validation error")
-SUMMARY_NAME = "summary.json"
-EVALUATION_NAME = "evaluation.json"
-FINAL_PARAMS_NAME = "final_params.h5"
-BEST_PARAMS_NAME = "best_params.h5"
-
-
-EPOCH_PARAMS_PREFIX, EPOCH_PARAMS_SUFFIX = "params_epoch_", ".h5"
-
-
-def epoch_params_name(epoch):
-    """Name of the parameters saved after `epoch` epochs (1-based)."""
-    return f"{EPOCH_PARAMS_PREFIX}{epoch:03d}{EPOCH_PARAMS_SUFFIX}"
 
 
 def network_channels(args):
@@ -105,7 +97,7 @@ def summarise(args, arch):
                               cells=cell_variant(args))
     summary = network_summary(graph.logits)
     os.makedirs(args.monitor_path, exist_ok=True)
-    path = os.path.join(args.monitor_path, SUMMARY_NAME)
+    path = os.path.join(args.monitor_path, SUMMARY)
     write_json(path, summary)
     print(f"network: {args.num_cells} cells, C={network_channels(args)}, input {shape}, {num_classes} classes")
     print(describe_size(summary))
@@ -123,7 +115,7 @@ def evaluate(args, arch):
     load_parameter_file(args.evaluate, nn.get_parameters(grad_only=False), AUX_SCOPE)
     scores = batch_scores(graph, source.test_batches(args.batch_size))
     os.makedirs(args.monitor_path, exist_ok=True)
-    path = os.path.join(args.monitor_path, EVALUATION_NAME)
+    path = os.path.join(args.monitor_path, EVALUATION)
     write_json(path, {"parameters": args.evaluate, "test_error": scores.error, "top5_error": scores.top5_error,
                       "test_loss": scores.loss, "test_images": scores.images})
     print(f"test error {scores.error:.4f}  top-5 error {scores.top5_error:.4f}  loss {scores.loss:.4f}  "
@@ -138,7 +130,7 @@ def export(args, arch):
                              ends=network_ends(args))
     load_parameter_file(args.export, nn.get_parameters(grad_only=False), AUX_SCOPE)
     os.makedirs(args.monitor_path, exist_ok=True)
-    path = os.path.join(args.monitor_path, f"model.{args.format}")
+    path = os.path.join(args.monitor_path, exported_model(args.format))
     export_network(graph.x, graph.logits, path)
     print(f"inference network written to {path} (input 'x' {graph.x.shape[1:]}, output 'y': logits)")
     return path
@@ -148,12 +140,10 @@ def train(args, arch):
     validated = args.train_portion is not None
     source = open_source(args.dataset, args.data_dir, args.image_size, args.num_workers, args.train_portion,
                          args.seed)
-    run = Run(args.monitor_path, args.model_save_path, args.epoch, SERIES + (VALIDATION_SERIES if validated else ()))
-    run.check_resume_settings(vars(args), os.path.join(run.monitor_path, CONFIG_FILE_NAME), args.force_resume)
-    save_config(args, run.monitor_path)
-    save_architecture(arch, os.path.join(run.monitor_path, FINAL_ARCH))
+    run = Run.open(vars(args), SERIES + (VALIDATION_SERIES if validated else ()))
+    save_architecture(arch, os.path.join(run.monitor_path, ARCHITECTURE))
     source.describe(run.monitor_path)
-    summary_path = os.path.join(run.monitor_path, SUMMARY_NAME)
+    summary_path = os.path.join(run.monitor_path, SUMMARY)
 
     seed_everything(args.seed)
     shape = (args.batch_size,) + source.input_shape
@@ -205,9 +195,9 @@ def train(args, arch):
                 values.update({"Validation loss": valid.loss, "Validation error": valid.error})
                 message += f"  valid err {valid.error:.4f}"
             if record_epoch(summary, epoch, test, valid):
-                nn.save_parameters(os.path.join(run.save_dir, BEST_PARAMS_NAME), network_state)
+                nn.save_parameters(os.path.join(run.save_dir, BEST_PARAMS), network_state)
             if (epoch + 1) % args.save_interval == 0:
-                nn.save_parameters(os.path.join(run.save_dir, epoch_params_name(epoch + 1)), network_state)
+                nn.save_parameters(os.path.join(run.save_dir, epoch_params(epoch + 1)), network_state)
                 keep_last_files(run.save_dir, EPOCH_PARAMS_PREFIX, EPOCH_PARAMS_SUFFIX, args.keep_last)
             write_json(summary_path, summary)
             run.end_epoch(epoch, values, message=message,
@@ -216,19 +206,19 @@ def train(args, arch):
     finally:
         loader.close()
 
-    final_path = os.path.join(run.save_dir, FINAL_PARAMS_NAME)
+    final_path = os.path.join(run.save_dir, FINAL_PARAMS)
     nn.save_parameters(final_path, network_state)
     print(f"parameters written to {final_path}; final test error {summary['final_test_error']} "
           f"(lowest over the epochs, an oracle: {summary['best_test_error_oracle']})")
     if validated:
         print(f"best validation error {summary['best_valid_error']} after epoch {summary['best_valid_epoch']}, "
-              f"test error then {summary['test_error_at_best_valid']}; its parameters are {BEST_PARAMS_NAME}")
+              f"test error then {summary['test_error_at_best_valid']}; its parameters are {BEST_PARAMS}")
     return summary
 
 
 def train_seeds(args, arch):
     """--seeds: one training per seed into <monitor>/seed_<s>/, then aggregate.json and the table."""
-    save_config(args, args.monitor_path)
+    write_config(vars(args), args.monitor_path)
     summaries = {}
     for seed in args.seeds:
         seed_args = per_seed_args(args, seed)
@@ -236,48 +226,37 @@ def train_seeds(args, arch):
         nn.clear_parameters()
         summaries[seed] = train(seed_args, arch)
     aggregate = aggregate_runs(summaries)
-    path = os.path.join(args.monitor_path, AGGREGATE_NAME)
+    path = os.path.join(args.monitor_path, AGGREGATE)
     write_json(path, aggregate)
     print(format_table(aggregate))
     print(f"written to {path}")
     return aggregate
 
 
+# What the script does: the mode the flag selects (training when none does), run in each --space by a
+# function of (args, the cell of --model-arch-name). A mode a space lacks is a command-line error.
+MODES = (Mode("summary", "summary", {"cnn": summarise, "recurrent": summarise_recurrent}),
+         Mode("evaluation", "evaluate", {"cnn": evaluate, "recurrent": evaluate_recurrent}),
+         Mode("export", "export", {"cnn": export}),
+         Mode("seeds", "seeds", {"cnn": train_seeds}),
+         Mode("training", None, {"cnn": train, "recurrent": train_recurrent}))
+CELL_LOADERS = {"cnn": load_architecture, "recurrent": load_recurrent_genotype}
+
+
 def main(argv=None):
-    """Runs the script; returns the summary dict (training, --summary), the test error (--evaluate), the
-    aggregate dict (--seeds) or the exported file's path (--export)."""
-    args = parse_args(train_parser(), argv)
-    if args.space == "recurrent":
-        return main_recurrent(args)
+    """Runs the script; returns what its mode does: the summary dict (training, --summary; recurrent: the
+    perplexities), the test error (--evaluate; recurrent: the perplexities), the aggregate dict (--seeds)
+    or the exported file's path (--export)."""
+    parser = train_parser()
+    args = parse_args(parser, argv)
+    run_mode = mode_to_run(parser, args, MODES)
     with fail_cleanly():
-        arch = load_architecture(args.model_arch_name)
+        cell = CELL_LOADERS[args.space](args.model_arch_name)
         set_context(args.context, args.device_id, args.type_config)
         # Parameters are created by name in nnabla's global registry; a second run in the same
         # process (tests, notebooks) must not pick up the first one's weights.
         nn.clear_parameters()
-        if args.summary:
-            return summarise(args, arch)
-        if args.evaluate is not None:
-            return evaluate(args, arch)
-        if args.export is not None:
-            return export(args, arch)
-        if args.seeds is not None:
-            return train_seeds(args, arch)
-        return train(args, arch)
-
-
-def main_recurrent(args):
-    from models.recurrent_genotype import load_recurrent_genotype
-    from utils.recurrent.train import evaluate_recurrent, summarise_recurrent, train_recurrent
-    with fail_cleanly():
-        genotype = load_recurrent_genotype(args.model_arch_name)
-        set_context(args.context, args.device_id, args.type_config)
-        nn.clear_parameters()
-        if args.summary:
-            return summarise_recurrent(args, genotype)
-        if args.evaluate is not None:
-            return evaluate_recurrent(args, genotype)
-        return train_recurrent(args, genotype)
+        return run_mode(args, cell)
 
 
 if __name__ == "__main__":

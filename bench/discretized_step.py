@@ -20,10 +20,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from models.graph import build_graph, feed, forward_backward  # noqa: E402
+from models.network import dense_classifier  # noqa: E402
 from models.search_network import create_alphas, search_network, softmax_weights, weight_parameters  # noqa: E402
 from utils.optim.solvers import SGD  # noqa: E402
 from utils.run.run import seed_everything  # noqa: E402
-from utils.search.variants.dadarts import DiscreteGraph, kept_ops  # noqa: E402
+from utils.search.variant import DiscreteGraph, SearchSetup, kept_ops_of  # noqa: E402
 
 
 def build_parser():
@@ -58,7 +59,9 @@ def main(argv=None):
     supernet = build_graph(lambda x: search_network(x, softmax_weights(alphas), *sizes), shape)
     optimizer = SGD(weight_parameters(), 0.025, 0.9, 3e-4, 5.0)
     started = time.perf_counter()
-    discrete = DiscreteGraph(shape, *sizes, test=False).graph(kept_ops(alphas))
+    setup = SearchSetup(shape, *sizes, seed=0, rng=rng)
+    discrete = DiscreteGraph(setup, test=False, classifier=dense_classifier).graph(
+        kept_ops_of({name: a.d for name, a in alphas.items()}))
     build_seconds = time.perf_counter() - started
     batch = (rng.randn(*shape).astype(np.float32), rng.randint(0, 10, (args.batch_size, 1)))
     mixed_s = median_step_seconds(supernet, optimizer, batch, args.steps)

@@ -1,78 +1,87 @@
-"""DADARTS' rules for deriving a discrete cell from one (14, 8) alpha array (S-H H7).
+"""The one registry of rules that derive a discrete architecture from the alphas of a search.
 
-Every rule returns (cell, concat): cell is {node: ((op_id, input_node), ...)} for nodes 2..5, where
-a node may have no inputs (an empty tuple), and concat is the sorted tuple of the nodes with at
-least one input, the nodes whose outputs the cell concatenates.
+RULES maps a rule's name to a function (normal alpha, reduction alpha) -> Architecture, each alpha a
+(14, 8) array: one row per edge in models.genotype.EDGES order, one column per op id, 'none'
+(ZERO_OP) included. Every rule derives each cell type from its own alphas alone, and an
+Architecture's concat is the nodes that have at least one input (every node for the rules that
+give every node its edges).
 
-Common conventions:
-- Weights are the softmax of each edge's alphas over all 8 ops, except for 'all' (raw alphas).
-- 'none' (ZERO_OP) is never part of a cell: where a rule picks it, that pick is dropped.
-- Ties go to the earlier candidate: the lower input node, then the lower op id.
-- Entries of a node are listed strongest first for the ranking rules (top-k, top-k_with_none,
-  topk-node) and in (input node, then rank or op id) order for the per-edge rules.
+Two kinds of rules share the registry:
+- DERIVATIONS (--derivation), DARTS' rule 'top-k' and DADARTS' rules (S-H H7). Where a rule picks
+  'none', that pick is dropped, so a node may have no inputs; entries of a node are listed
+  strongest first for the ranking rules (top-k, top-k_with_none, topk-node) and in (input node,
+  then rank or op id) order for the per-edge rules.
+- EXTRACTION_MODES (--extract-mode), the cells of a complexity-controlled search (var_nas I6). They
+  list every edge of the DAG, in input-node order, with 'none' where the edge adds nothing, so the
+  cell is complete in our JSON. 'DARTS' is top-k's cell written that way: the same edges with the
+  same ops, yet not an alias, since its cell lists the other edges as 'none' (another JSON file).
+
+Weights are the softmax of each edge's alphas over all 8 ops, except where a rule says raw alphas
+(the argmax is the same, unless the softmax rounds two alphas to one weight). Ties go to the earlier
+candidate: the lower input node, then the lower op id.
 """
 import numpy as np
 
-from models.discretization import kept_edges, node_rows, softmax_rows
-from models.genotype import NODES, Architecture, ArchitectureError, derive_cell
+from models.discretization import KEPT_EDGES, check_cell_array, kept_edges, node_rows, softmax_rows
+from models.genotype import NODES, Architecture, ArchitectureError
 from ops.operations import ZERO_OP
 
-K = 2
+# DADARTS' one k: the edges a node keeps, the ops an edge keeps (topk-edge), the picks of a node (topk-node).
+K = KEPT_EDGES
 
 
-def _cell_and_concat(cell):
-    cell = {node: tuple(edges) for node, edges in cell.items()}
-    return cell, tuple(node for node in NODES if cell[node])
+def _drop_none(cell):
+    return {node: [(op_id, input_node) for op_id, input_node in edges if op_id != ZERO_OP]
+            for node, edges in cell.items()}
 
 
-def _without_none(edges):
-    return [(op_id, input_node) for op_id, input_node in edges if op_id != ZERO_OP]
+def _edge_by_edge(ops_of_row):
+    """{node: [(op_id, input_node), ...]}: every edge in input-node order, with the op ids that
+    ops_of_row(row) gives it, row being the edge's row in the alpha arrays."""
+    return {node: [(int(op_id), input_node)
+                   for input_node, row in enumerate(node_rows(node)) for op_id in ops_of_row(row)]
+            for node in NODES}
 
 
-def top_k(alpha):
-    """The DARTS rule (models.genotype.derive_cell): 'none' is out of both the edge ranking and the
-    op choice, so every node has its K = 2 edges and concat is every node."""
-    return _cell_and_concat(derive_cell(alpha))
+def _top_k_cell(alpha):
+    """The DARTS rule: 'none' is out of both the edge ranking and the op choice, so every node keeps
+    its K = 2 strongest edges, each at its strongest other op, strongest first.
+
+    This is the hard discretization's choice on weights where 'none' weighs 0: no other op weighs
+    less, and 'none' is the last op, so it wins no tie either. Like the stable sorted() and the
+    strict-greater argmax of quark0/darts and of the NNabla example, ties go to the lower input node
+    and the lower op id; with our op ids this is exactly the NNabla example's choice.
+    """
+    weights = softmax_rows(alpha)
+    weights[:, ZERO_OP] = 0.0
+    return kept_edges(weights)
 
 
-def top_k_with_none(alpha):
-    """'none' stays in the ranking: each node's 2 edges with the strongest op over all 8 ops (the
+def _top_k_with_none_cell(alpha):
+    """'none' stays in the ranking: each node's K = 2 edges with the strongest op over all 8 ops (the
     hard discretization's choice); kept edges whose strongest op is 'none' are then dropped."""
-    return _cell_and_concat({node: _without_none(edges)
-                             for node, edges in kept_edges(softmax_rows(alpha)).items()})
+    return _drop_none(kept_edges(softmax_rows(alpha)))
 
 
-def best(alpha):
+def _best_cell(alpha):
     """Every edge at its strongest op over all 8 ops, unless that op is 'none'."""
     weights = softmax_rows(alpha)
-    return _cell_and_concat({node: _without_none((int(weights[row].argmax()), input_node)
-                                                 for input_node, row in enumerate(node_rows(node)))
-                             for node in NODES})
+    return _drop_none(_edge_by_edge(lambda row: [weights[row].argmax()]))
 
 
-def all_ops(alpha):
+def _all_cell(alpha):
     """Every op with a nonzero RAW alpha, except 'none', on every edge (op ids ascending)."""
-    alpha = np.asarray(alpha, dtype=np.float64)
-    softmax_rows(alpha)  # the shape and finiteness checks
-    return _cell_and_concat({node: [(op_id, input_node)
-                                    for input_node, row in enumerate(node_rows(node))
-                                    for op_id in np.flatnonzero(alpha[row]).tolist()
-                                    if op_id != ZERO_OP]
-                             for node in NODES})
+    alpha = check_cell_array(alpha, "alpha")
+    return _drop_none(_edge_by_edge(lambda row: np.flatnonzero(alpha[row])))
 
 
-def topk_edge(alpha):
+def _topk_edge_cell(alpha):
     """On each edge, its K = 2 strongest ops over all 8 (strongest first), minus 'none'."""
     weights = softmax_rows(alpha)
-    cell = {}
-    for node in NODES:
-        cell[node] = _without_none((int(op_id), input_node)
-                                   for input_node, row in enumerate(node_rows(node))
-                                   for op_id in np.argsort(-weights[row], kind="stable")[:K])
-    return _cell_and_concat(cell)
+    return _drop_none(_edge_by_edge(lambda row: np.argsort(-weights[row], kind="stable")[:K]))
 
 
-def topk_node(alpha):
+def _topk_node_cell(alpha):
     """The K = 2 strongest (edge, op) pairs of each node's whole block, 'none' included in the
     ranking, minus the picks that are 'none'."""
     weights = softmax_rows(alpha)
@@ -80,31 +89,63 @@ def topk_node(alpha):
     for node in NODES:
         block = weights[node_rows(node)]
         picks = np.argsort(-block.ravel(), kind="stable")[:K]  # row-major: edge, then op
-        cell[node] = _without_none((int(flat % block.shape[1]), int(flat // block.shape[1]))
-                                   for flat in picks)
-    return _cell_and_concat(cell)
+        cell[node] = [(int(flat % block.shape[1]), int(flat // block.shape[1])) for flat in picks]
+    return _drop_none(cell)
 
 
-DERIVATION_RULES = {
-    "top-k": top_k,
-    "top-k_with_none": top_k_with_none,
-    "best": best,
-    "all": all_ops,
-    "topk-edge": topk_edge,
-    "topk-node": topk_node,
+def _simple_cell(alpha):
+    """Every edge at the argmax of its RAW alphas, 'none' included."""
+    alpha = check_cell_array(alpha, "alpha")
+    return _edge_by_edge(lambda row: [alpha[row].argmax()])
+
+
+def _darts_extraction_cell(alpha):
+    """_top_k_cell's edges with their ops, and 'none' on every other edge."""
+    kept = {node: {input_node: op_id for op_id, input_node in edges}
+            for node, edges in _top_k_cell(alpha).items()}
+    return {node: [(kept[node].get(input_node, ZERO_OP), input_node) for input_node in range(node)]
+            for node in NODES}
+
+
+def _nodes_with_inputs(cell):
+    return tuple(node for node in NODES if cell[node])
+
+
+def _both_cell_types(cell_rule):
+    """The rule of an Architecture that derives each cell type by cell_rule."""
+    def rule(alpha_normal, alpha_reduction):
+        normal, reduction = cell_rule(alpha_normal), cell_rule(alpha_reduction)
+        return Architecture(normal, reduction, _nodes_with_inputs(normal), _nodes_with_inputs(reduction))
+    return rule
+
+
+_DERIVATION_CELLS = {
+    "top-k": _top_k_cell,
+    "top-k_with_none": _top_k_with_none_cell,
+    "best": _best_cell,
+    "all": _all_cell,
+    "topk-edge": _topk_edge_cell,
+    "topk-node": _topk_node_cell,
 }
-
-
-def derive(alpha, rule):
-    """(cell, concat) of one (14, 8) alpha array by the named rule of DERIVATION_RULES."""
-    if rule not in DERIVATION_RULES:
-        raise ArchitectureError(f"unknown derivation rule {rule!r}; "
-                                f"choose one of {', '.join(DERIVATION_RULES)}")
-    return DERIVATION_RULES[rule](alpha)
+_EXTRACTION_CELLS = {
+    "simple": _simple_cell,
+    "DARTS": _darts_extraction_cell,
+}
+DERIVATIONS = tuple(_DERIVATION_CELLS)
+EXTRACTION_MODES = tuple(_EXTRACTION_CELLS)
+# One cell type's rules, {name: alpha -> {node: [(op_id, input_node), ...]}}. A cell alone may read a
+# node that the rule left empty, which no Architecture accepts (derive_by_rule then raises).
+CELL_RULES = {**_DERIVATION_CELLS, **_EXTRACTION_CELLS}
+RULES = {name: _both_cell_types(cell_rule) for name, cell_rule in CELL_RULES.items()}
 
 
 def derive_by_rule(alpha_normal, alpha_reduction, rule):
-    """The Architecture of both cells' alphas by the named rule; its concats are the non-empty nodes."""
-    normal, normal_concat = derive(alpha_normal, rule)
-    reduction, reduction_concat = derive(alpha_reduction, rule)
-    return Architecture(normal, reduction, normal_concat, reduction_concat)
+    """The Architecture of both cell types' alphas by the named rule of RULES."""
+    if rule not in RULES:
+        raise ArchitectureError(f"unknown derivation rule {rule!r}; choose one of {', '.join(RULES)}")
+    return RULES[rule](alpha_normal, alpha_reduction)
+
+
+def extracted_file_name(lam_tilde, mode):
+    """arch_lambda_<λ̃>_<mode>.json; the pareto picture groups runs by the λ̃ in this name."""
+    return f"arch_lambda_{lam_tilde:g}_{mode}.json"

@@ -3,10 +3,9 @@
 Arrays are (14, 8): one row per edge in models.genotype.EDGES order, one column per op id, 'none'
 (ZERO_OP) included.
 """
-import numpy as np
-
 import nnabla as nn
 import nnabla.functions as F
+import numpy as np
 
 from models.genotype import EDGES, NODES, ArchitectureError
 from ops.operations import SEARCH_OPS
@@ -20,7 +19,8 @@ def node_rows(node):
     return [EDGES.index((input_node, node)) for input_node in range(node)]
 
 
-def _check_cell_array(array, what):
+def check_cell_array(array, what):
+    """`array` as float64, or an ArchitectureError if it is not a finite (14, 8) array."""
     array = np.asarray(array, dtype=np.float64)
     if array.shape != CELL_SHAPE:
         raise ArchitectureError(f"{what} has shape {array.shape}, expected {CELL_SHAPE}")
@@ -31,7 +31,7 @@ def _check_cell_array(array, what):
 
 def softmax_rows(alpha):
     """The mixing weights of a (14, 8) alpha array: a softmax over the ops of each edge."""
-    alpha = _check_cell_array(alpha, "alpha")
+    alpha = check_cell_array(alpha, "alpha")
     exp = np.exp(alpha - alpha.max(axis=1, keepdims=True))
     return exp / exp.sum(axis=1, keepdims=True)
 
@@ -43,7 +43,7 @@ def kept_edges(weights):
     its op is that argmax, which may be 'none'. Ties go to the earlier edge (lower input node) and to
     the lower op id.
     """
-    weights = _check_cell_array(weights, "weights")
+    weights = check_cell_array(weights, "weights")
     cell = {}
     for node in NODES:
         block = weights[node_rows(node)]
@@ -72,7 +72,7 @@ def _dal_scale():
 
 def dal_cell_value(weights):
     """DAL of one cell: (1/4) * sum over nodes of the mean over its block of (w - HD(w))^2."""
-    weights = _check_cell_array(weights, "weights")
+    weights = check_cell_array(weights, "weights")
     hd = hard_discretization(weights)
     return float(np.mean([np.mean((weights[rows] - hd[rows]) ** 2)
                           for rows in map(node_rows, NODES)]))

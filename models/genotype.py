@@ -1,4 +1,5 @@
-"""Cell architectures: deriving them from alphas, and reading and writing them.
+"""Cell architectures: what one is, and reading and writing them (models.derivation derives them
+from alphas).
 
 A cell is a dict {node: ((op_id, input_node), ...)} for the intermediate nodes 2..N (2..5 in the
 DARTS search space, 2..6 in NASNet and AmoebaNet); node 0 is c_{k-2}, node 1 is c_{k-1}, and each
@@ -24,9 +25,7 @@ import re
 from dataclasses import dataclass
 from numbers import Integral
 
-import numpy as np
-
-from ops.operations import OP_NAMES, SEARCH_OPS, ZERO_OP
+from ops.operations import OP_NAMES
 from ops.user_error import UserError
 
 # The intermediate nodes of the DARTS search space; evaluation cells may have more or fewer.
@@ -36,6 +35,8 @@ FIRST_NODE = 2
 EDGES = tuple((input_node, node) for node in NODES for input_node in range(node))
 
 _GENOTYPE_FIELDS = ("normal", "normal_concat", "reduce", "reduce_concat")
+# How a genotype string starts, with or without a module prefix (genotypes.Genotype(...)).
+GENOTYPE_START = re.compile(r"\s*(\w+\.)*Genotype\s*\(")
 
 
 class ArchitectureError(UserError, ValueError):
@@ -74,7 +75,8 @@ def all_nodes(cell):
     return tuple(sorted(cell))
 
 
-def _is_int(value):
+def is_int(value):
+    """An int, numpy's included, but not a bool."""
     # bool is an Integral too, but True as an op id is a mistake, not op 1.
     return isinstance(value, Integral) and not isinstance(value, bool)
 
@@ -84,16 +86,16 @@ def read_pair(entry, where):
     if not isinstance(entry, (list, tuple)) or len(entry) != 2:
         raise ArchitectureError(f"{where}: expected a pair [op_id, input_node]")
     op_id, input_node = entry
-    if not _is_int(op_id):
+    if not is_int(op_id):
         raise ArchitectureError(f"{where}: op id must be an int, got {type(op_id).__name__}")
-    if not _is_int(input_node):
+    if not is_int(input_node):
         raise ArchitectureError(f"{where}: input node must be an int, got {type(input_node).__name__}")
     return int(op_id), int(input_node)
 
 
 def _node_number(key, cell_name):
     """A node key as an int: JSON gives "2", Python code gives 2."""
-    if _is_int(key):
+    if is_int(key):
         return int(key)
     if isinstance(key, str) and re.fullmatch(r"[0-9]+", key):
         return int(key)
@@ -106,7 +108,7 @@ def _validate_concat(concat, nodes, concat_name):
         return tuple(nodes)
     if not isinstance(concat, (list, tuple, range)):
         raise ArchitectureError(f"{concat_name}: expected a list of nodes, got {type(concat).__name__}")
-    if not all(_is_int(node) for node in concat):
+    if not all(is_int(node) for node in concat):
         raise ArchitectureError(f"{concat_name} {list(concat)!r}: nodes must be ints")
     values = [int(node) for node in concat]
     if not values:
@@ -178,45 +180,6 @@ def validate_cell(cell, cell_name, concat=None):
     return _validate(cell, cell_name, concat, f"{cell_name} concat")[0]
 
 
-def _softmax_rows(alpha):
-    shifted = alpha - alpha.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
-def derive_cell(alpha):
-    """The discrete cell of one (14, 8) alpha array, by the DARTS rule.
-
-    Per edge, the softmax of its alphas; for each node, its incoming edges are ranked by their
-    strongest non-zero op weight, the top 2 are kept (strongest first), and each gets its strongest
-    non-zero op. The zero op is never chosen: it would remove the edge.
-
-    Ties go to the earlier edge (lower input node) and to the lower op id. This is what the
-    stable sorted() and strict-greater argmax of quark0/darts and of the NNabla example do; with our
-    op ids it gives exactly the NNabla example's choice (quark0 lists its ops in another order).
-    """
-    alpha = np.asarray(alpha, dtype=np.float64)
-    if alpha.shape != (len(EDGES), len(SEARCH_OPS)):
-        raise ArchitectureError(f"alpha has shape {alpha.shape}, expected {(len(EDGES), len(SEARCH_OPS))}")
-    if not np.all(np.isfinite(alpha)):
-        raise ArchitectureError("alpha contains NaN or infinite values")
-    weights = _softmax_rows(alpha)
-    weights[:, ZERO_OP] = -np.inf  # out of both the ranking and the op choice
-    cell = {}
-    for node in NODES:
-        rows = [EDGES.index((input_node, node)) for input_node in range(node)]
-        # sorted() is stable, so on equal strength the earlier edge stays first.
-        ranked = sorted(range(node), key=lambda input_node: -weights[rows[input_node]].max())
-        # argmax returns the first maximum, so on equal weight the lower op id wins.
-        cell[node] = tuple((int(np.argmax(weights[rows[input_node]])), input_node)
-                           for input_node in ranked[:2])
-    return cell
-
-
-def derive_architecture(alpha_normal, alpha_reduction):
-    return Architecture(normal=derive_cell(alpha_normal), reduction=derive_cell(alpha_reduction))
-
-
 _JSON_CELLS = (("normal", "arch_normal", "concat_normal"), ("reduction", "arch_reduction", "concat_reduction"))
 
 
@@ -226,8 +189,7 @@ def to_json_dict(arch):
     data = {}
     for cell_name, cell_key, _ in _JSON_CELLS:
         cell = getattr(arch, cell_name)
-        data[cell_key] = {str(node): [[op_id, input_node] for op_id, input_node in cell[node]]
-                          for node in sorted(cell)}
+        data[cell_key] = {str(node): json_pairs(cell[node]) for node in sorted(cell)}
     for cell_name, _, concat_key in _JSON_CELLS:
         concat = getattr(arch, f"{cell_name}_concat")
         if concat != all_nodes(getattr(arch, cell_name)):
@@ -284,14 +246,24 @@ def write_text_atomically(path, text):
         raise
 
 
+def json_pairs(pairs):
+    """(op_id, input_node) pairs as the [op_id, input_node] lists of our JSON files."""
+    return [[op_id, input_node] for op_id, input_node in pairs]
+
+
+def printed_pairs(pairs, op_names):
+    """(op_id, input_node) pairs as quark0's genotype strings print them: "('sep_conv_3x3', 1)"."""
+    return [repr((op_names[op_id], input_node)) for op_id, input_node in pairs]
+
+
 def to_genotype_string(arch):
     """quark0's flat form (two (op name, input node) pairs per node, in node order) where every node
     has two edges, else the nested form of DADARTS and pt.darts (one list of pairs per node)."""
     def pairs(cell):
-        per_node = [[(OP_NAMES[op_id], input_node) for op_id, input_node in cell[node]] for node in sorted(cell)]
+        per_node = [printed_pairs(cell[node], OP_NAMES) for node in sorted(cell)]
         if all(len(node_pairs) == 2 for node_pairs in per_node):
-            return "[" + ", ".join(repr(pair) for node_pairs in per_node for pair in node_pairs) + "]"
-        return "[" + ", ".join("[" + ", ".join(map(repr, node_pairs)) + "]" for node_pairs in per_node) + "]"
+            return "[" + ", ".join(pair for node_pairs in per_node for pair in node_pairs) + "]"
+        return "[" + ", ".join("[" + ", ".join(node_pairs) + "]" for node_pairs in per_node) + "]"
     return (f"Genotype(normal={pairs(arch.normal)}, normal_concat={list(arch.normal_concat)}, "
             f"reduce={pairs(arch.reduction)}, reduce_concat={list(arch.reduction_concat)})")
 
@@ -311,7 +283,7 @@ def _concat(node, field):
     if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range"
             and not node.keywords):
         arguments = [_literal(arg, field) for arg in node.args]
-        if not 1 <= len(arguments) <= 3 or not all(_is_int(a) for a in arguments):
+        if not 1 <= len(arguments) <= 3 or not all(is_int(a) for a in arguments):
             raise ArchitectureError(f"genotype {field} is {ast.unparse(node)}; range() needs 1 to 3 ints")
         return list(range(*arguments))
     values = _literal(node, field)
@@ -462,7 +434,7 @@ def from_var_nas_lists(data):
             if not isinstance(ops, list) or len(ops) != node:
                 raise ArchitectureError(f"{where}: expected {node} op indices, one per earlier node, got {ops!r}")
             for op in ops:
-                if not _is_int(op) or not 0 <= op < len(VAR_NAS_OPS):
+                if not is_int(op) or not 0 <= op < len(VAR_NAS_OPS):
                     raise ArchitectureError(f"{where}: op index {op!r} is not one of 0..{len(VAR_NAS_OPS) - 1}")
             cell[node] = [(VAR_NAS_OPS[op], input_node) for input_node, op in enumerate(ops)]
         cells.append(cell)
@@ -470,7 +442,8 @@ def from_var_nas_lists(data):
     return Architecture(normal=normal, reduction=reduction)
 
 
-def _json(text, source):
+def parse_json(text, source):
+    """The JSON value of a file's text; an ArchitectureError naming `source` if it is not JSON."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
@@ -479,42 +452,49 @@ def _json(text, source):
 
 def _from_text(text, source):
     stripped = text.strip()
-    if not stripped:
-        raise ArchitectureError(f"{source} is empty")
     if stripped.startswith("{"):
-        return from_json_dict(_json(stripped, source))
+        return from_json_dict(parse_json(stripped, source))
     if stripped.startswith("["):
-        return from_var_nas_lists(_json(stripped, source))
-    if re.match(r"(\w+\.)*Genotype\s*\(", stripped):
+        return from_var_nas_lists(parse_json(stripped, source))
+    if GENOTYPE_START.match(stripped):
         return parse_genotype_string(stripped)
     raise ArchitectureError(f"{source} holds neither architecture JSON nor a Genotype(...) string "
                             f"(nor a var_nas [reduce, normal] list)")
 
 
-def load_architecture(spec):
-    """An architecture from a named cell, a JSON or genotype-string file, or a genotype string."""
+def load_spec(spec, kind, named, named_kind, from_text):
+    """What a command-line spec names: an entry of `named`, else a file whose non-empty text goes to
+    from_text(text, source). `kind` ("architecture") and `named_kind` ("named cell") word the errors,
+    each one line."""
     if not isinstance(spec, (str, os.PathLike)):
-        raise ArchitectureError(f"architecture spec must be a string, got {type(spec).__name__}")
+        raise ArchitectureError(f"{kind} spec must be a string, got {type(spec).__name__}")
     spec = os.fspath(spec)
-    if spec in NAMED_ARCHITECTURES:
-        return NAMED_ARCHITECTURES[spec]
-    if re.match(r"\s*(\w+\.)*Genotype\s*\(", spec):
-        return parse_genotype_string(spec)
+    if spec in named:
+        return named[spec]
+    source = f"{kind} file {spec!r}"
     if os.path.isdir(spec):
-        raise ArchitectureError(f"architecture file {spec!r} is a directory")
+        raise ArchitectureError(f"{source} is a directory")
     if os.path.isfile(spec):
         try:
             with open(spec, encoding="utf-8") as f:
                 text = f.read()
         except UnicodeDecodeError:
-            raise ArchitectureError(f"architecture file {spec!r} is not a text file") from None
+            raise ArchitectureError(f"{source} is not a text file") from None
         except OSError as error:
-            raise ArchitectureError(f"cannot read architecture file {spec!r}: {error.strerror}") from None
-        return _from_text(text, f"architecture file {spec!r}")
+            raise ArchitectureError(f"cannot read {source}: {error.strerror}") from None
+        if not text.strip():
+            raise ArchitectureError(f"{source} is empty")
+        return from_text(text, source)
     if not spec.strip():
-        raise ArchitectureError("architecture spec is empty")
-    # A bare word is taken for a cell name, anything else for a path.
+        raise ArchitectureError(f"{kind} spec is empty")
+    # A bare word is taken for a name, anything else for a path.
     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", spec):
-        raise ArchitectureError(f"unknown named cell {spec!r} (and no such file); "
-                                f"known: {', '.join(NAMED_ARCHITECTURES)}")
-    raise ArchitectureError(f"architecture file {spec!r} does not exist")
+        raise ArchitectureError(f"unknown {named_kind} {spec!r} (and no such file); known: {', '.join(named)}")
+    raise ArchitectureError(f"{source} does not exist")
+
+
+def load_architecture(spec):
+    """An architecture from a named cell, a JSON or genotype-string file, or a genotype string."""
+    if isinstance(spec, str) and GENOTYPE_START.match(spec):
+        return parse_genotype_string(spec)
+    return load_spec(spec, "architecture", NAMED_ARCHITECTURES, "named cell", _from_text)

@@ -8,14 +8,12 @@ JSON: the list of [op_id, input_node] pairs when concat is every node but 0 (all
 {"recurrent": [...], "concat": [...]} otherwise (ENAS).
 """
 import json
-import os
-import re
 from dataclasses import dataclass
-from numbers import Integral
 
 import numpy as np
 
-from models.genotype import ArchitectureError, read_pair, write_text_atomically
+from models.genotype import (ArchitectureError, is_int, json_pairs, load_spec, parse_json, printed_pairs, read_pair,
+                             write_text_atomically)
 from ops.recurrent_ops import NONE_OP, RECURRENT_OP_NAMES
 
 # The search cell: 8 nodes after node 0, each with an edge from every earlier node.
@@ -27,11 +25,6 @@ ALPHA_SHAPE = (len(EDGES), len(RECURRENT_OP_NAMES))
 
 def default_concat(steps):
     return tuple(range(1, steps + 1))
-
-
-def _is_int(value):
-    # bool is an Integral too, but True as an op id is a mistake, not op 1.
-    return isinstance(value, Integral) and not isinstance(value, bool)
 
 
 def validate_recurrent(recurrent, concat, name):
@@ -55,7 +48,7 @@ def validate_recurrent(recurrent, concat, name):
     if not isinstance(concat, (list, tuple, range)) or not concat:
         raise ArchitectureError(f"{name}: concat must be a non-empty list of nodes, got {concat!r}")
     for node in concat:
-        if not _is_int(node) or not 0 <= node <= len(pairs):
+        if not is_int(node) or not 0 <= node <= len(pairs):
             raise ArchitectureError(f"{name}: concat node {node!r} is not a node (0..{len(pairs)})")
     if len(set(concat)) != len(concat):
         raise ArchitectureError(f"{name}: concat {list(concat)} names a node twice")
@@ -125,7 +118,7 @@ def derive_recurrent_genotype(alpha):
 
 
 def to_json_value(genotype):
-    pairs = [[op_id, input_node] for op_id, input_node in genotype.recurrent]
+    pairs = json_pairs(genotype.recurrent)
     if genotype.concat == default_concat(genotype.steps):
         return pairs
     return {"recurrent": pairs, "concat": list(genotype.concat)}
@@ -159,42 +152,18 @@ def save_recurrent_genotype(genotype, path):
     write_text_atomically(path, _json_text(genotype))
 
 
+def _from_text(text, source):
+    return from_json_value(parse_json(text, source), source)
+
+
 def load_recurrent_genotype(spec):
     """A recurrent cell from its name (DARTS_V1, DARTS_V2, DARTS, ENAS) or a JSON file."""
-    if not isinstance(spec, (str, os.PathLike)):
-        raise ArchitectureError(f"recurrent cell spec must be a string, got {type(spec).__name__}")
-    spec = os.fspath(spec)
-    if spec in NAMED_RECURRENT_GENOTYPES:
-        return NAMED_RECURRENT_GENOTYPES[spec]
-    if not spec.strip():
-        raise ArchitectureError("recurrent cell spec is empty")
-    if os.path.isdir(spec):
-        raise ArchitectureError(f"recurrent cell file {spec!r} is a directory")
-    if not os.path.isfile(spec):
-        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", spec):
-            raise ArchitectureError(f"unknown named recurrent cell {spec!r} (and no such file); "
-                                    f"known: {', '.join(NAMED_RECURRENT_GENOTYPES)}")
-        raise ArchitectureError(f"recurrent cell file {spec!r} does not exist")
-    source = f"recurrent cell file {spec!r}"
-    try:
-        with open(spec, encoding="utf-8") as f:
-            text = f.read()
-    except UnicodeDecodeError:
-        raise ArchitectureError(f"{source} is not a text file") from None
-    except OSError as error:
-        raise ArchitectureError(f"cannot read {source}: {error.strerror}") from None
-    if not text.strip():
-        raise ArchitectureError(f"{source} is empty")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ArchitectureError(f"{source}: invalid JSON: {error}") from None
-    return from_json_value(data, source)
+    return load_spec(spec, "recurrent cell", NAMED_RECURRENT_GENOTYPES, "named recurrent cell", _from_text)
 
 
 def to_genotype_string(genotype):
     """The seed's printed form, Genotype(recurrent=[('sigmoid', 0), ...], concat=range(1, 9))."""
-    pairs = ", ".join(f"({RECURRENT_OP_NAMES[op_id]!r}, {node})" for op_id, node in genotype.recurrent)
+    pairs = ", ".join(printed_pairs(genotype.recurrent, RECURRENT_OP_NAMES))
     concat = (f"range(1, {genotype.steps + 1})" if genotype.concat == default_concat(genotype.steps)
               else str(list(genotype.concat)))
     return f"Genotype(recurrent=[{pairs}], concat={concat})"

@@ -115,20 +115,21 @@ def softmax_weights(alphas):
 
 
 def search_network(x, mixing_weights, num_classes, channels, num_cells, frozen=False, test=False,
-                   classifier=dense_classifier, cpu_kernels=False):
+                   classifier=dense_classifier, cpu_kernels=False, edge=mixed_op):
     """Logits of the search network for input `x`: every edge mixes all ops with `mixing_weights`
     ({name: (14, 8) Variable}, e.g. softmax_weights(alphas); or (B, 14, 8), one mixture per sample).
 
     frozen=True builds a graph that computes no weight gradients (see ops.operations.OpMode); test=True
     uses the batch-norm running statistics (validation), training mode uses batch statistics, as DARTS.
     `classifier` is the final layer (models.network; models.hypernetwork has one that depends on λ).
-    cpu_kernels: see ops.operations.OpMode.
+    cpu_kernels: see ops.operations.OpMode. `edge(x, edge_weights, channels, stride, mode)` builds one
+    edge from its row of the weights (mixed_op's signature; a search variant may build edges its own way).
     """
     rows = {name: edge_rows(weights) for name, weights in mixing_weights.items()}
     mode = OpMode(affine=False, test=test, frozen=frozen, cpu_kernels=cpu_kernels)
 
-    def edge_output(cell_type, edge, x, channels, stride):
-        return mixed_op(x, rows[cell_type][edge], channels, stride, mode)
+    def edge_output(cell_type, index, x, channels, stride):
+        return edge(x, rows[cell_type][index], channels, stride, mode)
     with nn.parameter_scope(WEIGHT_SCOPE):
         return network(x, num_classes, channels, num_cells, mode, build_nodes=search_nodes(edge_output, mode),
                        classifier=classifier)

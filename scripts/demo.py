@@ -13,6 +13,8 @@ import os
 
 import darts_search
 import darts_train
+from utils.run_files import (ALPHAS_PICTURE, ARCHITECTURE, CELL_PICTURES, CURVES_PICTURE, EVALUATION, FINAL_PARAMS,
+                             SUMMARY)
 
 
 def build_parser():
@@ -28,7 +30,7 @@ def main(argv=None):
 
     search_dir = os.path.join(args.out, "search")
     train_dir = os.path.join(args.out, "train")
-    arch_path = os.path.join(args.out, "DARTS_arch.json")
+    arch_path = os.path.join(args.out, ARCHITECTURE)
     common = ["--context", "cpu", "--dataset", "digits", "--batch-size", "64", "--seed", "0"]
 
     print(f"== 1/3 search: first-order DARTS, 3 cells, C=8, {args.search_epochs} epochs", flush=True)
@@ -42,15 +44,14 @@ def main(argv=None):
 
     print("== 3/3 evaluate the saved parameters on the test set", flush=True)
     test_error = darts_train.main(common + network + ["--monitor-path", train_dir, "--evaluate",
-                                                      os.path.join(train_dir, darts_train.FINAL_PARAMS_NAME)])
+                                                      os.path.join(train_dir, FINAL_PARAMS)])
 
     print(f"\ntest accuracy: {100 * (1 - test_error):.2f} %")
     print(f"architecture:  {arch_path}")
-    print(f"cell diagrams: {os.path.join(search_dir, 'cells')}/normal.png, reduction.png")
-    print(f"alphas:        {os.path.join(search_dir, 'alphas.png')}")
-    print(f"curves:        {os.path.join(search_dir, 'curves.png')}, {os.path.join(train_dir, 'curves.png')}")
-    print(f"summaries:     {os.path.join(train_dir, darts_train.SUMMARY_NAME)}, "
-          f"{os.path.join(train_dir, darts_train.EVALUATION_NAME)}")
+    print(f"cell diagrams: {os.path.join(search_dir, CELL_PICTURES)}/normal.png, reduction.png")
+    print(f"alphas:        {os.path.join(search_dir, ALPHAS_PICTURE)}")
+    print(f"curves:        {os.path.join(search_dir, CURVES_PICTURE)}, {os.path.join(train_dir, CURVES_PICTURE)}")
+    print(f"summaries:     {os.path.join(train_dir, SUMMARY)}, {os.path.join(train_dir, EVALUATION)}")
     return test_error
 
 

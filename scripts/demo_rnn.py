@@ -13,6 +13,7 @@ import os
 import darts_search
 import darts_train
 from utils.data.text import load_corpus, unigram_perplexity
+from utils.run_files import CELL_PICTURES, CURVES_PICTURE
 
 
 def build_parser():
@@ -52,8 +53,8 @@ def main(argv=None):
     unigram = unigram_perplexity(corpus.train, corpus.test, len(corpus.vocabulary))
     print(f"\ntest perplexity:    {summary['test_ppl']:.1f}  (the found cell, {summary['params']:,} weights)")
     print(f"unigram perplexity: {unigram:.1f}  (word frequencies of train, add-one smoothed)")
-    print(f"cell:               {cell_path}, diagram {os.path.join(search_dir, 'cells', 'recurrent.png')}")
-    print(f"curves:             {os.path.join(search_dir, 'curves.png')}, {os.path.join(train_dir, 'curves.png')}")
+    print(f"cell:               {cell_path}, diagram {os.path.join(search_dir, CELL_PICTURES, 'recurrent.png')}")
+    print(f"curves:             {os.path.join(search_dir, CURVES_PICTURE)}, {os.path.join(train_dir, CURVES_PICTURE)}")
     return summary["test_ppl"], unigram
 
 

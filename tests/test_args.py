@@ -3,8 +3,8 @@ import os
 import pytest
 import yaml
 
-from args import (ConfigError, parse_args, save_config, search_parser,
-                  str2bool, train_parser)
+from args import ConfigError, parse_args, search_parser, str2bool, train_parser
+from utils.run.config_file import write_config
 
 PARSERS = [search_parser, train_parser]
 
@@ -294,15 +294,15 @@ def test_config_error_from_parse_args_has_no_traceback(tmp_path, capsys):
     assert "'epoch'" in capsys.readouterr().err
 
 
-# --- save_config ---------------------------------------------------------
+# --- write_config ---------------------------------------------------------
 
 @pytest.mark.parametrize("make_parser", PARSERS)
-def test_save_config_round_trip(tmp_path, make_parser):
+def test_write_config_round_trip(tmp_path, make_parser):
     args = parse_args(make_parser(), [
         "-b", "8", "--cutout", "no", "--lr", "0.1", "--weight-decay", "1e-5",
         "-d", "1", "-c", "cudnn", "--dataset", "fashion-mnist"])
     monitor = tmp_path / "runs" / "one"  # does not exist yet
-    path = save_config(args, str(monitor))
+    path = write_config(vars(args), str(monitor))
     assert path == str(monitor / "config.yaml")
 
     loaded = parse_args(make_parser(), ["--config", path])
@@ -317,9 +317,9 @@ def test_save_config_round_trip(tmp_path, make_parser):
 
 
 def test_saved_config_leaves_out_config_key(tmp_path):
-    first = save_config(parse_args(search_parser(), []), str(tmp_path / "a"))
+    first = write_config(vars(parse_args(search_parser(), [])), str(tmp_path / "a"))
     args = parse_args(search_parser(), ["--config", first, "-e", "2"])
-    second = save_config(args, str(tmp_path / "b"))
+    second = write_config(vars(args), str(tmp_path / "b"))
     with open(second) as f:
         saved = yaml.safe_load(f)
     assert "config" not in saved

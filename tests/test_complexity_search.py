@@ -5,9 +5,10 @@ import pytest
 import darts_search
 import utils.run.run
 from models.complexity import architecture_parameters
-from models.extraction import extract_architecture
+from models.derivation import derive_by_rule
 from models.genotype import load_architecture
 from tests.helpers import digits_head
+from utils.search.variants import VARIANTS
 
 TINY = ["--dataset", "digits", "--batch-size", "8", "--num-cells", "1", "--output-filter", "2", "--seed", "3",
         "--complexity-control", "--log10-lambda-min", "-3", "--log10-lambda-max", "-1"]
@@ -35,6 +36,10 @@ def series(path, name):
     return np.loadtxt(path / f"{name.replace(' ', '-')}.series.txt", ndmin=2)
 
 
+def extracted(values, mode):
+    return derive_by_rule(values["alpha_normal"], values["alpha_reduction"], mode)
+
+
 def alphas(path, file_name, epoch=-1):
     history = np.load(path / file_name)
     return {"alpha_normal": history["normal"][epoch], "alpha_reduction": history["reduction"][epoch]}
@@ -49,6 +54,7 @@ def finished(tmp_path_factory, digits_slice):
         return search(tmp_path_factory.mktemp("complexity"), "run", "--epoch", "2", "--second-order")
 
 
+@pytest.mark.slow
 def test_search_writes_histories_series_and_the_cell_at_lambda_0(finished):
     for name in ("alpha_history.npz", "alpha_history_lambda_0.5.npz", "alpha_history_lambda_1.npz"):
         history = np.load(finished / name)
@@ -57,14 +63,14 @@ def test_search_writes_histories_series_and_the_cell_at_lambda_0(finished):
     # The hypernetwork gives other alphas at other budgets.
     assert not np.allclose(np.load(finished / "alpha_history.npz")["normal"],
                            np.load(finished / "alpha_history_lambda_1.npz")["normal"])
-    for name in darts_search.SERIES + darts_search.COMPLEXITY_SERIES:
+    for name in darts_search.SERIES + VARIANTS["complexity"].series:
         assert series(finished, name).shape == (2, 2)
     penalty = series(finished, "Complexity penalty")[:, 1]
     at0, at1 = (series(finished, f"Expected parameters at lambda {x}")[:, 1] for x in (0, 1))
     # λ·P with λ in [1e-3, 1e-1]: between the bounds of λ times the expected counts.
     assert np.all(penalty > 1e-3 * np.minimum(at0, at1) * 0.5) and np.all(penalty < 1e-1 * np.maximum(at0, at1) * 2)
     np.testing.assert_allclose(series(finished, "Temperature")[:, 1], [1.0, 1.0 - 0.016], rtol=1e-6)
-    expected = extract_architecture(alphas(finished, "alpha_history.npz"), "simple")
+    expected = extracted(alphas(finished, "alpha_history.npz"), "simple")
     assert load_architecture(str(finished / "arch.json")) == expected
     assert load_architecture(str(finished / "arch" / "epoch_002.json")) == expected
 
@@ -75,10 +81,11 @@ def test_extraction_reads_the_checkpoint(finished, capsys, lam_tilde, history, m
     darts_search.main(TINY + ["-m", str(finished), "--extract-lambda", lam_tilde, "--extract-mode", mode])
     out = finished / f"arch_lambda_{lam_tilde}_{mode}.json"
     arch = load_architecture(str(out))
-    assert arch == extract_architecture(alphas(finished, history), mode)
+    assert arch == extracted(alphas(finished, history), mode)
     assert f"{architecture_parameters(arch, 2, 1)} weights" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
     whole = search(tmp_path, "whole", "--epoch", "2")
     search(tmp_path, "parts", "--epoch", "1")

@@ -10,11 +10,23 @@ import darts_train
 from models.discretization import hard_discretization, softmax_rows
 from models.genotype import load_architecture
 from models.search_network import ALPHA_NAMES, create_alphas, discrete_search_network, search_network
-from tests.helpers import digits_head, series
-from utils.search.variants.dadarts import ArchitectureWeights, DadartsSettings, kept_ops
+from tests.helpers import series
+from utils.search.variant import SearchSetup, kept_ops_of
+from utils.search.variants.dadarts import Dadarts, DadartsSettings
 
 SHAPE, CLASSES, CHANNELS, CELLS = (4, 1, 8, 8), 3, 4, 3
-TINY = ["--dataset", "digits", "--batch-size", "16", "--num-cells", "3", "--output-filter", "4", "--seed", "3"]
+
+
+def kept_ops(alphas):
+    return kept_ops_of({name: alpha.d for name, alpha in alphas.items()})
+
+
+def dadarts(settings, alphas):
+    """A Dadarts variant searching `alphas`: the "arch" parameters, which create_alphas creates only once."""
+    variant = Dadarts(settings, SearchSetup(SHAPE, CLASSES, CHANNELS, CELLS, seed=0, rng=np.random.RandomState(0)))
+    for name in alphas:
+        np.testing.assert_array_equal(variant.alphas[name].d, alphas[name].d)
+    return variant
 
 
 @pytest.fixture
@@ -26,7 +38,7 @@ def fresh():
 
 def spread_alphas(seed):
     """Alphas far from uniform, so that every node has a clear hard discretization."""
-    alphas = create_alphas(np.random.RandomState(seed))
+    alphas = create_alphas(np.random.RandomState(seed))  # the search's own "arch" parameters
     rng = np.random.RandomState(seed + 1)
     for a in alphas.values():
         a.d = rng.randn(*a.shape) * 2
@@ -60,18 +72,17 @@ def test_kept_ops_follow_the_hard_discretization_with_none_included(fresh):
 
 
 def test_the_discrete_graph_is_rebuilt_only_when_the_choice_changes(fresh):
-    alphas = spread_alphas(2)
-    create_alphas(np.random.RandomState(0))  # the arch scope exists
-    weights = ArchitectureWeights(DadartsSettings(hd_on_weights=True), alphas, SHAPE, CLASSES, CHANNELS, CELLS)
+    weights = dadarts(DadartsSettings(hd_on_weights=True), spread_alphas(2))
+    alphas = weights.alphas
     weights.start_epoch(0, 10)
     first = weights.weight_step_graph(None)
     alphas["alpha_normal"].d = alphas["alpha_normal"].d * 1.01  # same argmaxes, same ranking
-    assert weights.weight_step_graph(None) is first and weights.discrete_train.builds == 1
+    assert weights.weight_step_graph(None) is first and weights._discrete[False].builds == 1
     row = alphas["alpha_normal"].d[0]
     row[:] = -10.0
     row[3] = 30.0  # edge 0 now keeps sep_conv_5x5 and wins node 2
     second = weights.weight_step_graph(None)
-    assert second is not first and weights.discrete_train.builds == 2
+    assert second is not first and weights._discrete[False].builds == 2
     assert kept_ops(alphas)["alpha_normal"][0] == 3
 
 
@@ -95,9 +106,8 @@ def test_schedules_of_the_temperature_and_the_dal_factor():
 
 @pytest.mark.parametrize("cells, reduction_moves", [("both", True), ("normal", False)])
 def test_dal_in_the_alpha_loss_regularises_the_cells_asked_for(fresh, cells, reduction_moves):
-    alphas = spread_alphas(3)
-    weights = ArchitectureWeights(DadartsSettings(dal_on_alphas=True, dal_cells=cells), alphas, SHAPE,
-                                  CLASSES, CHANNELS, CELLS)
+    weights = dadarts(DadartsSettings(dal_on_alphas=True, dal_cells=cells), spread_alphas(3))
+    alphas = weights.alphas
     weights.start_epoch(0, 10)
     penalty = weights.alpha_penalty()
     weights.before_alpha_step()
@@ -120,8 +130,8 @@ def dal_numpy(w):
 
 
 def test_topk_on_alphas_mixes_the_alpha_step_with_the_transformed_weights(fresh):
-    alphas = spread_alphas(4)
-    weights = ArchitectureWeights(DadartsSettings(topk_on_alphas=True), alphas, SHAPE, CLASSES, CHANNELS, CELLS)
+    weights = dadarts(DadartsSettings(topk_on_alphas=True), spread_alphas(4))
+    alphas = weights.alphas
     weights.start_epoch(0, 10)
     plain = weights.mixing("weights")["alpha_normal"]
     transformed = weights.mixing("alphas")["alpha_normal"]
@@ -134,26 +144,11 @@ def test_topk_on_alphas_mixes_the_alpha_step_with_the_transformed_weights(fresh)
 # ---------------------------------------------------------------- the script
 
 
-@pytest.fixture(scope="module")
-def digits_slice():
-    return digits_head(64)
-
-
-@pytest.fixture(autouse=True)
-def small_data(monkeypatch, digits_slice):
-    monkeypatch.setattr(darts_search, "load_dataset", lambda name, data_dir: digits_slice)
-
-
-def search(tmp_path, name, *extra):
-    out = tmp_path / name
-    darts_search.main(TINY + ["-m", str(out), "--model-arch-name", str(out / "DARTS_arch.json"), *extra])
-    return out
-
-
-def test_the_preset_runs_writes_its_outputs_and_resumes_exactly(tmp_path):
-    whole = search(tmp_path, "whole", "--epoch", "2", "--dadarts", "--second-order", "--finetune-epochs", "1")
-    search(tmp_path, "parts", "--epoch", "1", "--dadarts", "--second-order")
-    parts = search(tmp_path, "parts", "--epoch", "2", "--dadarts", "--second-order", "--resume")
+@pytest.mark.slow
+def test_the_preset_runs_writes_its_outputs_and_resumes_exactly(tiny_search, tmp_path):
+    whole = tiny_search(tmp_path / "whole", "--epoch", "2", "--dadarts", "--second-order", "--finetune-epochs", "1")
+    tiny_search(tmp_path / "parts", "--epoch", "1", "--dadarts", "--second-order")
+    parts = tiny_search(tmp_path / "parts", "--epoch", "2", "--dadarts", "--second-order", "--resume")
     for history in ("alpha_history.npz", "topk_history.npz"):
         for key in ("normal", "reduction"):
             np.testing.assert_array_equal(np.load(whole / history)[key], np.load(parts / history)[key])
@@ -169,11 +164,11 @@ def test_the_preset_runs_writes_its_outputs_and_resumes_exactly(tmp_path):
     assert summary["finetune_epochs"] == 1
     assert set(summary) >= {"validation_error", "discretized_validation_error",
                             "finetuned_discretized_validation_error"}
-    assert (whole / "alphas.png").exists() and (whole / "alphas_topk.png").exists()
 
 
-def test_a_derivation_with_concat_subsets_trains(tmp_path):
-    out = search(tmp_path, "best", "--epoch", "1", "--derivation", "all")
+@pytest.mark.slow
+def test_a_derivation_with_concat_subsets_trains(tiny_search, tmp_path):
+    out = tiny_search(tmp_path / "best", "--epoch", "1", "--derivation", "all")
     arch = load_architecture(str(out / "DARTS_arch.json"))
     assert arch.normal_concat  # whatever nodes the rule kept
     darts_train.main(["--dataset", "digits", "--num-cells", "3", "--output-filter", "4", "-f", "0", "-b", "100",
@@ -189,7 +184,7 @@ def test_a_derivation_with_concat_subsets_trains(tmp_path):
 ])
 def test_impossible_combinations_are_one_line_errors_before_any_data(tmp_path, capsys, extra, message):
     with pytest.raises(SystemExit) as exit_info:
-        darts_search.main(TINY + ["-m", str(tmp_path / "bad"), *extra])
+        darts_search.main(["--dataset", "digits", "--variant", "dadarts", "-m", str(tmp_path / "bad"), *extra])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()

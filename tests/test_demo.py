@@ -1,12 +1,15 @@
 """scripts/demo.py end to end at a smaller size than `make demo`."""
 import json
 
+import pytest
+
 import darts_search
 import darts_train
 import scripts.demo
 from utils.data.datasets import load_dataset
 
 
+@pytest.mark.slow
 def test_demo_pipeline_writes_everything_and_reports_the_test_error(tmp_path, monkeypatch, capsys):
     data = load_dataset("digits", "unused")
     data.train_x, data.train_y = data.train_x[:256], data.train_y[:256]

@@ -1,16 +1,19 @@
-"""Cells extracted at a λ̃ from hand-made hypernetworks, and var_nas' genotype JSON (var_nas I6)."""
+"""Cells extracted at a λ̃ from hand-made hypernetworks, and var_nas' genotype JSON (var_nas I6).
+
+The extraction modes themselves are rules of models.derivation, tested in tests/test_derivation.py."""
 import json
 
 import nnabla as nn
 import numpy as np
 import pytest
 
+from models.complexity import architecture_parameters
+from models.derivation import derive_by_rule
 from models.eval_network import build_test_graph
-from models.extraction import darts_cell, extract_architecture, extract_to_file, simple_cell
-from models.genotype import EDGES, ArchitectureError, load_architecture
+from models.genotype import ArchitectureError, load_architecture
 from models.hypernetwork import Hypernetwork, LambdaInput
 from models.search_network import alpha_parameters
-from ops.operations import OP_NAMES, ZERO_OP
+from ops.operations import OP_NAMES
 
 SEP3, DIL3, SKIP, MAX = (OP_NAMES.index(n) for n in ("sep_conv_3x3", "dil_conv_3x3", "skip_connect", "max_pool_3x3"))
 
@@ -34,44 +37,27 @@ def hand_made_hypernetwork(knot_alphas):
     return hypernet
 
 
-def test_simple_mode_keeps_every_edge_with_its_argmax_none_included():
-    choices = np.arange(14) % 8
-    cell = simple_cell(one_hot_alpha(choices))
-    assert [len(cell[node]) for node in (2, 3, 4, 5)] == [2, 3, 4, 5]
-    kept = {(input_node, node): op for node in cell for op, input_node in cell[node]}
-    assert [kept[edge] for edge in EDGES] == list(choices)
-    assert ZERO_OP in kept.values()
+def extract(hypernet, lam_tilde, mode):
+    alphas = hypernet.alphas_at(lam_tilde)
+    return derive_by_rule(alphas["alpha_normal"], alphas["alpha_reduction"], mode)
 
 
-def test_darts_mode_keeps_two_edges_per_node_and_sets_the_others_to_none():
-    alpha = np.zeros((14, 8))
-    alpha[:, ZERO_OP] = 10.0  # the strongest everywhere, yet never chosen
-    node3 = [EDGES.index((i, 3)) for i in range(3)]
-    alpha[node3[0], SEP3] = 3.0
-    alpha[node3[1], MAX] = 1.0
-    alpha[node3[2], DIL3] = 4.0
-    cell = darts_cell(alpha)
-    assert cell[3] == [(SEP3, 0), (ZERO_OP, 1), (DIL3, 2)]
-    assert all(sum(op != ZERO_OP for op, _ in cell[node]) == 2 for node in (2, 3, 4, 5))
-    with pytest.raises(ArchitectureError):
-        extract_architecture({"alpha_normal": alpha, "alpha_reduction": alpha}, "top3")
-
-
-def test_extraction_follows_lambda_on_a_hand_made_hypernetwork(tmp_path):
+def test_extraction_follows_lambda_on_a_hand_made_hypernetwork():
     small = {"normal": one_hot_alpha(np.full(14, SKIP)), "reduction": one_hot_alpha(np.full(14, DIL3))}
     large = {"normal": one_hot_alpha(np.full(14, SEP3)), "reduction": one_hot_alpha(np.full(14, SEP3))}
     hypernet = hand_made_hypernetwork([large, large, small, small, small])
-    low = extract_architecture(hypernet.alphas_at(0.0), "simple")
+    low = extract(hypernet, 0.0, "simple")
     assert all(op == SEP3 for node in low.normal.values() for op, _ in node)
     # At λ̃ = 0.4 the knots 1 (large) and 2 (small) mix 0.4 : 0.6, so the small cell wins.
-    path, count = extract_to_file(hypernet, 0.4, "simple", str(tmp_path), channels=4, num_cells=3)
-    arch = load_architecture(path)
+    arch = extract(hypernet, 0.4, "simple")
     assert all(op == SKIP for node in arch.normal.values() for op, _ in node)
+    assert all(op == DIL3 for node in arch.reduction.values() for op, _ in node)
     # By hand, cells of 4 (normal), 8 and 16 channels (reduce): skip in the normal cell costs nothing,
     # each reduction cell has 14 dil_conv_3x3 edges of C*9 + C*C weights.
-    assert count == 14 * (8 * 9 + 8 * 8) + 14 * (16 * 9 + 16 * 16)
-    darts_path, _ = extract_to_file(hypernet, 1.0, "DARTS", str(tmp_path), channels=4, num_cells=3)
-    assert darts_path.endswith("arch_lambda_1_DARTS.json")
+    assert architecture_parameters(arch, 4, 3) == 14 * (8 * 9 + 8 * 8) + 14 * (16 * 9 + 16 * 16)
+    # 'DARTS' keeps two of each node's edges: 2 + 2 + 2 + 2 dil_conv_3x3 per reduction cell.
+    darts = extract(hypernet, 1.0, "DARTS")
+    assert architecture_parameters(darts, 4, 3) == 8 * (8 * 9 + 8 * 8) + 8 * (16 * 9 + 16 * 16)
     nn.clear_parameters()
 
 

@@ -5,112 +5,28 @@ import os
 import numpy as np
 import pytest
 
-from models.genotype import (EDGES, NAMED_ARCHITECTURES, NODES, OP_NAMES, ZERO_OP, Architecture,
-                             ArchitectureError, derive_architecture, derive_cell, from_json_dict,
-                             load_architecture, parse_genotype_string, save_architecture,
+from models.derivation import derive_by_rule
+from models.genotype import (EDGES, NAMED_ARCHITECTURES, NODES, OP_NAMES, Architecture, ArchitectureError,
+                             from_json_dict, load_architecture, parse_genotype_string, save_architecture,
                              to_genotype_string, to_json_dict, validate_cell)
-from ops.operations import SEARCH_OPS
 
 DIL3, DIL5, SEP3, SEP5, MAX, AVG, SKIP, NONE = range(8)
 
 
-def row(input_node, node):
-    return EDGES.index((input_node, node))
+def random_architecture(seed):
+    rng = np.random.default_rng(seed)
+    return derive_by_rule(rng.normal(size=(14, 8)), rng.normal(size=(14, 8)), "top-k")
 
-
-def alpha_with(*settings):
-    """A zero (14, 8) alpha with alpha[edge(input, node), op] = value for each (input, node, op, value)."""
-    alpha = np.zeros((len(EDGES), len(SEARCH_OPS)))
-    for input_node, node, op_id, value in settings:
-        alpha[row(input_node, node), op_id] = value
-    return alpha
-
-
-def reference_derive(alpha):
-    """The DARTS rule written out with plain loops, to check derive_cell against."""
-    cell = {}
-    for node in NODES:
-        candidates = []
-        for input_node in range(node):
-            logits = alpha[row(input_node, node)]
-            probs = np.exp(logits) / np.exp(logits).sum()
-            best_op = max((op for op in SEARCH_OPS if op != ZERO_OP), key=lambda op: probs[op])
-            candidates.append((probs[best_op], input_node, best_op))
-        candidates.sort(key=lambda c: -c[0])
-        cell[node] = tuple((op, input_node) for _, input_node, op in candidates[:2])
-    return cell
-
-
-# ---------------------------------------------------------------- derivation
 
 def test_edge_order_is_node_major():
     assert EDGES[:5] == ((0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
     assert EDGES[-1] == (4, 5) and len(EDGES) == 14
 
 
-def test_zero_is_never_chosen_even_when_strongest_everywhere():
-    rng = np.random.default_rng(0)
-    alpha = rng.normal(size=(14, 8))
-    alpha[:, ZERO_OP] = 10.0
-    cell = derive_cell(alpha)
-    assert all(op != ZERO_OP for node in NODES for op, _ in cell[node])
-    assert all(len(cell[node]) == 2 for node in NODES)
-    assert cell == reference_derive(alpha)
-
-
-def test_edges_are_ranked_by_softmax_weight_of_strongest_non_zero_op():
-    # Raw alphas would rank input 0 first (5.0), but its zero op takes most of its softmax mass:
-    # weights are input 0: e^5/(e^5+e^6+6) = 0.26, input 1: e^2/(e^2+7) = 0.51, input 2: 0.39.
-    alpha = alpha_with((0, 3, SEP3, 5.0), (0, 3, NONE, 6.0),
-                       (1, 3, MAX, 2.0),
-                       (2, 3, SEP5, 1.5))
-    assert derive_cell(alpha)[3] == ((MAX, 1), (SEP5, 2))  # strongest first
-
-
-def test_kept_edge_gets_its_strongest_non_zero_op():
-    # Input 1: zero is strongest, then AVG with softmax weight 0.26 (> 1/8 of the untouched edges).
-    alpha = alpha_with((1, 4, NONE, 3.5), (1, 4, AVG, 3.0), (1, 4, SEP3, 2.9),
-                       (3, 4, DIL5, 4.0), (3, 4, SKIP, 1.0))
-    assert derive_cell(alpha)[4] == ((DIL5, 3), (AVG, 1))
-
-
-def test_ties_go_to_earlier_edge_and_lower_op_id():
-    cell = derive_cell(np.zeros((14, 8)))
-    assert cell == {node: ((DIL3, 0), (DIL3, 1)) for node in NODES}
-    # Inputs 1, 3 and 4 of node 5 have identical rows, so they tie exactly, as do SEP3 and AVG
-    # inside each of them.
-    tied = [(input_node, 5, op, 2.0) for input_node in (1, 3, 4) for op in (AVG, SEP3)]
-    assert derive_cell(alpha_with(*tied))[5] == ((SEP3, 1), (SEP3, 3))
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_derive_matches_reference_on_random_alphas(seed):
-    alpha = np.random.default_rng(seed).normal(scale=2.0, size=(14, 8))
-    assert derive_cell(alpha) == reference_derive(alpha)
-
-
-def test_derive_architecture_keeps_cells_apart():
-    normal = alpha_with((0, 2, SEP3, 1.0), (1, 2, SEP3, 1.0))
-    reduction = alpha_with((0, 2, MAX, 1.0), (1, 2, MAX, 1.0))
-    arch = derive_architecture(normal, reduction)
-    assert arch.normal[2] == ((SEP3, 0), (SEP3, 1))
-    assert arch.reduction[2] == ((MAX, 0), (MAX, 1))
-
-
-@pytest.mark.parametrize("alpha, message", [
-    (np.zeros((14, 7)), "shape"),
-    (np.full((14, 8), np.nan), "NaN"),
-])
-def test_derive_rejects_bad_alpha(alpha, message):
-    with pytest.raises(ArchitectureError, match=message):
-        derive_cell(alpha)
-
-
 # ---------------------------------------------------------------- JSON
 
 def test_json_file_round_trip(tmp_path):
-    arch = derive_architecture(np.random.default_rng(1).normal(size=(14, 8)),
-                               np.random.default_rng(2).normal(size=(14, 8)))
+    arch = random_architecture(1)
     path = tmp_path / "new" / "dir" / "DARTS_arch.json"
     save_architecture(arch, str(path))
     assert load_architecture(str(path)) == arch
@@ -193,8 +109,7 @@ def test_genotype_string_forms():
 
 
 def test_genotype_string_round_trip_of_derived_cells():
-    arch = derive_architecture(np.random.default_rng(3).normal(size=(14, 8)),
-                               np.random.default_rng(4).normal(size=(14, 8)))
+    arch = random_architecture(3)
     assert parse_genotype_string(to_genotype_string(arch)) == arch
 
 
@@ -327,3 +242,15 @@ def test_missing_file_and_unknown_name(tmp_path):
         load_architecture("DARTS_V3")
     with pytest.raises(ArchitectureError, match="is a directory"):
         load_architecture(str(tmp_path))
+
+
+def test_spec_defects_are_worded_for_architectures(tmp_path):
+    binary = tmp_path / "arch.bin"
+    binary.write_bytes(b"\xff\xfe\x00")
+    for spec, message in [(3, "architecture spec must be a string, got int"),
+                          ("", "architecture spec is empty"),
+                          (str(binary), f"architecture file {str(binary)!r} is not a text file"),
+                          ("no/such.json", "architecture file 'no/such.json' does not exist")]:
+        with pytest.raises(ArchitectureError) as error:
+            load_architecture(spec)
+        assert str(error.value) == message

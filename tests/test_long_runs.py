@@ -27,6 +27,19 @@ def test_without_a_terminal_a_line_every_n_steps_and_after_the_last(capsys):
     assert "loss 0.200" in lines[0] and "loss 0.600" in lines[2]
 
 
+def test_progress_over_a_list_yields_its_items_and_may_stop_early(capsys):
+    progress = Progress(["a", "b", "c", "d", "e"], "epoch 1/1", every=2)
+    seen = []
+    for item in progress:
+        if item == "d":
+            break
+        seen.append(item)
+        progress.set_postfix(item=item)
+    assert seen == ["a", "b", "c"]
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("step ")[1].split()[0] for line in lines] == ["2/5"] and "item b" in lines[0]
+
+
 def test_resume_without_a_checkpoint_says_so_and_starts_afresh(tmp_path, capsys):
     run = Run(str(tmp_path), None, 3, SERIES)
     assert run.start({}, {}, resume=True) is None
@@ -70,6 +83,26 @@ def test_resuming_with_a_longer_schedule_or_no_checkpoint_is_accepted(tmp_path):
     run.check_resume_settings({**saved, "batch_size": 8, "resume": True}, path, force=False)
 
 
+def open_settings(tmp_path, **changes):
+    return {"monitor_path": str(tmp_path), "model_save_path": None, "epoch": 3, "resume": False,
+            "force_resume": False, "batch_size": 64, "config": "run.yaml", **changes}
+
+
+def test_opening_a_run_writes_its_settings_and_refuses_a_resume_that_changes_them(tmp_path):
+    settings = open_settings(tmp_path)
+    run = Run.open(settings, SERIES)
+    assert (run.monitor_path, run.save_dir, run.epochs) == (str(tmp_path), str(tmp_path), 3)
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert saved == {k: v for k, v in settings.items() if k != "config"}  # --config is the file itself
+    (tmp_path / "checkpoint.npz").write_bytes(b"")  # only its existence matters here
+    with pytest.raises(CheckpointError, match="batch_size"):
+        Run.open(open_settings(tmp_path, resume=True, batch_size=32), SERIES)
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["batch_size"] == 64
+    Run.open(open_settings(tmp_path, resume=True, epoch=5), SERIES)  # a longer schedule resumes
+    Run.open(open_settings(tmp_path, resume=True, batch_size=32, force_resume=True), SERIES)
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["batch_size"] == 32
+
+
 def test_keep_last_deletes_only_the_oldest_numbered_files(tmp_path):
     for n in (1, 2, 10, 3, 11):
         (tmp_path / f"params_epoch_{n:03d}.h5").write_bytes(b"x")
@@ -89,6 +122,7 @@ def test_half_precision_second_order_is_refused():
     check_precision("float", True)
 
 
+@pytest.mark.slow
 def test_a_search_resumed_with_another_batch_size_exits_1_with_one_line(tmp_path, monkeypatch, capsys):
     data = load_dataset("digits", "unused")
     data.train_x, data.train_y = data.train_x[:32], data.train_y[:32]

@@ -126,6 +126,7 @@ TRAIN = ["--dataset", "digits", "--num-cells", "2", "--output-filter", "4", "-f"
          "--epoch", "1", "--model-arch-name", "DARTS_V2", "--auxiliary", "false", "--type-config", "half"]
 
 
+@pytest.mark.slow
 def test_darts_train_in_half_precision_trains_float_weights_and_logs_the_scale(tmp_path, capsys):
     summary = darts_train.main(TRAIN + ["-m", str(tmp_path)])
     line = [s for s in capsys.readouterr().out.splitlines() if s.startswith("epoch 1/1")][0]
@@ -135,6 +136,7 @@ def test_darts_train_in_half_precision_trains_float_weights_and_logs_the_scale(t
     assert all(v.data.dtype == np.float32 for v in nn.get_parameters(grad_only=True).values())
 
 
+@pytest.mark.slow
 def test_darts_search_first_order_in_half_precision(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(darts_search, "load_dataset", lambda name, data_dir: digits_head(64))
     darts_search.main(["--dataset", "digits", "--batch-size", "16", "--num-cells", "2", "--output-filter", "4",

@@ -12,8 +12,8 @@ import yaml
 import darts_train
 from args import parse_args, train_parser
 from models.graph import build_graph
+from utils.run import run as run_module
 from utils.run.monitoring import series_path
-from utils.training import run as run_module
 from utils.training.error_record import empty_errors, record_epoch
 from utils.training.evaluation import Scores, image_set_scores, top_k_misses
 from utils.training.protocol import aggregate_runs, format_table

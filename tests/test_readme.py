@@ -1,4 +1,5 @@
 """Every command quoted in the README parses its flags, so the README cannot drift from the code."""
+import importlib
 import importlib.util
 import os
 import re
@@ -44,6 +45,9 @@ def load_script(path):
 
 
 def parse_script(script, argv):
+    if script == "-m":  # python -m scripts.<name>
+        module, *argv = argv
+        return importlib.import_module(module).build_parser().parse_args(argv)
     if script == "darts_search.py":
         return parse_args(search_parser(), argv)
     if script == "darts_train.py":
@@ -60,8 +64,32 @@ def test_the_readme_quotes_the_commands_it_must():
     assert sum(c.startswith("python ") for c in commands) >= 15
 
 
+def contributor_example():
+    """The worked example of the README's section for contributors: a variant module."""
+    section = README[README.index("## For contributors"):]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+@pytest.fixture
+def example_variant():
+    """The README's example variant, registered for the test and removed afterwards."""
+    from utils.search.variants import VARIANTS
+    namespace = {}
+    exec(compile(contributor_example(), "README.md (example variant)", "exec"), namespace)
+    yield namespace
+    VARIANTS.pop("sharp")
+
+
+def test_the_example_variant_searches(example_variant, tiny_search, tmp_path):
+    out = tiny_search(tmp_path / "sharp", "--variant", "sharp", "--sharp-temperature", "0.2", "--epoch", "1")
+    assert "sharp_temperature: 0.2" in (out / "config.yaml").read_text()
+    assert (out / "DARTS_arch.json").exists()
+
+
 @pytest.mark.parametrize("command", [c for c in quoted_commands() if c.startswith("python ")])
-def test_python_command_parses(command, tmp_path, monkeypatch):
+def test_python_command_parses(command, tmp_path, monkeypatch, request):
+    if "--variant sharp" in command:
+        request.getfixturevalue("example_variant")
     monkeypatch.chdir(tmp_path)
     shutil.copytree(os.path.join(ROOT, "configs"), tmp_path / "configs")  # commands that read --config configs/...
     for name, body in yaml_files().items():

@@ -278,6 +278,7 @@ def series(monitor, name):
     return np.loadtxt(os.path.join(monitor, name.replace(" ", "-") + ".series.txt"), ndmin=2)
 
 
+@pytest.mark.slow
 def test_search_writes_the_cell_its_history_and_resumes_exactly(corpus_dir, tmp_path, no_pictures):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     darts_search.main(tiny(corpus_dir, straight, "--epoch", "2", "--bptt", "3",
@@ -302,6 +303,7 @@ def test_search_writes_the_cell_its_history_and_resumes_exactly(corpus_dir, tmp_
     assert {"curves.png", "alphas.png"} <= drawn and drawn & {"cells/recurrent.png", "cells/recurrent.dot"}
 
 
+@pytest.mark.slow
 def test_training_reports_perplexities_and_resumes_exactly(corpus_dir, tmp_path, no_pictures):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     summary = darts_train.main(tiny(corpus_dir, straight, "--epoch", "2", "--model-arch-name", "DARTS_V1"))
@@ -321,6 +323,45 @@ def test_training_reports_perplexities_and_resumes_exactly(corpus_dir, tmp_path,
     evaluated = darts_train.main(tiny(corpus_dir, tmp_path / "eval", "--model-arch-name", "DARTS_V1",
                                       "--evaluate", str(straight / "best_params.h5")))
     assert evaluated["test_ppl"] == pytest.approx(summary["test_ppl"], rel=1e-5)
+
+
+# Each recurrent script with a tiny run's own flags: the search writes its cell, training reads one.
+def recurrent_run(script, corpus_dir, monitor):
+    if script == "search":
+        return darts_search.main, tiny(corpus_dir, monitor, "--bptt", "3", "--model-arch-name", str(monitor / "cell.json"))
+    return darts_train.main, tiny(corpus_dir, monitor, "--model-arch-name", "DARTS_V1")
+
+
+@pytest.mark.parametrize("script", ["search", "training"])
+def test_a_recurrent_run_resumed_with_another_batch_size_exits_1_with_one_line(script, corpus_dir, tmp_path, capsys,
+                                                                             no_pictures):
+    main, argv = recurrent_run(script, corpus_dir, tmp_path)
+    main(argv + ["--epoch", "1"])
+    config = (tmp_path / "config.yaml").read_text()
+    before = (tmp_path / "Validation-perplexity.series.txt").read_text()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv + ["-b", "4", "--resume", "--epoch", "2"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "batch_size (8 -> 4)" in err[0] and "--force-resume" in err[0], err
+    # Refused before anything was written: the saved settings and series are the first run's.
+    assert (tmp_path / "config.yaml").read_text() == config
+    assert (tmp_path / "Validation-perplexity.series.txt").read_text() == before
+
+
+@pytest.mark.parametrize("script, desc", [("search", "search epoch 1/1"), ("training", "train epoch 1/1")])
+def test_an_unattended_recurrent_run_prints_a_progress_line_every_n_steps(script, desc, corpus_dir, tmp_path, capsys,
+                                                                          no_pictures):
+    main, argv = recurrent_run(script, corpus_dir, tmp_path)
+    main(argv + ["--epoch", "1", "--progress-every", "2"])  # capsys: stderr is no terminal
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith(desc)]
+    done, total = zip(*(map(int, line.split("step ")[1].split()[0].split("/")) for line in lines))
+    every_second = [step for step in done if step % 2 == 0]
+    assert every_second == list(range(2, max(every_second) + 1, 2)) and max(every_second) >= total[0] - 2, lines
+    # The last step's line, unless the search skipped the stream's short tail.
+    assert set(done) - set(every_second) <= {total[0]} and len(set(total)) == 1
+    assert all("ppl" in line for line in lines)
 
 
 def test_summary_counts_the_weights_without_data(tmp_path):

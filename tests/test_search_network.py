@@ -30,6 +30,7 @@ def numbered_images(monkeypatch):
     return data
 
 
+@pytest.mark.slow
 def test_the_weight_and_alpha_steps_draw_from_the_two_disjoint_halves(tmp_path, monkeypatch, numbered_images):
     drawn = {"train": set(), "val": set()}
     original_step = BilevelOptimizer.step

@@ -9,8 +9,8 @@ import darts_search
 from models.genotype import load_architecture
 from ops import cpu_kernels
 from tests.helpers import digits_head
+from utils.run import run as run_module
 from utils.search.selection import select_architecture
-from utils.training import run as run_module
 
 TINY = ["--dataset", "digits", "--batch-size", "16", "--num-cells", "1", "--output-filter", "4", "--epoch", "1"]
 
@@ -80,7 +80,7 @@ def test_selection_never_reads_the_test_set(selected, digits_slice):
 
 
 def test_ties_go_to_the_lower_loss_then_the_earlier_candidate(monkeypatch):
-    from utils.training import selection as selection_module
+    from utils.search import selection as selection_module
     from utils.training.evaluation import Scores
     scores = {"a": Scores(1.0, 0.5, 0.1), "b": Scores(0.9, 0.5, 0.1), "c": Scores(0.9, 0.5, 0.1), "d": Scores(2.0, 0.4, 0.1)}
     monkeypatch.setattr(selection_module, "brief_training", lambda arch, *args, **kwargs: scores[arch])

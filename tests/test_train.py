@@ -8,9 +8,10 @@ import pytest
 import yaml
 
 import darts_train
-from darts_train import FINAL_PARAMS_NAME, SERIES, epoch_params_name
+from darts_train import SERIES
 from models.genotype import NAMED_ARCHITECTURES, load_architecture, save_architecture, to_genotype_string
 from utils.run.monitoring import series_path
+from utils.run_files import FINAL_PARAMS, epoch_params
 from utils.training.model_stats import SUMMARY_KEYS
 
 # 3 cells, C=4, 14 steps of 100 per epoch.
@@ -45,6 +46,7 @@ def two_epochs(tmp_path_factory):
     return monitor
 
 
+@pytest.mark.slow
 def test_training_writes_series_summary_parameters_and_config(two_epochs):
     for name in SERIES:
         values = series_values(two_epochs, name)
@@ -56,9 +58,9 @@ def test_training_writes_series_summary_parameters_and_config(two_epochs):
     assert summary["macs"] > summary["params"]
     assert summary["final_test_error"] == pytest.approx(errors[-1], abs=1e-6)
     assert summary["best_test_error_oracle"] == pytest.approx(errors.min(), abs=1e-6)
-    for name in (epoch_params_name(1), epoch_params_name(2), FINAL_PARAMS_NAME, "checkpoint.npz"):
+    for name in (epoch_params(1), epoch_params(2), FINAL_PARAMS, "checkpoint.npz"):
         assert (two_epochs / name).is_file(), name
-    saved = read_h5(two_epochs / FINAL_PARAMS_NAME)
+    saved = read_h5(two_epochs / FINAL_PARAMS)
     assert any(name.endswith("/mean") for name in saved)  # batch-norm statistics, needed to evaluate
     with open(two_epochs / "config.yaml") as f:
         config = yaml.safe_load(f)
@@ -74,17 +76,18 @@ def test_training_keeps_the_architecture_and_draws_its_cells_from_any_directory(
 
 
 def test_evaluate_reproduces_the_final_test_error(two_epochs, tmp_path):
-    error = train(tmp_path, "--evaluate", str(two_epochs / FINAL_PARAMS_NAME))
+    error = train(tmp_path, "--evaluate", str(two_epochs / FINAL_PARAMS))
     assert error == read_json(two_epochs / "summary.json")["final_test_error"]
     assert read_json(tmp_path / "evaluation.json")["test_error"] == error
     # The parameters after epoch 1 are a different network state.
-    assert train(tmp_path, "--evaluate", str(two_epochs / epoch_params_name(1))) != error
+    assert train(tmp_path, "--evaluate", str(two_epochs / epoch_params(1))) != error
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(two_epochs, tmp_path):
     train(tmp_path, "--epoch", "1")
     train(tmp_path, "--epoch", "2", "--resume")
-    expected, resumed = read_h5(two_epochs / FINAL_PARAMS_NAME), read_h5(tmp_path / FINAL_PARAMS_NAME)
+    expected, resumed = read_h5(two_epochs / FINAL_PARAMS), read_h5(tmp_path / FINAL_PARAMS)
     assert expected.keys() == resumed.keys()
     for name in expected:
         np.testing.assert_array_equal(resumed[name], expected[name], err_msg=name)
@@ -159,7 +162,7 @@ def test_bad_parameter_file_exits_1_with_one_line(tmp_path, capsys, make_file, m
 def test_parameters_of_another_network_are_refused(two_epochs, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         darts_train.main(TINY + ["-m", str(tmp_path), "--num-cells", "4",
-                                 "--evaluate", str(two_epochs / FINAL_PARAMS_NAME)])
+                                 "--evaluate", str(two_epochs / FINAL_PARAMS)])
     assert exit_info.value.code == 1
     assert "does not fit this network" in capsys.readouterr().err
 
@@ -168,3 +171,49 @@ def test_impossible_settings_are_usage_errors(tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         train(tmp_path, "--drop-path-prob", "1")
     assert exit_info.value.code == 2
+
+
+def usage_error(capsys, argv):
+    """The last stderr line of a command line darts_train.py refuses before running anything (exit 2)."""
+    with pytest.raises(SystemExit) as exit_info:
+        darts_train.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [line for line in err if "error:" in line] == err[-1:], err  # argparse's usage, then one error line
+    return err[-1]
+
+
+@pytest.fixture
+def nothing_runs(monkeypatch):
+    """Fails a test whose command line starts a mode (every mode sets the context first) instead of being
+    refused: without the check, `--space recurrent --export` would start an 8000-epoch training."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a mode ran")
+    monkeypatch.setattr(darts_train, "set_context", refuse)
+
+
+RECURRENT = ["--space", "recurrent", "--model-arch-name", "DARTS_V2"]
+
+
+@pytest.mark.parametrize("extra, flag", [(["--export", "params.h5"], "--export"), (["--seeds", "0,1"], "--seeds")])
+def test_a_mode_the_recurrent_space_lacks_exits_2_with_one_line(tmp_path, capsys, nothing_runs, extra, flag):
+    line = usage_error(capsys, RECURRENT + ["-m", str(tmp_path)] + extra)
+    assert flag in line and "--space" in line, line
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("extra", [
+    ["--summary", "--evaluate", "params.h5"],
+    ["--evaluate", "params.h5", "--export", "params.h5"],
+    ["--export", "params.h5", "--seeds", "0,1"],
+])
+def test_two_modes_at_once_exit_2_with_one_line(tmp_path, capsys, nothing_runs, extra):
+    line = usage_error(capsys, TINY + ["-m", str(tmp_path)] + extra)
+    flags = [arg for arg in extra if arg.startswith("--")]
+    assert all(flag in line for flag in flags), line
+    assert not os.listdir(tmp_path)
+
+
+def test_two_modes_are_refused_under_the_recurrent_space_too(tmp_path, capsys, nothing_runs):
+    line = usage_error(capsys, RECURRENT + ["-m", str(tmp_path), "--summary", "--evaluate", "params.h5"])
+    assert "--summary" in line and "--evaluate" in line

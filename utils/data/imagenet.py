@@ -28,12 +28,12 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 from utils.data.datasets import DataError
+from utils.run_files import CLASS_LIST
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 CROP_SIZE = 224
 RESIZE_SIZE = 256
-CLASS_LIST_NAME = "classes.txt"
 
 # torchvision's RandomResizedCrop defaults.
 CROP_SCALE = (0.08, 1.0)
@@ -109,7 +109,7 @@ def _files_under(folder):
 
 def write_class_list(classes, directory):
     """Writes the class names, one a line in label order, to directory/classes.txt; returns the path."""
-    path = os.path.join(directory, CLASS_LIST_NAME)
+    path = os.path.join(directory, CLASS_LIST)
     with open(path, "w") as f:
         f.writelines(f"{name}\n" for name in classes)
     return path

@@ -13,9 +13,6 @@ from ops.operations import OP_NAMES, SEARCH_OPS, ZERO_OP
 from ops.user_error import UserError
 from utils.pictures.curves import save_figure
 
-ALPHA_HISTORY = "alpha_history.npz"
-# The same layout holding the mixing weights of DADARTS's top-k transform instead of raw alphas.
-TOPK_HISTORY = "topk_history.npz"
 CELL_TYPES = ("normal", "reduction")
 INPUT_NAMES = ("c_{k-2}", "c_{k-1}")
 

@@ -9,8 +9,8 @@ import os
 import numpy as np
 
 from ops.user_error import UserError
+from utils.run_files import SERIES_SUFFIX
 
-SERIES_SUFFIX = ".series.txt"
 X_LABELS = {"epoch": "Epoch", "iteration": "Iteration"}
 # Fewer points than this get markers: a run's first epoch is a single point, which a line alone hides.
 _MARKER_MAX_POINTS = 40

@@ -14,9 +14,8 @@ import yaml
 
 from ops.user_error import UserError
 from utils.pictures.curves import save_figure
+from utils.run_files import CONFIG, SUMMARY
 
-SUMMARY_FILE = "summary.json"
-CONFIG_FILE = "config.yaml"
 RANDOM = "random"
 DARTS = "DARTS"
 GROUP_COLOURS = {RANDOM: "black", DARTS: "grey"}
@@ -52,7 +51,7 @@ def _read_json(path):
 
 
 def _arch_name(directory):
-    path = os.path.join(directory, CONFIG_FILE)
+    path = os.path.join(directory, CONFIG)
     if not os.path.isfile(path):
         return os.path.basename(os.path.normpath(directory))
     try:
@@ -65,7 +64,7 @@ def _arch_name(directory):
 
 def read_point(directory):
     """{label, group, params, test_accuracy, directory} of one trained run."""
-    summary_path = os.path.join(directory, SUMMARY_FILE)
+    summary_path = os.path.join(directory, SUMMARY)
     summary = _read_json(summary_path)
     if not isinstance(summary, dict) or not isinstance(summary.get("params"), int):
         raise ParetoError(f"{summary_path} has no integer 'params'")

@@ -8,12 +8,9 @@ import sys
 
 import numpy as np
 
-from utils.pictures.alpha_plot import ALPHA_HISTORY, TOPK_HISTORY
-
-FINAL_ARCH = "DARTS_arch.json"
-# The recurrent cell of a recurrent run (the latest of a search, the one trained); its presence
-# marks the directory as a recurrent run.
-RECURRENT_ARCH = "recurrent_arch.json"
+from utils.run_files import (ALPHA_HISTORY, ALPHAS_PICTURE, ARCHITECTURE, CELL_PICTURES, CURVES_PICTURE,
+                             EPOCH_ARCHITECTURE_PATTERN, RECURRENT_ARCHITECTURE, SERIES_SUFFIX, TOPK_ALPHAS_PICTURE,
+                             TOPK_HISTORY)
 
 
 def latest_architecture_file(monitor_dir):
@@ -22,8 +19,8 @@ def latest_architecture_file(monitor_dir):
     During a search the epoch files are the fresh ones and a DARTS_arch.json may be left from an
     earlier run; once the search ends, DARTS_arch.json is written last. So the newer file wins.
     """
-    candidates = sorted(glob.glob(os.path.join(glob.escape(monitor_dir), "arch", "epoch_*.json")))[-1:]
-    final = os.path.join(monitor_dir, FINAL_ARCH)
+    candidates = sorted(glob.glob(os.path.join(glob.escape(monitor_dir), EPOCH_ARCHITECTURE_PATTERN)))[-1:]
+    final = os.path.join(monitor_dir, ARCHITECTURE)
     if os.path.isfile(final):
         candidates.append(final)
     if not candidates:
@@ -38,10 +35,10 @@ def print_warning(message):
 # Each picture imports its own drawing code: a run that never draws does not pay for matplotlib,
 # and a broken install costs a warning like any other failure.
 def _draw_curves(monitor_dir, fmt, x):
-    if not glob.glob(os.path.join(glob.escape(monitor_dir), "*.series.txt")):
+    if not glob.glob(os.path.join(glob.escape(monitor_dir), "*" + SERIES_SUFFIX)):
         return []
     from utils.pictures.curves import plot_curves
-    out_path = os.path.join(monitor_dir, "curves.png")
+    out_path = os.path.join(monitor_dir, CURVES_PICTURE)
     plot_curves([monitor_dir], out_path, x=x)
     return [out_path]
 
@@ -49,14 +46,14 @@ def _draw_curves(monitor_dir, fmt, x):
 def _draw_alphas(monitor_dir, fmt, x):
     from utils.pictures.alpha_plot import plot_alpha_history, plot_recurrent_alpha_history
     history_path = os.path.join(monitor_dir, ALPHA_HISTORY)
-    if os.path.exists(history_path) and os.path.isfile(os.path.join(monitor_dir, RECURRENT_ARCH)):
-        out_path = os.path.join(monitor_dir, "alphas.png")
+    if os.path.exists(history_path) and os.path.isfile(os.path.join(monitor_dir, RECURRENT_ARCHITECTURE)):
+        out_path = os.path.join(monitor_dir, ALPHAS_PICTURE)
         with np.load(history_path) as data:
             plot_recurrent_alpha_history(data["recurrent"], out_path)
         return [out_path]
     written = []
-    for history, picture, holds_weights in ((ALPHA_HISTORY, "alphas.png", False),
-                                             (TOPK_HISTORY, "alphas_topk.png", True)):
+    for history, picture, holds_weights in ((ALPHA_HISTORY, ALPHAS_PICTURE, False),
+                                             (TOPK_HISTORY, TOPK_ALPHAS_PICTURE, True)):
         history_path = os.path.join(monitor_dir, history)
         if os.path.exists(history_path):
             out_path = os.path.join(monitor_dir, picture)
@@ -66,20 +63,21 @@ def _draw_alphas(monitor_dir, fmt, x):
 
 
 def _draw_cells(monitor_dir, fmt, x):
-    recurrent_file = os.path.join(monitor_dir, RECURRENT_ARCH)
+    recurrent_file = os.path.join(monitor_dir, RECURRENT_ARCHITECTURE)
     if os.path.isfile(recurrent_file):
         from models.recurrent_genotype import load_recurrent_genotype
         from utils.pictures.cell_diagram import draw_recurrent_cell
-        return draw_recurrent_cell(load_recurrent_genotype(recurrent_file), os.path.join(monitor_dir, "cells"), fmt)
+        return draw_recurrent_cell(load_recurrent_genotype(recurrent_file), os.path.join(monitor_dir, CELL_PICTURES),
+                                   fmt)
     arch_file = latest_architecture_file(monitor_dir)
     if arch_file is None:
         return []
     from models.genotype import load_architecture
     from utils.pictures.cell_diagram import draw_architecture
-    return draw_architecture(load_architecture(arch_file), os.path.join(monitor_dir, "cells"), fmt)
+    return draw_architecture(load_architecture(arch_file), os.path.join(monitor_dir, CELL_PICTURES), fmt)
 
 
-PICTURES = (("curves.png", _draw_curves), ("alphas.png", _draw_alphas), ("cells/", _draw_cells))
+PICTURES = ((CURVES_PICTURE, _draw_curves), (ALPHAS_PICTURE, _draw_alphas), (CELL_PICTURES + "/", _draw_cells))
 
 
 def draw_run(monitor_dir, fmt="png", x="epoch", warn=print_warning):

@@ -8,28 +8,24 @@ alphas as recurrent_arch.json, arch/epoch_NNN.json and genotype.txt; the checkpo
 at the end the cell as JSON in --model-arch-name.
 """
 import os
-import sys
 
 import nnabla as nn
 import numpy as np
-from tqdm import tqdm
 
-from args import save_config
 from models.recurrent import ALPHA_NAME, ARCH_SCOPE, WEIGHT_SCOPE, build_search_model, create_alpha
 from models.recurrent_genotype import derive_recurrent_genotype, save_recurrent_genotype, to_genotype_string
 from utils.data.datasets import DataError
 from utils.data.text import Batch, batchify, epoch_batches, get_batch, load_corpus, search_sequence_length
 from utils.optim.solvers import SGD, Adam
-from utils.pictures.run_pictures import RECURRENT_ARCH
 from utils.recurrent.language_model import GraphCache, dropouts_of, perplexity, stream_loss
 from utils.recurrent.search_step import RecurrentSearchStep
 from utils.run.context import set_context
-from utils.run.run import EPOCH_TIME, Run, seed_everything
+from utils.run.run import EPOCH_TIME, Progress, Run, seed_everything
+from utils.run_files import GENOTYPE, RECURRENT_ARCHITECTURE, epoch_architecture
 from utils.search.alpha_history import write_recurrent_alpha_history
 from utils.training.evaluation import RunningMean
 
 SERIES = ("Training perplexity", "Validation perplexity", EPOCH_TIME)
-GENOTYPE_TEXT = "genotype.txt"
 
 
 def scope_parameters(scope, grad_only):
@@ -55,8 +51,7 @@ def search_recurrent(args):
         if rows <= args.bptt + 1:
             raise DataError(f"{args.dataset}: the {name} split gives {rows} rows at batch size {args.batch_size}, "
                             f"too few for --bptt {args.bptt}; lower --batch-size or --bptt")
-    run = Run(args.monitor_path, args.model_save_path, args.epoch, SERIES)
-    save_config(args, run.monitor_path)
+    run = Run.open(vars(args), SERIES)
 
     nn.clear_parameters()
     rng = seed_everything(args.seed)
@@ -83,9 +78,8 @@ def search_recurrent(args):
     for epoch in run.remaining_epochs():
         stepper.reset_hidden(args.batch_size, args.nhid)
         train_loss = RunningMean()
-        batches = epoch_batches(train_data, lambda r: search_sequence_length(r, args.bptt), args.seed, epoch)
-        bar = tqdm(batches, desc=f"search epoch {epoch + 1}/{args.epoch}", leave=False,
-                   disable=not sys.stderr.isatty())
+        batches = list(epoch_batches(train_data, lambda r: search_sequence_length(r, args.bptt), args.seed, epoch))
+        bar = Progress(batches, f"search epoch {epoch + 1}/{args.epoch}", args.progress_every)
         for batch in bar:
             if len(batch.data) < batch.seq_len:
                 break  # the stream's tail: a third length is not worth a graph
@@ -100,9 +94,9 @@ def search_recurrent(args):
         history.append(alpha.d.copy())
         write_recurrent_alpha_history(run.monitor_path, history)
         genotype = derive_recurrent_genotype(alpha.d)
-        save_recurrent_genotype(genotype, os.path.join(run.monitor_path, "arch", f"epoch_{epoch + 1:03d}.json"))
-        save_recurrent_genotype(genotype, os.path.join(run.monitor_path, RECURRENT_ARCH))
-        with open(os.path.join(run.monitor_path, GENOTYPE_TEXT), "w") as f:
+        save_recurrent_genotype(genotype, os.path.join(run.monitor_path, epoch_architecture(epoch + 1)))
+        save_recurrent_genotype(genotype, os.path.join(run.monitor_path, RECURRENT_ARCHITECTURE))
+        with open(os.path.join(run.monitor_path, GENOTYPE), "w") as f:
             f.write(to_genotype_string(genotype) + "\n")
         train_ppl = perplexity(train_loss.mean)
         run.end_epoch(epoch, {"Training perplexity": train_ppl, "Validation perplexity": valid_ppl},

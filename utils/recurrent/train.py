@@ -15,35 +15,29 @@ SERIES, summary.json (SUMMARY_KEYS), the checkpoint for --resume.
 import contextlib
 import math
 import os
-import sys
 
 import nnabla as nn
 import numpy as np
-from tqdm import tqdm
 
-from args import save_config
 from models.recurrent import build_eval_model
 from models.recurrent_genotype import save_recurrent_genotype, to_genotype_string
 from ops.user_error import UserError
 from utils.data.text import batchify, epoch_batches, load_corpus, train_sequence_length, vocabulary_size
 from utils.optim.solvers import SGD
-from utils.pictures.run_pictures import RECURRENT_ARCH, draw_run
+from utils.pictures.run_pictures import draw_run
 from utils.recurrent.language_model import (TRAIN_MASKS, GraphCache, draw_masks, dropouts_of, feed, forward_backward,
                                             mask_rng, perplexity, stream_loss)
 from utils.recurrent.ntasgd import PolyakAverage, should_switch_to_asgd
 from utils.run.checkpoint import load_checkpoint, save_checkpoint
 from utils.run.context import set_context
 from utils.run.monitoring import EpochSeries
-from utils.run.run import EPOCH_TIME, Run, seed_everything, write_json
+from utils.run.run import EPOCH_TIME, Progress, Run, seed_everything, write_json
+from utils.run_files import BEST_CHECKPOINT, BEST_PARAMS, EVALUATION, RECURRENT_ARCHITECTURE, SUMMARY
 from utils.training.evaluation import RunningMean
 from utils.training.parameter_files import load_parameter_file
 
 SERIES = ("Training perplexity", "Validation perplexity", EPOCH_TIME)
 TEST_SERIES = "Test perplexity"
-SUMMARY_NAME = "summary.json"
-EVALUATION_NAME = "evaluation.json"
-BEST_CHECKPOINT_NAME = "best.npz"
-BEST_PARAMS_NAME = "best_params.h5"
 SUMMARY_KEYS = ("params", "valid_ppl", "test_ppl")
 TEST_BATCH_SIZE = 1
 
@@ -64,7 +58,7 @@ def summarise_recurrent(args, genotype):
     params = int(sum(v.size for v in nn.get_parameters(grad_only=True).values()))
     summary = {"params": params, "valid_ppl": None, "test_ppl": None}
     os.makedirs(args.monitor_path, exist_ok=True)
-    path = os.path.join(args.monitor_path, SUMMARY_NAME)
+    path = os.path.join(args.monitor_path, SUMMARY)
     write_json(path, summary)
     print(f"language model: {to_genotype_string(genotype)}, nhid {args.nhid}, vocabulary {ntoken}")
     print(f"weights: {params:,}")
@@ -84,7 +78,7 @@ def evaluate_recurrent(args, genotype):
               "valid_ppl": perplexity(stream_loss(valid_graphs, batchify(corpus.valid, args.eval_batch_size), args.bptt)),
               "test_ppl": perplexity(stream_loss(test_graphs, batchify(corpus.test, TEST_BATCH_SIZE), args.bptt))}
     os.makedirs(args.monitor_path, exist_ok=True)
-    path = os.path.join(args.monitor_path, EVALUATION_NAME)
+    path = os.path.join(args.monitor_path, EVALUATION)
     write_json(path, result)
     print(f"valid ppl {result['valid_ppl']:.2f}  test ppl {result['test_ppl']:.2f}  written to {path}")
     return result
@@ -95,8 +89,8 @@ def train_epoch(graphs, train_data, optimizer, polyak, args, epoch):
     dropouts = dropouts_of(args)
     loss = RunningMean()
     hidden = np.zeros((args.batch_size, args.nhid), dtype=np.float32)
-    batches = epoch_batches(train_data, lambda r: train_sequence_length(r, args.bptt), args.seed, epoch)
-    bar = tqdm(batches, desc=f"train epoch {epoch + 1}/{args.epoch}", leave=False, disable=not sys.stderr.isatty())
+    batches = list(epoch_batches(train_data, lambda r: train_sequence_length(r, args.bptt), args.seed, epoch))
+    bar = Progress(batches, f"train epoch {epoch + 1}/{args.epoch}", args.progress_every)
     for batch in bar:
         graph = graphs[len(batch.data)]
         draw_masks(graph, mask_rng(args.seed, epoch, batch.step, TRAIN_MASKS), dropouts)
@@ -143,11 +137,10 @@ def train_recurrent(args, genotype):
     train_data = batchify(corpus.train, args.batch_size)
     valid_data = batchify(corpus.valid, args.eval_batch_size)
     test_data = batchify(corpus.test, TEST_BATCH_SIZE)
-    run = Run(args.monitor_path, args.model_save_path, args.epoch, SERIES)
-    save_config(args, run.monitor_path)
-    save_recurrent_genotype(genotype, os.path.join(run.monitor_path, RECURRENT_ARCH))
-    best_checkpoint = os.path.join(run.save_dir, BEST_CHECKPOINT_NAME)
-    best_params = os.path.join(run.save_dir, BEST_PARAMS_NAME)
+    run = Run.open(vars(args), SERIES)
+    save_recurrent_genotype(genotype, os.path.join(run.monitor_path, RECURRENT_ARCHITECTURE))
+    best_checkpoint = os.path.join(run.save_dir, BEST_CHECKPOINT)
+    best_params = os.path.join(run.save_dir, BEST_PARAMS)
 
     nn.clear_parameters()
     rng = seed_everything(args.seed)
@@ -193,7 +186,7 @@ def train_recurrent(args, genotype):
             state.val_losses.append(val_loss)
 
         summary["valid_ppl"] = perplexity(state.best_val_loss)
-        write_json(os.path.join(run.monitor_path, SUMMARY_NAME), summary)
+        write_json(os.path.join(run.monitor_path, SUMMARY), summary)
         values = {"Training perplexity": perplexity(train_loss), "Validation perplexity": perplexity(val_loss)}
         run.end_epoch(epoch, values, meta=state.meta(polyak),
                       message=f"{'ASGD' if state.asgd else 'SGD'}  train ppl {values['Training perplexity']:.2f}  "
@@ -205,6 +198,6 @@ def train_recurrent(args, genotype):
     # A series of one point, at the last epoch, written only now so no picture meets it empty.
     EpochSeries(run.monitor_path, (TEST_SERIES,)).add(args.epoch - 1, {TEST_SERIES: summary["test_ppl"]})
     draw_run(run.monitor_path)
-    write_json(os.path.join(run.monitor_path, SUMMARY_NAME), summary)
+    write_json(os.path.join(run.monitor_path, SUMMARY), summary)
     print(f"best valid ppl {summary['valid_ppl']:.2f}  test ppl {summary['test_ppl']:.2f} (best weights, batch 1)")
     return summary

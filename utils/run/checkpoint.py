@@ -6,8 +6,6 @@ import numpy as np
 
 from ops.user_error import UserError
 
-CHECKPOINT_NAME = "checkpoint.npz"
-
 
 class CheckpointError(UserError):
     """A checkpoint that cannot be resumed from; the message is one line."""

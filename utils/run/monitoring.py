@@ -3,9 +3,11 @@ import os
 
 from nnabla.monitor import Monitor, MonitorSeries
 
+from utils.run_files import series_file
+
 
 def series_path(monitor_path, name):
-    return os.path.join(monitor_path, name.replace(" ", "-") + ".series.txt")
+    return os.path.join(monitor_path, series_file(name))
 
 
 class EpochSeries:

@@ -12,19 +12,16 @@ import time
 
 import nnabla as nn
 import numpy as np
-import yaml
 from tqdm import tqdm
 
 from ops.user_error import UserError
-
 from utils.pictures.run_pictures import draw_run
-from utils.run.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
+from utils.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils.run.config_file import refuse_changed_settings, write_config
 from utils.run.monitoring import EpochSeries, series_path
+from utils.run_files import CHECKPOINT, CONFIG
 
 EPOCH_TIME = "Epoch time"
-# Settings a resumed run may change without changing what it computes.
-RESUMABLE_CHANGES = ("config", "resume", "force_resume", "epoch", "progress_every", "keep_last", "device_id",
-                     "data_dir", "draw_every_epoch")
 
 
 def seed_everything(seed):
@@ -61,7 +58,7 @@ class Run:
 
     monitor_path receives the series, pictures and JSON outputs; save_path (default monitor_path)
     the checkpoint and parameter files. series_names are the MonitorSeries written every epoch;
-    EPOCH_TIME among them is filled in by end_epoch.
+    EPOCH_TIME among them is filled in by end_epoch. A script opens its run with Run.open.
     """
 
     def __init__(self, monitor_path, save_path, epochs, series_names):
@@ -69,7 +66,7 @@ class Run:
         self.save_dir = save_path or monitor_path
         os.makedirs(self.monitor_path, exist_ok=True)
         os.makedirs(self.save_dir, exist_ok=True)
-        self.checkpoint_path = os.path.join(self.save_dir, CHECKPOINT_NAME)
+        self.checkpoint_path = os.path.join(self.save_dir, CHECKPOINT)
         self.epochs = epochs
         self.series_names = series_names
         self.start_epoch = 0
@@ -77,28 +74,31 @@ class Run:
         self._state = None
         self._epoch_started = None
 
+    @classmethod
+    def open(cls, settings, series_names):
+        """Every script's first step: the run of `settings` ({name: value}, the script's vars(args)), its
+        settings written to config.yaml.
+
+        Its monitor_path, model_save_path, epoch, resume and force_resume settings open the run. A
+        --resume of a checkpoint whose saved config.yaml differs is refused (CheckpointError) before
+        the file is written again, so the refused settings never replace the saved ones.
+        """
+        run = cls(settings["monitor_path"], settings["model_save_path"], settings["epoch"], series_names)
+        config_path = os.path.join(run.monitor_path, CONFIG)
+        run.check_resume_settings(settings, config_path, settings["force_resume"])
+        write_config(settings, run.monitor_path)
+        return run
+
     def check_resume_settings(self, settings, saved_config_path, force):
         """Refuses (CheckpointError) to resume a checkpoint with settings that differ from the saved ones.
 
         settings: {name: value} of this run; saved_config_path: the YAML file the first run wrote.
-        Call it before the config file is written again. Settings in RESUMABLE_CHANGES may change;
-        `force` (--force-resume) accepts any change.
+        Call it before the config file is written again. Settings in config_file.RESUMABLE_CHANGES may
+        change; `force` (--force-resume) accepts any change.
         """
         if force or not settings.get("resume") or not os.path.exists(self.checkpoint_path):
             return
-        try:
-            with open(saved_config_path) as f:
-                saved = yaml.safe_load(f) or {}
-        except FileNotFoundError:
-            return
-        except (OSError, yaml.YAMLError) as err:
-            raise CheckpointError(f"cannot read {saved_config_path} to compare settings: "
-                                  f"{' '.join(str(err).split())}") from None
-        changed = [f"{name} ({saved.get(name)!r} -> {value!r})" for name, value in settings.items()
-                   if name not in RESUMABLE_CHANGES and name in saved and saved[name] != value]
-        if changed:
-            raise CheckpointError(f"--resume with settings that differ from {saved_config_path}: "
-                                  f"{', '.join(changed)}; use the saved settings or add --force-resume")
+        refuse_changed_settings(settings, saved_config_path)
 
     def start(self, params, solvers, resume):
         """Resumes params ({name: Variable}) and solvers ({name: Solver}) from the checkpoint when
@@ -147,25 +147,31 @@ class Progress:
     """The steps of an epoch: tqdm's bar when stderr is a terminal; otherwise (nohup, a cluster job),
     where the bar is off, a line every `every` steps and after the last one, on stdout with the epoch
     lines (stderr stays for errors).
+
+    steps: their number (the loop gets 0, 1, ...) or a list of them (the loop gets each in turn). A
+    loop may break early; the bar closes with it.
     """
 
     def __init__(self, steps, desc, every):
-        self.steps = steps
+        items = range(steps) if isinstance(steps, int) else steps
+        self.steps = len(items)
         self.desc = desc
         self.every = every
         self.terminal = sys.stderr.isatty()
-        self.bar = tqdm(range(steps), desc=desc, leave=False, disable=not self.terminal)
+        self.bar = tqdm(items, desc=desc, leave=False, disable=not self.terminal)
         self.postfix = {}
 
     def __iter__(self):
         started = time.time()
-        for step in self.bar:
-            yield step
-            done = step + 1
-            if not self.terminal and (done % self.every == 0 or done == self.steps):
-                values = "  ".join(f"{k} {v}" for k, v in self.postfix.items())
-                print(f"{self.desc}  step {done}/{self.steps}  {values}  {(time.time() - started) / done:.2f} s/step",
-                      flush=True)
+        try:
+            for done, item in enumerate(self.bar, start=1):
+                yield item
+                if not self.terminal and (done % self.every == 0 or done == self.steps):
+                    values = "  ".join(f"{k} {v}" for k, v in self.postfix.items())
+                    print(f"{self.desc}  step {done}/{self.steps}  {values}  "
+                          f"{(time.time() - started) / done:.2f} s/step", flush=True)
+        finally:
+            self.bar.close()
 
     def set_postfix(self, **values):
         self.postfix = values

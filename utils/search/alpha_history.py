@@ -7,9 +7,8 @@ import os
 
 import numpy as np
 
-from models.derivation import derive_by_rule
 from models.genotype import ArchitectureError, save_architecture
-from utils.pictures.alpha_plot import ALPHA_HISTORY
+from utils.run_files import ALPHA_HISTORY
 
 
 def write_alpha_history(monitor_path, history, name=ALPHA_HISTORY):
@@ -23,9 +22,11 @@ def write_alpha_history(monitor_path, history, name=ALPHA_HISTORY):
     os.replace(tmp, path)
 
 
-def derive_from_history(history_path, epoch, arch_path, rule="top-k"):
-    """The architecture the alphas gave after `epoch` epochs (0 = the initial alphas) by a rule of
-    models.derivation, written to arch_path."""
+def derive_from_history(history_path, epoch, arch_path, derive):
+    """The architecture the alphas gave after `epoch` epochs (0 = the initial alphas), written to arch_path.
+
+    derive({alpha name: (14, 8) array}) gives the architecture (a search variant's derivation).
+    """
     try:
         history = np.load(history_path)
         normal, reduction = history["normal"], history["reduction"]
@@ -33,7 +34,7 @@ def derive_from_history(history_path, epoch, arch_path, rule="top-k"):
         raise ArchitectureError(f"cannot read alpha history {history_path}: {err}") from None
     if not 0 <= epoch < len(normal):
         raise ArchitectureError(f"--alpha-epoch {epoch} is not in {history_path}, which has epochs 0..{len(normal) - 1}")
-    arch = derive_by_rule(normal[epoch], reduction[epoch], rule)
+    arch = derive({"alpha_normal": normal[epoch], "alpha_reduction": reduction[epoch]})
     save_architecture(arch, arch_path)
     return arch
 
@@ -62,3 +63,34 @@ def derive_recurrent_from_history(history_path, epoch, cell_path):
     genotype = derive_recurrent_genotype(alphas[epoch])
     save_recurrent_genotype(genotype, cell_path)
     return genotype
+
+
+# The cells' keys in an alpha history file and in a checkpoint's arrays, by alpha name.
+HISTORY_KEYS = {"alpha_normal": "normal", "alpha_reduction": "reduction"}
+
+
+class AlphaHistory:
+    """The alpha arrays a search records: the initial ones, then one row per epoch, each source in its file.
+
+    sources: {file name: function giving {alpha name: (14, 8) array}} (a variant's histories()).
+    """
+
+    def __init__(self, sources):
+        self.sources = sources
+        self.rows = {name: {HISTORY_KEYS[alpha]: [array] for alpha, array in read().items()}
+                     for name, read in sources.items()}
+
+    def record(self, monitor_path):
+        """Appends the current arrays of every source and rewrites its file."""
+        for name, read in self.sources.items():
+            for alpha, array in read().items():
+                self.rows[name][HISTORY_KEYS[alpha]].append(array)
+            write_alpha_history(monitor_path, self.rows[name], name)
+
+    def arrays(self):
+        """{"<file name>/<cell>": (rows, 14, 8)}: what a checkpoint keeps to resume the history."""
+        return {f"{name}/{cell}": np.stack(rows) for name, cells in self.rows.items() for cell, rows in cells.items()}
+
+    def resume(self, arrays):
+        self.rows = {name: {cell: list(arrays[f"{name}/{cell}"]) for cell in HISTORY_KEYS.values()}
+                     for name in self.sources}

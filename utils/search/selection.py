@@ -7,8 +7,6 @@ never given the test set, so the choice cannot have looked at it.
 from utils.data.pipeline import split_indices
 from utils.training.network_training import brief_training
 
-SELECTION_NAME = "selection.json"
-
 
 def select_architecture(candidates, images, labels, mean, std, settings, train_portion):
     """Ranks {name: Architecture} by held-out error after network_training.brief_training.

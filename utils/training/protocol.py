@@ -8,14 +8,15 @@ import os
 
 import numpy as np
 
-AGGREGATE_NAME = "aggregate.json"
+from utils.run_files import seed_directory
+
 # The error figures aggregated over seeds, when the runs have them (see utils.training.error_record).
 AGGREGATED_KEYS = ("final_test_error", "best_test_error_oracle", "final_test_top5_error", "test_error_at_best_valid")
 DDOF = 1
 
 
 def seed_dir(path, seed):
-    return os.path.join(path, f"seed_{seed}")
+    return os.path.join(path, seed_directory(seed))
 
 
 def per_seed_args(args, seed):

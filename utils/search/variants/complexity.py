@@ -1,32 +1,31 @@
-"""Complexity-controlled DARTS (var_nas, S-I) in the search: a sibling of utils.search.variants.dadarts.ArchitectureWeights.
+"""Complexity-controlled DARTS (var_nas, S-I): alphas as functions of the complexity budget λ.
 
-It plugs into the same machinery: darts_search.py builds every graph through network(x, frozen,
-purpose) with `mixing(purpose)` and `classifier`, build_search_graphs adds `alpha_penalty()` to the
-alpha loss, and BilevelOptimizer calls `before_alpha_step()` and `weight_step_graph()` every step.
-
-- The alphas are a Hypernetwork's, functions of the normalised budget λ̃; the classifier is a
-  piecewise-linear function of λ̃ too (models.hypernetwork).
-- Before every alpha step one λ = 10^U(a, b) is drawn and the Gumbel noise resampled, both from
+What it changes of plain DARTS, pass by pass:
+- the alphas are a Hypernetwork's, piecewise-linear functions of the normalised budget λ̃; so is the
+  classifier (models.hypernetwork);
+- before every alpha step one λ = 10^U(a, b) is drawn and the Gumbel noise resampled, both from
   (seed, epoch, step) only, so a resumed run draws the same; the weight step that follows uses the
-  same λ. Every step draws its own λ (no sample of a step shares another step's λ, Q-V1).
-- Training passes (weight, virtual and alpha step) mix with a Mixing's sampled weights (per sample
-  in gumbel mode); validation mixes with its expected weights at λ̃ = 0, deterministic (Q-V4).
-- The alpha step's loss adds λ·P (models.complexity), first and second order; the Hessian passes
-  differentiate the training loss without it.
+  same λ. Every step draws its own λ (no sample of a step shares another step's λ, Q-V1);
+- training passes (weight, virtual and alpha step) mix with a Mixing's sampled weights (per sample in
+  gumbel mode); validation mixes with its expected weights at λ̃ = 0, deterministic (Q-V4);
+- the alpha step's loss adds λ·P (models.complexity), first and second order; the Hessian passes
+  differentiate the training loss without it;
+- it records the alphas at several λ̃, and derives the cell at λ̃ = 0 by the --extract-mode.
 """
-from dataclasses import dataclass
+import dataclasses
 
 import nnabla as nn
 import numpy as np
 
 from models.complexity import complexity_penalty, parameter_table
+from models.derivation import EXTRACTION_MODES, derive_by_rule
 from models.discretization import softmax_rows
-from models.extraction import extract_architecture
 from models.graph import build_graph
 from models.hypernetwork import Hypernetwork, LambdaInput, piecewise_linear_classifier
-from models.mixing import Mixing
-from models.search_network import ALPHA_NAMES, search_network
-from utils.search.variants.dadarts import DiscreteGraph, kept_ops_of
+from models.mixing import MIXING_MODES, Mixing
+from models.search_network import ALPHA_NAMES
+from utils.run_files import lambda_alpha_history
+from utils.search.variant import SearchVariant, VariantSettings, register_variant, setting
 from utils.training.evaluation import RunningMean
 
 # Keeps the λ draws apart from the data pipeline's (0, 1), drop path's (2) and the Gumbel noise's (3) streams.
@@ -37,58 +36,52 @@ HISTORY_LAMBDAS = (0.0, 0.5, 1.0)
 VALIDATION_LAMBDA = 0.0
 
 
-def history_name(lam_tilde):
-    """alpha_history.npz for λ̃ = 0 (what --alpha-epoch and alphas.png read), alpha_history_lambda_<λ̃>.npz else."""
-    return "alpha_history.npz" if lam_tilde == 0 else f"alpha_history_lambda_{lam_tilde:g}.npz"
+@dataclasses.dataclass(frozen=True)
+class ComplexitySettings(VariantSettings):
+    log10_lambda_min: float = setting(-8.0, "log10 of the smallest complexity weight lambda drawn")
+    log10_lambda_max: float = setting(-4.0, "log10 of the largest complexity weight lambda drawn")
+    sampling_mode: str = setting("gumbel", "training passes mix with per-sample Gumbel-softmax samples, "
+                                           "softmax(alpha / t) or the raw alphas", MIXING_MODES)
+    temperature_start: float = setting(1.0, "t = start + delta * epoch")
+    temperature_delta: float = setting(-0.016, "the per-epoch change of t")
+    extract_mode: str = setting("simple", "simple: every edge keeps its argmax op ('none' included); "
+                                          "DARTS: two edges per node", EXTRACTION_MODES)
+
+    def problems(self, args):
+        checks = [
+            (self.log10_lambda_max - self.log10_lambda_min >= 1,
+             "--log10-lambda-max must exceed --log10-lambda-min by at least 1 (one knot per decade)"),
+            (self.temperature_start + self.temperature_delta * (args.epoch - 1) > 0,
+             "--temperature-start + --temperature-delta * (epochs - 1) must be positive"),
+        ]
+        return [message for ok, message in checks if not ok]
 
 
-@dataclass(frozen=True)
-class ComplexitySettings:
-    """The --complexity-control flags of a search (args.py)."""
-    log10_lambda_min: float = -8.0
-    log10_lambda_max: float = -4.0
-    sampling_mode: str = "gumbel"
-    temperature_start: float = 1.0
-    temperature_delta: float = -0.016
-    extract_mode: str = "simple"
+@register_variant
+class ComplexityControl(SearchVariant):
+    name = "complexity"
+    title = "complexity control (var_nas; --variant complexity)"
+    Settings = ComplexitySettings
+    series = ("Temperature", "Complexity penalty", "Expected parameters at lambda 0",
+              "Expected parameters at lambda 1")
 
-    @classmethod
-    def from_args(cls, args):
-        return cls(**{name: getattr(args, name) for name in cls.__dataclass_fields__})
-
-
-class ComplexityControl:
-    """The mixing weights, classifier, penalty and per-step feeding of a complexity-controlled search.
-
-    `sizes` = (num_classes, channels, num_cells). Create it after nn.clear_parameters() and before the
-    graphs: it creates the hypernetwork's parameters (under "arch") from `rng`. cpu_kernels: how its
-    graphs are built (ops.operations.OpMode).
-    """
-
-    def __init__(self, settings, seed, rng, input_shape, num_classes, channels, num_cells, cpu_kernels=False):
-        self.settings = settings
-        self._cpu_kernels = cpu_kernels
-        self.seed = seed
-        self.lambda_input = LambdaInput(settings.log10_lambda_min, settings.log10_lambda_max)
-        self.hypernetwork = Hypernetwork(self.lambda_input, rng)
-        self.alphas = self.hypernetwork.alphas
-        self.classifier = piecewise_linear_classifier(self.lambda_input, rng)
+    def __init__(self, settings, setup):
+        super().__init__(settings, setup)
+        self.classifier = piecewise_linear_classifier(self.lambda_input, setup.rng)
         self.sampler = Mixing(settings.sampling_mode, settings.temperature_start, settings.temperature_delta)
-        self.table = parameter_table(channels, num_cells)
-        self._sizes = (num_classes, channels, num_cells)
-        self._input_shape = input_shape
+        self.table = parameter_table(setup.channels, setup.num_cells)
         self._penalty = None
-        self._validation = None
-        self._discrete = {test: DiscreteGraph(input_shape, num_classes, channels, num_cells, test, self.classifier,
-                                              cpu_kernels)
-                          for test in (False, True)}
         self.epoch, self.step = 0, 0
         self.penalty_mean = RunningMean()
 
-    # What darts_search.py's network(x, frozen, purpose) and build_search_graphs read.
+    def create_alphas(self, rng):
+        self.lambda_input = LambdaInput(self.settings.log10_lambda_min, self.settings.log10_lambda_max)
+        self.hypernetwork = Hypernetwork(self.lambda_input, rng)
+        return self.hypernetwork.alphas
+
     def mixing(self, purpose):
         """Every training pass samples (per sample in gumbel mode); validation_graph uses the expected weights."""
-        return self.sampler.sampled(self.alphas, self._input_shape[0])
+        return self.sampler.sampled(self.alphas, self.setup.input_shape[0])
 
     def alpha_penalty(self):
         """λ·P of the current λ and hypernetwork alphas, as a scalar term of the alpha loss."""
@@ -101,10 +94,9 @@ class ComplexityControl:
         self.epoch, self.step = epoch, 0
         self.penalty_mean = RunningMean()
 
-    # The BilevelOptimizer's steps interface (utils.search.bilevel.PlainSteps).
     def before_alpha_step(self):
-        self.lambda_input.draw(np.random.default_rng([self.seed, LAMBDA_STREAM, self.epoch, self.step]))
-        self.sampler.resample(self.seed, self.epoch, self.step)
+        self.lambda_input.draw(np.random.default_rng([self.setup.seed, LAMBDA_STREAM, self.epoch, self.step]))
+        self.sampler.resample(self.setup.seed, self.epoch, self.step)
         self.step += 1
 
     def weight_step_graph(self, supernet_graph):
@@ -113,17 +105,14 @@ class ComplexityControl:
             self.penalty_mean.add(float(self._penalty.d[0]))
         return supernet_graph
 
-    # Per epoch.
     def alpha_values(self, lam_tilde=VALIDATION_LAMBDA):
         """{name: (14, 8) numpy alphas} at λ̃."""
         return self.hypernetwork.alphas_at(lam_tilde)
 
     def histories(self):
-        """{history file name: a function giving {"normal", "reduction"}: the alphas at that λ̃}, one per HISTORY_LAMBDAS."""
-        def arrays(lam_tilde):
-            values = self.alpha_values(lam_tilde)
-            return {"normal": values["alpha_normal"], "reduction": values["alpha_reduction"]}
-        return {history_name(lam_tilde): (lambda lam_tilde=lam_tilde: arrays(lam_tilde)) for lam_tilde in HISTORY_LAMBDAS}
+        """The alphas at each of HISTORY_LAMBDAS."""
+        return {lambda_alpha_history(lam_tilde): (lambda lam_tilde=lam_tilde: self.alpha_values(lam_tilde))
+                for lam_tilde in HISTORY_LAMBDAS}
 
     def expected_parameters(self, lam_tilde):
         """P at λ̃: the expected weight count of the cells' ops under softmax(α(λ̃))."""
@@ -136,22 +125,20 @@ class ComplexityControl:
                 "Expected parameters at lambda 0": self.expected_parameters(0.0),
                 "Expected parameters at lambda 1": self.expected_parameters(1.0)}
 
-    def derived(self):
-        """The cell at λ̃ = 0 in the --extract-mode: the per-epoch architecture and the final --model-arch-name."""
-        return extract_architecture(self.alpha_values(VALIDATION_LAMBDA), self.settings.extract_mode)
+    @staticmethod
+    def derive(settings, values):
+        return derive_by_rule(values["alpha_normal"], values["alpha_reduction"], settings.extract_mode)
 
     def validation_graph(self):
         """The supernet in eval mode, mixing with the expected weights; validate at λ̃ = VALIDATION_LAMBDA."""
         self.lambda_input.set_normalised(VALIDATION_LAMBDA)
-        if self._validation is None:
-            def logits(x):
-                return search_network(x, self.sampler.expected(self.alphas), *self._sizes, test=True,
-                                      classifier=self.classifier, cpu_kernels=self._cpu_kernels)
-            self._validation = build_graph(logits, self._input_shape)
-        return self._validation
+        if self._supernet_test is None:
+            self._supernet_test = build_graph(
+                lambda x: self.supernet(x, self.sampler.expected(self.alphas), test=True), self.setup.input_shape)
+        return self._supernet_test
 
     def discretized_graph(self, test):
-        """The discrete network of the hard discretization at λ̃ = VALIDATION_LAMBDA (its classifier at that λ̃)."""
-        graph = self._discrete[test].graph(kept_ops_of(self.alpha_values(VALIDATION_LAMBDA)))
+        """The discrete network at λ̃ = VALIDATION_LAMBDA (its classifier at that λ̃)."""
+        graph = super().discretized_graph(test)
         self.lambda_input.set_normalised(VALIDATION_LAMBDA)
         return graph

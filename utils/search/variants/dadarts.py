@@ -1,57 +1,67 @@
-"""DADARTS in the search: which mixing weights each pass uses, hard discretization, DAL and their schedules.
+"""DADARTS (S-H): per-pass top-k mixing weights, hard discretization of the weight step, DAL on the alpha step.
 
-One concept carries it: the architecture-weight transform of a pass, what turns the alphas into the
-mixing weights that pass runs with (S-H):
-- softmax, plain DARTS's;
-- top-k: ops.topk.topk_transform_cell of the softmax, at a temperature fed every epoch;
-- hard discretization: the weight step and the validation run only the kept ops (each node's top-2
-  edges at their argmax op, 'none' included, models.discretization), on a discrete graph that reads
-  the supernet's parameters and is rebuilt only when the kept ops change.
-Top-k wins over hard discretization where both are asked for a pass, as in the seed.
-
-DAL, dal_factor * sum over cells of DAL(softmax(alpha)), is added to the alpha step's loss; the hard
-discretization it measures against is fed before every alpha step.
+What it changes of plain DARTS, pass by pass:
+- mixing: a pass for which top-k is asked mixes with ops.topk.topk_transform_cell of the softmax, at a
+  temperature fed every epoch (its own virtual-step graph when the virtual step's top-k differs from the
+  weight step's);
+- the weight step and the validation run only the kept ops (hard discretization: each node's top-2
+  edges at their argmax op, 'none' included) from --hd-start on, unless top-k is on the weights, which
+  wins as in the seed;
+- the alpha step's loss adds dal_factor * sum over cells of DAL(softmax(alpha)), measured against the
+  hard discretization fed before every alpha step;
+- its series: the temperature and DAL; with any top-k, the transformed weights are recorded too.
 """
-from dataclasses import dataclass
+import dataclasses
 
 import nnabla as nn
 
-from models.discretization import dal_loss_sum, dal_value, hard_discretization, kept_edges, softmax_rows
-from models.genotype import EDGES
-from models.graph import build_graph
-from models.network import dense_classifier
-from models.search_network import ALPHA_NAMES, discrete_search_network, search_network, softmax_weights
-from ops.topk import topk_transform_cell
-
-PURPOSES = ("weights", "virtual", "alphas")
+from models.discretization import dal_loss_sum, dal_value, hard_discretization, softmax_rows
+from models.search_network import ALPHA_NAMES, softmax_weights
+from ops.topk import TopKError, check_topk_settings, topk_transform_cell
+from utils.run_files import TOPK_HISTORY
+from utils.search.variant import DartsSettings, SearchVariant, register_variant, setting
 
 
-@dataclass(frozen=True)
-class DadartsSettings:
-    """The DADARTS flags of a search (args.py); all off is plain DARTS."""
-    topk_on_weights: bool = False
-    topk_on_alphas: bool = False
-    topk_on_virtualstep: bool = False
-    topk_k_edge: int = 1
-    topk_k_node: int = 2
-    topk_option: int = 1
-    just_topk: bool = False
-    topk_grad: str = "exact"
-    topk_temperature: float = 1.0
-    linear_temperature_increase: bool = False
-    linear_temperature_max: float = 200.0
-    hd_on_weights: bool = False
-    hd_start: int = 0
-    dal_on_alphas: bool = False
-    dal_factor: float = 1.0
-    dal_starting_epoch: int = 0
-    linear_dal_factor_increase: bool = False
-    dal_factor_max: float = 1.0
-    dal_cells: str = "both"
+@dataclasses.dataclass(frozen=True)
+class DadartsSettings(DartsSettings):
+    hd_on_weights: bool = setting(False, "weight steps and validation run only the kept ops (hard discretization)")
+    hd_start: int = setting(0, "hard discretization from epoch N (0-based)", metavar="N")
+    topk_on_alphas: bool = setting(False, "the alpha step mixes with top-k transformed weights")
+    topk_on_weights: bool = setting(False, "the weight step mixes with top-k transformed weights")
+    topk_on_virtualstep: bool = setting(False, "the second-order virtual step mixes with top-k transformed weights")
+    topk_k_edge: int = setting(1, "top-k over the ops of each edge (0: none)")
+    topk_k_node: int = setting(2, "top-k over the (edge, op) pairs of each node (0: none)")
+    topk_option: int = setting(1, "1: w * p_edge * p_node; 2: w * topk(p_edge)", choices=(1, 2))
+    just_topk: bool = setting(False, "mix with the top-k mask alone, without the weights")
+    topk_grad: str = setting("exact", "seed: the DADARTS gradient, which lacks the factor T (for comparison only)",
+                             choices=("exact", "seed"))
+    topk_temperature: float = setting(1.0, "the top-k temperature T")
+    linear_temperature_increase: bool = setting(
+        False, "T = --linear-temperature-max * epoch / epochs (0 in the first epoch)")
+    linear_temperature_max: float = setting(200.0, "the last epoch's T with --linear-temperature-increase")
+    dal_on_alphas: bool = setting(False, "add the discretization additional loss to the alpha step")
+    dal_factor: float = setting(1.0, "the DAL's weight in the alpha loss")
+    dal_starting_epoch: int = setting(0, "the first epoch (0-based) with DAL")
+    linear_dal_factor_increase: bool = setting(False, "DAL factor = --dal-factor-max * epoch / epochs")
+    dal_factor_max: float = setting(1.0, "the last epoch's DAL factor with --linear-dal-factor-increase")
+    dal_cells: str = setting("both", "normal: regularise the normal cell only, as the DADARTS code does",
+                             choices=("both", "normal"))
 
-    @classmethod
-    def from_args(cls, args):
-        return cls(**{name: getattr(args, name) for name in cls.__dataclass_fields__})
+    def problems(self, args):
+        checks = [
+            (self.hd_start >= 0, "--hd-start must not be negative"),
+            (self.hd_on_weights or self.hd_start == 0, "--hd-start needs --hd-on-weights"),
+            (self.dal_starting_epoch >= 0, "--dal-starting-epoch must not be negative"),
+            (self.topk_temperature >= 0 and self.linear_temperature_max >= 0, "top-k temperatures must not be negative"),
+            (args.second_order or not self.topk_on_virtualstep,
+             "--topk-on-virtualstep needs --second-order: first order has no virtual step"),
+        ]
+        if self.uses_topk:
+            try:
+                check_topk_settings(self.topk_k_edge, self.topk_k_node, self.topk_option, self.topk_grad)
+            except TopKError as err:
+                checks.append((False, str(err)))
+        return [message for ok, message in checks if not ok]
 
     def topk_on(self, purpose):
         return {"weights": self.topk_on_weights, "virtual": self.topk_on_virtualstep,
@@ -84,103 +94,46 @@ class DadartsSettings:
         return self.hd_on_weights and not self.topk_on_weights and epoch >= self.hd_start
 
 
-def kept_ops(alphas):
-    """{name: {edge: op_id}} of the hard discretization of the alphas' softmax (an edge may keep 'none')."""
-    return kept_ops_of({name: alphas[name].d for name in ALPHA_NAMES})
+# What --dadarts turns on: the DADARTS README's command (S-H H6).
+DADARTS_PRESET = ("dal_on_alphas", "topk_on_alphas", "linear_temperature_increase", "hd_on_weights")
 
 
-def kept_ops_of(values):
-    """kept_ops of numpy alphas ({name: (14, 8) array})."""
-    kept = {}
-    for name in ALPHA_NAMES:
-        cell = kept_edges(softmax_rows(values[name]))
-        kept[name] = {EDGES.index((input_node, node)): op_id
-                      for node, edges in cell.items() for op_id, input_node in edges}
-    return kept
+@register_variant
+class Dadarts(SearchVariant):
+    """The temperature and the DAL factor are fed every epoch, the DAL targets before every alpha step."""
+    name = "dadarts"
+    title = "DADARTS (--variant dadarts)"
+    Settings = DadartsSettings
+    series = ("Temperature", "DAL")
 
-
-class DiscreteGraph:
-    """The static discrete graph of the current hard discretization, rebuilt only when it changes."""
-
-    def __init__(self, input_shape, num_classes, channels, num_cells, test, classifier=dense_classifier,
-                 cpu_kernels=False):
-        self._build_args = (num_classes, channels, num_cells)
-        self._classifier = classifier
-        self._cpu_kernels = cpu_kernels
-        self._input_shape = input_shape
-        self._test = test
-        self._kept = None
-        self._graph = None
-        self.builds = 0
-
-    def graph(self, kept):
-        if kept != self._kept:
-            def logits(x):
-                return discrete_search_network(x, kept, *self._build_args, test=self._test,
-                                               classifier=self._classifier, cpu_kernels=self._cpu_kernels)
-            self._graph = build_graph(logits, self._input_shape)
-            self._kept = kept
-            self.builds += 1
-        return self._graph
-
-
-class ArchitectureWeights:
-    """The mixing weights of every pass of a search, and what the steps feed between them.
-
-    Variables fed from outside: the top-k temperature and the DAL factor (per epoch), the hard
-    discretizations DAL compares with (before every alpha step). Also owns the validation graphs:
-    the supernet in eval mode, and the discrete networks of the current hard discretization.
-    cpu_kernels: how those graphs are built (ops.operations.OpMode).
-    """
-
-    def __init__(self, settings, alphas, input_shape, num_classes, channels, num_cells, cpu_kernels=False):
-        self._sizes = (num_classes, channels, num_cells)
-        self._cpu_kernels = cpu_kernels
-        self._input_shape = input_shape
-        self._supernet_test = None
-        self.settings = settings
-        self.alphas = alphas
+    def __init__(self, settings, setup):
+        super().__init__(settings, setup)
         self.temperature = nn.Variable((), need_grad=False)
         self.dal_factor = nn.Variable((), need_grad=False)
         self.temperature.d, self.dal_factor.d = settings.temperature(0, 1), 0.0
-        self._dal_targets = {name: nn.Variable(alphas[name].shape, need_grad=False) for name in ALPHA_NAMES}
+        self._dal_targets = {name: nn.Variable(self.alphas[name].shape, need_grad=False) for name in ALPHA_NAMES}
         self._dal_cells = ALPHA_NAMES if settings.dal_cells == "both" else ALPHA_NAMES[:1]
-        self.discrete_train = DiscreteGraph(input_shape, num_classes, channels, num_cells, test=False,
-                                            cpu_kernels=cpu_kernels)
-        self.discrete_test = DiscreteGraph(input_shape, num_classes, channels, num_cells, test=True,
-                                           cpu_kernels=cpu_kernels)
         self.hard = False
 
-    def mixing(self, purpose):
-        """{name: (14, 8) Variable}: the mixing weights a graph built for `purpose` (PURPOSES) uses."""
-        weights = softmax_weights(self.alphas)
-        if not self.settings.topk_on(purpose):
-            return weights
+    def _topk(self, weights):
         s = self.settings
         return {name: topk_transform_cell(w, s.topk_k_edge, s.topk_k_node, self.temperature, s.topk_option,
                                           s.just_topk, s.topk_grad)
                 for name, w in weights.items()}
 
-    def transformed_weights(self):
-        """The top-k transformed weights of the current alphas (for pictures), or None without top-k."""
-        if not self.settings.uses_topk:
-            return None
-        s = self.settings
-        values = {}
-        for name, w in softmax_weights(self.alphas).items():
-            out = topk_transform_cell(w, s.topk_k_edge, s.topk_k_node, self.temperature, s.topk_option,
-                                      s.just_topk, s.topk_grad)
-            out.forward(clear_buffer=True)
-            values[name] = out.d.copy()
-        return values
+    def mixing(self, purpose):
+        weights = super().mixing(purpose)
+        return self._topk(weights) if self.settings.topk_on(purpose) else weights
+
+    @property
+    def separate_virtual(self):
+        return self.settings.topk_on_virtualstep != self.settings.topk_on_weights
 
     def alpha_penalty(self):
-        """The DAL term of the alpha step's loss (None without --dal-on-alphas)."""
         if not self.settings.dal_on_alphas:
             return None
         weights = softmax_weights(self.alphas)
-        pairs = [(weights[name], self._dal_targets[name]) for name in self._dal_cells]
-        return self.dal_factor * dal_loss_sum(pairs)
+        return self.dal_factor * dal_loss_sum([(weights[name], self._dal_targets[name]) for name in self._dal_cells])
 
     def dal_value(self):
         """DAL of the current alphas (unweighted), as the alpha step sees it."""
@@ -191,29 +144,29 @@ class ArchitectureWeights:
         self.dal_factor.d = self.settings.dal_weight(epoch, epochs)
         self.hard = self.settings.hard_discretized_weights(epoch)
 
-    # The BilevelOptimizer's steps interface (utils.search.bilevel.PlainSteps).
     def before_alpha_step(self):
         if self.settings.dal_on_alphas:
             for name in self._dal_cells:
                 self._dal_targets[name].d = hard_discretization(softmax_rows(self.alphas[name].d))
 
     def weight_step_graph(self, supernet_graph):
-        if not self.hard:
-            return supernet_graph
-        return self.discretized_graph(test=False)
-
-    def discretized_graph(self, test):
-        """The discrete network of the current alphas' hard discretization, in training or eval mode."""
-        return (self.discrete_test if test else self.discrete_train).graph(kept_ops(self.alphas))
+        return self.discretized_graph(test=False) if self.hard else supernet_graph
 
     def validation_graph(self):
-        """What the epoch's validation runs: the network the weights train, in eval mode."""
-        if self.hard:
-            return self.discretized_graph(test=True)
-        if self._supernet_test is None:
-            def logits(x):
-                return search_network(x, self.mixing("weights"), *self._sizes, test=True,
-                                      cpu_kernels=self._cpu_kernels)
-            self._supernet_test = build_graph(logits, self._input_shape)
-        return self._supernet_test
+        return self.discretized_graph(test=True) if self.hard else super().validation_graph()
 
+    def epoch_values(self):
+        return {"Temperature": float(self.temperature.d), "DAL": self.dal_value()}
+
+    def transformed_weights(self):
+        """{name: (14, 8) numpy}: the top-k transformed weights of the current alphas."""
+        values = {}
+        for name, out in self._topk(softmax_weights(self.alphas)).items():
+            out.forward(clear_buffer=True)
+            values[name] = out.d.copy()
+        return values
+
+    def histories(self):
+        if not self.settings.uses_topk:
+            return super().histories()
+        return {**super().histories(), TOPK_HISTORY: self.transformed_weights}

@@ -1,0 +1,129 @@
+"""The contract every registered search variant keeps, end to end through darts_search.py.
+
+Parametrised over utils.search.variants.VARIANTS: a variant that is registered is tested here without
+a line of its own. Each run is --variant <name> with the variant's defaults.
+"""
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+import darts_search
+from models.genotype import load_architecture
+from tests.helpers import series
+from utils.search.variants import VARIANTS
+
+NAMES = sorted(VARIANTS)
+
+
+def history_values(path, epoch):
+    history = np.load(path)
+    return {"alpha_normal": history["normal"][epoch], "alpha_reduction": history["reduction"][epoch]}
+
+
+def own_settings(name):
+    """{flag: default} of the settings a variant declares itself (not inherited from the variant it extends)."""
+    Variant = VARIANTS[name]
+    inherited = {f.name for base in Variant.__mro__[1:] if hasattr(base, "Settings")
+                 for f in dataclasses.fields(base.Settings)}
+    return {"--" + f.name.replace("_", "-"): f.default for f in dataclasses.fields(Variant.Settings)
+            if f.name not in inherited}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_a_search_writes_every_output(tiny_search, tmp_path, name):
+    out = tiny_search(tmp_path / name, "--variant", name, "--epoch", "2")
+    Variant = VARIANTS[name]
+    for series_name in darts_search.SERIES + Variant.series:
+        assert series(out, series_name).shape == (2, 2), series_name
+    settings = Variant.Settings.from_args(darts_search.parse_args(darts_search.search_parser(), ["--variant", name]))
+    arch = load_architecture(str(out / "DARTS_arch.json"))
+    assert arch == Variant.derive(settings, history_values(out / "alpha_history.npz", -1))
+    assert load_architecture(str(out / "arch" / "epoch_002.json")) == arch
+    assert load_architecture(str(out / "arch" / "epoch_001.json")) == Variant.derive(
+        settings, history_values(out / "alpha_history.npz", 1))
+    assert load_architecture((out / "genotype.txt").read_text().strip()) == arch
+    history = np.load(out / "alpha_history.npz")
+    assert history["normal"].shape == (3, 14, 8) and not np.array_equal(history["normal"][0], history["normal"][2])
+    summary = json.loads((out / "search_summary.json").read_text())
+    assert set(summary) == {"validation_error", "discretized_validation_error"}
+    assert (out / "checkpoint.npz").exists()
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["variant"] == name
+    # The config holds this variant's settings and no other variant's.
+    own = {"--" + f.name.replace("_", "-") for f in dataclasses.fields(Variant.Settings)}
+    others = {flag for other in NAMES for flag in own_settings(other)} - own
+    assert not {"--" + key.replace("_", "-") for key in config} & others
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_a_resumed_search_equals_an_uninterrupted_one(tiny_search, tmp_path, name):
+    flags = ["--variant", name, "--second-order"]
+    whole = tiny_search(tmp_path / "whole", *flags, "--epoch", "2")
+    tiny_search(tmp_path / "parts", *flags, "--epoch", "1")
+    with open(tmp_path / "parts" / "Training-loss.series.txt", "a") as f:
+        f.write("1 99\n")  # an epoch interrupted half way leaves lines that resume must drop
+    parts = tiny_search(tmp_path / "parts", *flags, "--epoch", "2", "--resume")
+    for history in sorted(p.name for p in whole.glob("*history*.npz")):
+        for key in ("normal", "reduction"):
+            np.testing.assert_array_equal(np.load(whole / history)[key], np.load(parts / history)[key])
+    for series_name in darts_search.SERIES[:-1] + VARIANTS[name].series:
+        np.testing.assert_array_equal(series(whole, series_name), series(parts, series_name))
+    assert (whole / "DARTS_arch.json").read_text() == (parts / "DARTS_arch.json").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_the_same_seed_gives_the_same_json(tiny_search, tmp_path, name):
+    a = tiny_search(tmp_path / "a", "--variant", name, "--epoch", "1")
+    b = tiny_search(tmp_path / "b", "--variant", name, "--epoch", "1")
+    assert (a / "DARTS_arch.json").read_text() == (b / "DARTS_arch.json").read_text()
+    np.testing.assert_array_equal(np.load(a / "alpha_history.npz")["normal"], np.load(b / "alpha_history.npz")["normal"])
+
+
+def one_line_error(capsys, argv, code=2):
+    with pytest.raises(SystemExit) as exit_info:
+        darts_search.main(argv)
+    assert exit_info.value.code == code
+    lines = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(lines) == 1
+    return lines[0]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_flags_of_the_other_variants_are_refused(tmp_path, capsys, name):
+    for other in NAMES:
+        for flag, default in own_settings(other).items():
+            if flag in {"--" + f.name.replace("_", "-") for f in dataclasses.fields(VARIANTS[name].Settings)}:
+                continue
+            line = one_line_error(capsys, ["--variant", name, flag, str(default), "-m", str(tmp_path / "never")])
+            assert f"{flag} is a flag of --variant {other}" in line
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "darts"])
+def test_a_variant_under_the_recurrent_space_is_refused(tmp_path, capsys, name):
+    line = one_line_error(capsys, ["--space", "recurrent", "--variant", name, "-m", str(tmp_path)])
+    assert "--variant applies to --space cnn only" in line
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--space", "recurrent", "--num-cells", "3"], "--num-cells applies to --space cnn only"),
+    (["--space", "recurrent", "--seeds", "0,1"], "--seeds applies to --space cnn only"),
+    (["--space", "recurrent", "--dadarts"], "--dadarts applies to --space cnn only"),
+    (["--space", "recurrent", "--complexity-control"], "--complexity-control applies to --space cnn only"),
+    (["--space", "recurrent", "--select-epochs", "2"], "--select-epochs applies to --space cnn only"),
+    (["--nhid", "20"], "--nhid applies to --space recurrent only"),
+    (["--hd-on-weights"], "--hd-on-weights is a flag of --variant dadarts, not of --variant darts"),
+    (["--complexity-control", "--dadarts"], "--complexity-control cannot be combined with --dadarts"),
+    (["--variant", "dadarts", "--complexity-control"], "--complexity-control is --variant complexity"),
+    (["--variant", "complexity", "--alpha-epoch", "1", "--extract-lambda", "0.5"], "are two modes: give one"),
+    (["--extract-lambda", "0.5"], "--extract-lambda is a flag of --variant complexity"),
+])
+def test_flags_that_do_not_apply_are_one_line_errors(tmp_path, capsys, argv, message):
+    assert message in one_line_error(capsys, argv + ["-m", str(tmp_path / "never")])
+    assert not (tmp_path / "never").exists()

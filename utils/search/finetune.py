@@ -1,0 +1,17 @@
+"""--finetune-epochs: weight steps on the hard-discretized network of the final alphas, which stay fixed."""
+from models.graph import feed, forward_backward
+
+
+def finetune_discretized(variant, weight_optimizer, train_loader, epochs, validation_error):
+    """Trains variant.discretized_graph's weights for `epochs` epochs; returns the summary entries
+    ({} for 0 epochs). validation_error(graph) scores the eval-mode discretized network afterwards."""
+    if not epochs:
+        return {}
+    graph = variant.discretized_graph(test=False)
+    for _ in range(epochs * train_loader.steps_per_epoch):
+        feed(graph, train_loader.next())
+        weight_optimizer.zero_grad()
+        forward_backward(graph, weight_optimizer.grad_scale)
+        weight_optimizer.step()
+    return {"finetune_epochs": epochs,
+            "finetuned_discretized_validation_error": validation_error(variant.discretized_graph(test=True))}

@@ -1,0 +1,203 @@
+"""A search variant: everything in which the members of the DARTS family differ, behind one interface.
+
+SearchVariant is plain DARTS (Liu et al., 2019). A variant subclasses it, overrides only the hooks it
+changes, declares its settings once (a Settings dataclass of `setting` fields, which gives the flags,
+the YAML keys, the defaults and the checks) and registers itself with @register_variant. The search
+loop (darts_search.py) calls the hooks and knows no variant. The hooks, by pass:
+
+- the mixing weights: `mixing(purpose)` for the graphs of the weight step ("weights"), the
+  second-order virtual step ("virtual", its own graph only when `separate_virtual`) and the alpha step
+  with its Hessian passes ("alphas"); `edge` builds one mixed edge from its row of weights;
+- the alpha step: `alpha_penalty()` is added to its loss; `before_alpha_step()` feeds what its graphs
+  read, before every alpha step;
+- the weight step: `weight_step_graph(supernet_graph)` is the graph it trains;
+- per epoch: `start_epoch` sets schedules; `validation_graph()` and `discretized_graph(test)` are what
+  is validated; `epoch_values()` fills the variant's `series`; `histories()` names the alpha arrays
+  recorded after every epoch;
+- the result: `derive(values)` turns the alphas into a cell.
+"""
+import dataclasses
+
+from models.derivation import DERIVATIONS, derive_by_rule
+from models.discretization import kept_edges, softmax_rows
+from models.genotype import EDGES
+from models.graph import build_graph
+from models.network import dense_classifier
+from models.search_network import (ALPHA_NAMES, create_alphas, discrete_search_network, mixed_op, search_network,
+                                   softmax_weights)
+from utils.run_files import ALPHA_HISTORY
+
+
+def setting(default, help, choices=None, metavar=None):
+    """A field of a variant's Settings: the flag --<name-with-dashes> and the YAML key <name>."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "metavar": metavar})
+
+
+class VariantSettings:
+    """The base of a variant's Settings, a frozen dataclass of `setting` fields."""
+
+    @classmethod
+    def from_args(cls, args):
+        return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+    def problems(self, args):
+        """Messages of settings that cannot work together (args: the whole run's settings)."""
+        return []
+
+
+@dataclasses.dataclass(frozen=True)
+class DartsSettings(VariantSettings):
+    """Plain DARTS's settings; a variant's Settings may extend them (its flags are then only its new fields)."""
+    derivation: str = setting("top-k", "how cells are derived from the alphas (top-k is DARTS's)", DERIVATIONS)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSetup:
+    """What every variant is built with: the batch's input shape, the network's size, the run's seed and
+    numpy generator (which creates the alphas), and how graphs are built (ops.operations.OpMode)."""
+    input_shape: tuple
+    num_classes: int
+    channels: int
+    num_cells: int
+    seed: int
+    rng: object
+    cpu_kernels: bool = False
+
+    @property
+    def sizes(self):
+        return self.num_classes, self.channels, self.num_cells
+
+
+def kept_ops_of(values):
+    """{name: {edge: op_id}}: the hard discretization of each (14, 8) numpy alpha array's softmax (each
+    node's two strongest edges at their strongest op, 'none' included)."""
+    kept = {}
+    for name in ALPHA_NAMES:
+        cell = kept_edges(softmax_rows(values[name]))
+        kept[name] = {EDGES.index((input_node, node)): op_id
+                      for node, edges in cell.items() for op_id, input_node in edges}
+    return kept
+
+
+class DiscreteGraph:
+    """The static graph of a hard discretization, rebuilt only when the kept ops change."""
+
+    def __init__(self, setup, test, classifier):
+        self._setup = setup
+        self._test = test
+        self._classifier = classifier
+        self._kept = None
+        self._graph = None
+        self.builds = 0
+
+    def graph(self, kept):
+        if kept != self._kept:
+            def logits(x):
+                return discrete_search_network(x, kept, *self._setup.sizes, test=self._test,
+                                               classifier=self._classifier, cpu_kernels=self._setup.cpu_kernels)
+            self._graph = build_graph(logits, self._setup.input_shape)
+            self._kept = kept
+            self.builds += 1
+        return self._graph
+
+
+class SearchVariant:
+    """Plain DARTS: softmax mixing in every pass, the supernet trained and validated, top-k derivation.
+
+    Create it after nn.clear_parameters() and before the graphs: it creates the alphas from setup.rng.
+    """
+    name = "darts"
+    title = "DARTS"
+    Settings = DartsSettings
+    series = ()  # the series a variant adds to the search's (epoch_values() gives their values)
+
+    def __init__(self, settings, setup):
+        self.settings = settings
+        self.setup = setup
+        self.alphas = self.create_alphas(setup.rng)
+        self.classifier = dense_classifier
+        self._supernet_test = None
+        self._discrete = {}
+
+    def create_alphas(self, rng):
+        """{name: (14, 8) parameter} under the "arch" scope, which the alpha optimizer trains."""
+        return create_alphas(rng)
+
+    # The graphs of the steps.
+    def mixing(self, purpose):
+        """{name: (14, 8) Variable, or (B, 14, 8) one per sample}: the weights a `purpose` graph mixes with."""
+        return softmax_weights(self.alphas)
+
+    @property
+    def separate_virtual(self):
+        """Whether the virtual step mixes differently from the weight step, and so needs its own graph."""
+        return False
+
+    edge = staticmethod(mixed_op)  # edge(x, edge_weights, channels, stride, mode): one mixed edge
+
+    def network(self, x, frozen, purpose, test=False):
+        """The supernet's logits for `x`, mixing as `purpose` says."""
+        return self.supernet(x, self.mixing(purpose), frozen=frozen, test=test)
+
+    def supernet(self, x, weights, frozen=False, test=False):
+        return search_network(x, weights, *self.setup.sizes, frozen=frozen, test=test, classifier=self.classifier,
+                              cpu_kernels=self.setup.cpu_kernels, edge=self.edge)
+
+    def alpha_penalty(self):
+        """A scalar Variable added to the alpha step's loss (not to the Hessian passes), or None."""
+        return None
+
+    # Between the steps (utils.search.bilevel.BilevelOptimizer calls these).
+    def before_alpha_step(self):
+        pass
+
+    def weight_step_graph(self, supernet_graph):
+        return supernet_graph
+
+    # Per epoch.
+    def start_epoch(self, epoch, epochs):
+        pass
+
+    def validation_graph(self):
+        """What the epoch's validation runs: the network the weights train, in eval mode."""
+        if self._supernet_test is None:
+            self._supernet_test = build_graph(lambda x: self.network(x, frozen=False, purpose="weights", test=True),
+                                              self.setup.input_shape)
+        return self._supernet_test
+
+    def alpha_values(self):
+        """{name: (14, 8) numpy alphas}: what is recorded, derived and discretized."""
+        return {name: alpha.d.copy() for name, alpha in self.alphas.items()}
+
+    def discretized_graph(self, test):
+        """The network of the hard discretization of alpha_values(), in training or eval mode."""
+        if test not in self._discrete:
+            self._discrete[test] = DiscreteGraph(self.setup, test, self.classifier)
+        return self._discrete[test].graph(kept_ops_of(self.alpha_values()))
+
+    def epoch_values(self):
+        """{series name: value} of the variant's own series after an epoch."""
+        return {}
+
+    def histories(self):
+        """{file name: function giving {name: (14, 8) array}}: the arrays recorded after every epoch."""
+        return {ALPHA_HISTORY: self.alpha_values}
+
+    @staticmethod
+    def derive(settings, values):
+        """The cell of {name: (14, 8) numpy alphas} (alpha_values(), or a recorded epoch's) under `settings`."""
+        return derive_by_rule(values["alpha_normal"], values["alpha_reduction"], settings.derivation)
+
+
+VARIANTS = {}
+
+
+def register_variant(cls):
+    """Class decorator: makes a SearchVariant subclass choosable as --variant <cls.name>."""
+    if cls.name in VARIANTS:
+        raise ValueError(f"a search variant named {cls.name!r} is registered twice")
+    VARIANTS[cls.name] = cls
+    return cls
+
+
+register_variant(SearchVariant)
