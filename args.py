@@ -15,6 +15,7 @@ import os
 import yaml
 
 from ops.user_error import UserError
+from utils.search.variant import declared_settings
 from utils.search.variants import VARIANTS
 from utils.search.variants.dadarts import DADARTS_PRESET
 
@@ -224,11 +225,7 @@ def _add_variants(parser):
     parser.variant_flags = {}  # dest -> the variant that declares it
     for variant in VARIANTS.values():
         group = parser.add_argument_group(variant.title)
-        inherited = {f.name for base in variant.__mro__[1:] if hasattr(base, "Settings")
-                     for f in dataclasses.fields(base.Settings)}
-        for field in dataclasses.fields(variant.Settings):
-            if field.name in inherited:
-                continue
+        for field in declared_settings(variant):
             parser.variant_flags[field.name] = variant.name
             flag, meta = "--" + field.name.replace("_", "-"), field.metadata
             if isinstance(field.default, bool):

@@ -132,10 +132,10 @@ def search(args):
                                   f"search epoch {epoch + 1}/{args.epoch}", args.progress_every)
             validation, summary = validation_summary()
             values.update({"Validation loss": validation.loss, "Validation error": validation.error,
-                           "Discretized validation error": summary["discretized_validation_error"]},
-                          **variant.epoch_values())
+                           "Discretized validation error": summary["discretized_validation_error"]})
+            values.update(variant.epoch_values())
             history.record(run.monitor_path)
-            arch = variant.derive(variant.settings, variant.alpha_values())
+            arch = variant.cell()
             save_architecture(arch, os.path.join(run.monitor_path, epoch_architecture(epoch + 1)))
             genotype = to_genotype_string(arch)
             with open(os.path.join(run.monitor_path, GENOTYPE), "w") as f:
@@ -163,7 +163,7 @@ def search(args):
         train_loader.close()
         val_loader.close()
 
-    arch = variant.derive(variant.settings, variant.alpha_values())
+    arch = variant.cell()
     save_architecture(arch, args.model_arch_name)
     print(f"architecture written to {args.model_arch_name}")
     return arch

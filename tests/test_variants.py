@@ -13,6 +13,7 @@ import yaml
 import darts_search
 from models.genotype import load_architecture
 from tests.helpers import series
+from utils.search.variant import declared_settings
 from utils.search.variants import VARIANTS
 
 NAMES = sorted(VARIANTS)
@@ -25,11 +26,7 @@ def history_values(path, epoch):
 
 def own_settings(name):
     """{flag: default} of the settings a variant declares itself (not inherited from the variant it extends)."""
-    Variant = VARIANTS[name]
-    inherited = {f.name for base in Variant.__mro__[1:] if hasattr(base, "Settings")
-                 for f in dataclasses.fields(base.Settings)}
-    return {"--" + f.name.replace("_", "-"): f.default for f in dataclasses.fields(Variant.Settings)
-            if f.name not in inherited}
+    return {"--" + f.name.replace("_", "-"): f.default for f in declared_settings(VARIANTS[name])}
 
 
 @pytest.mark.slow

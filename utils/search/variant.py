@@ -183,10 +183,22 @@ class SearchVariant:
         """{file name: function giving {name: (14, 8) array}}: the arrays recorded after every epoch."""
         return {ALPHA_HISTORY: self.alpha_values}
 
+    def cell(self):
+        """The cell of the current alphas."""
+        return self.derive(self.settings, self.alpha_values())
+
     @staticmethod
     def derive(settings, values):
         """The cell of {name: (14, 8) numpy alphas} (alpha_values(), or a recorded epoch's) under `settings`."""
         return derive_by_rule(values["alpha_normal"], values["alpha_reduction"], settings.derivation)
+
+
+def declared_settings(Variant):
+    """The fields of Variant.Settings that the variant declares itself, not those of the variant it extends:
+    its own flags."""
+    inherited = {f.name for base in Variant.__mro__[1:] if hasattr(base, "Settings")
+                 for f in dataclasses.fields(base.Settings)}
+    return [f for f in dataclasses.fields(Variant.Settings) if f.name not in inherited]
 
 
 VARIANTS = {}
