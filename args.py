@@ -141,7 +141,37 @@ def _common_parser(description, datasets=IMAGE_DATASETS):
     _add_recurrent_flags(parser)
     only_in_space(parser, "cnn", "cpu_kernels", "seeds", "cutout_length", "augment", "num_cells", "output_filter",
                   "lr_min", "momentum")
+    run_only(parser, "epoch", "lr", "lr_min", "momentum", "weight_decay", "grad_clip", "resume", "force_resume",
+             "cutout_length", "augment", "progress_every", "seed", "seeds", "dropout", "dropouth", "dropoutx",
+             "dropouti", "dropoute", "tar_beta")
     return parser
+
+
+def instead_of_the_run(parser, mode, *own):
+    """Marks `mode` as a flag that does something instead of the script's run (its training or search), and
+    `own` as flags only that mode reads."""
+    if not hasattr(parser, "mode_flags"):
+        parser.mode_flags = {}
+    parser.mode_flags[mode] = own
+
+
+def run_only(parser, *dests):
+    """Marks flags that only the script's run reads (once or per --seeds): given on the command line with a
+    mode of instead_of_the_run, one is an error. (Keys of a --config file are not: a run's config.yaml may
+    describe the network a mode reads.)"""
+    parser.run_only = getattr(parser, "run_only", ()) + dests
+
+
+def _outside_the_mode(parser, args):
+    """{dest: why} of the flags that the mode args selects (or the run) does not read."""
+    modes = getattr(parser, "mode_flags", {})
+    chosen = [mode for mode in modes if getattr(args, mode, None) is not None and getattr(args, mode) is not False]
+    why = {dest: f"is read only with {_flag(mode)}" for mode, own in modes.items() if mode not in chosen
+           for dest in own}
+    if chosen:
+        why.update({dest: f"does not apply to {_flag(chosen[0])}: it sets the script's run"
+                    for dest in getattr(parser, "run_only", ())})
+    return why
 
 
 def only_in_space(parser, space, *dests):
@@ -208,6 +238,11 @@ def search_parser():
     _add_variants(parser)
     only_in_space(parser, "cnn", "cutout", "train_portion", "draw_every_epoch", "finetune_epochs", "select_epochs",
                   "extract_lambda")
+    instead_of_the_run(parser, "alpha_epoch")
+    instead_of_the_run(parser, "extract_lambda")
+    run_only(parser, "dataset", "data_dir", "batch_size", "cpu_kernels", "cutout", "second_order", "train_portion",
+             "arch_lr", "arch_beta1", "arch_beta2", "arch_weight_decay", "draw_every_epoch", "finetune_epochs",
+             "select_epochs", "nhid", "bptt", "eval_batch_size")
     parser.set_defaults(epoch=50, batch_size=64, num_cells=8, lr_min=0.001,
                         monitor_path="search.monitor", nhid=300, dropoute=0.0)
     # quark0's rnn/train_search.py.
@@ -293,6 +328,11 @@ def train_parser():
                   "save_interval", "drop_path_delta", "cell_bn", "pool_bn", "keep_last", "train_portion", "export",
                   "format")
     only_in_space(parser, "recurrent", "nonmono")
+    instead_of_the_run(parser, "summary")
+    instead_of_the_run(parser, "evaluate")
+    instead_of_the_run(parser, "export", "format")
+    run_only(parser, "model_save_path", "cutout", "drop_path_prob", "drop_path_delta", "label_smoothing", "lr_schedule",
+             "lr_decay", "save_interval", "keep_last", "train_portion", "nonmono")
     parser.set_defaults(epoch=600, batch_size=96, num_cells=20, lr_min=0.0,
                         monitor_path="result.monitor", nhid=850, dropoute=0.1)
     # quark0's rnn/train.py; its epochs (8000) are an upper limit.
@@ -445,9 +485,9 @@ def parse_with_config(parser, argv=None):
 
 
 def _parse(parser, argv):
-    """(args, the dests the command line or the --config file set)."""
+    """(args, the dests the command line or the --config file set, the dests the command line set)."""
     args = parser.parse_args(argv)
-    given = _given_on_command_line(parser, argv)
+    on_command_line = given = _given_on_command_line(parser, argv)
     if args.config is not None:
         try:
             values = _load_config(parser, args.config)
@@ -458,12 +498,12 @@ def _parse(parser, argv):
         # the file's values therefore lets every given flag win, even one whose
         # value equals the default.
         args = parser.parse_args(argv, namespace=argparse.Namespace(**values))
-        given |= set(values)
+        given = given | set(values)
     space_defaults = getattr(parser, "space_defaults", {}).get(getattr(args, "space", None), {})
     for dest, value in space_defaults.items():
         if dest not in given:
             setattr(args, dest, value)
-    return args, given
+    return args, given, on_command_line
 
 
 def parse_args(parser, argv=None):
@@ -474,11 +514,13 @@ def parse_args(parser, argv=None):
     (the modes are checked by utils.run.modes). Flags that do not apply are then removed from the namespace, so
     nothing can read them and config.yaml holds only the run's own settings.
     """
-    args, given = _parse(parser, argv)
+    args, given, on_command_line = _parse(parser, argv)
     _apply_presets(parser, args, given)
     inapplicable = _inapplicable(parser, args)
     problems = [f"{_flag(dest)} {why}" for dest, why in inapplicable.items() if dest in given]
     problems += _range_problems(args)
+    problems += [f"{_flag(dest)} {why}" for dest, why in _outside_the_mode(parser, args).items()
+                 if dest in on_command_line]
     if problems:
         parser.error(problems[0])
     for dest in inapplicable:

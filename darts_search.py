@@ -242,7 +242,8 @@ def derive_recurrent_epoch(args):
 
 
 MODES = (Mode("cell extraction", "extract_lambda", {"cnn": extract}),
-         Mode("derivation of a recorded epoch", "alpha_epoch", {"cnn": derive_epoch, "recurrent": derive_recurrent_epoch}),
+         Mode("derivation of a recorded epoch", "alpha_epoch",
+              {"cnn": derive_epoch, "recurrent": derive_recurrent_epoch}),
          Mode("seeds", "seeds", {"cnn": search_seeds}),
          Mode("search", None, {"cnn": search, "recurrent": search_recurrent}))
 

@@ -31,16 +31,17 @@ def main(argv=None):
     search_dir = os.path.join(args.out, "search")
     train_dir = os.path.join(args.out, "train")
     arch_path = os.path.join(args.out, ARCHITECTURE)
-    common = ["--context", "cpu", "--dataset", "digits", "--batch-size", "64", "--seed", "0"]
+    common = ["--context", "cpu", "--dataset", "digits", "--batch-size", "64"]
 
     print(f"== 1/3 search: first-order DARTS, 3 cells, C=8, {args.search_epochs} epochs", flush=True)
-    darts_search.main(common + ["--epoch", str(args.search_epochs), "--num-cells", "3", "--output-filter", "8",
+    darts_search.main(common + ["--seed", "0", "--epoch", str(args.search_epochs), "--num-cells", "3",
+                                "--output-filter", "8",
                                 "--monitor-path", search_dir, "--model-arch-name", arch_path])
 
     print(f"== 2/3 train: the found cells in a 5-cell network, C=16, {args.train_epochs} epochs", flush=True)
     network = ["--model-arch-name", arch_path, "--num-cells", "5", "--output-filter", "16",
                "--additional-filters-on-retrain", "0"]
-    darts_train.main(common + network + ["--epoch", str(args.train_epochs), "--monitor-path", train_dir])
+    darts_train.main(common + network + ["--seed", "0", "--epoch", str(args.train_epochs), "--monitor-path", train_dir])
 
     print("== 3/3 evaluate the saved parameters on the test set", flush=True)
     test_error = darts_train.main(common + network + ["--monitor-path", train_dir, "--evaluate",

@@ -339,3 +339,23 @@ def test_values_out_of_range_are_one_line_errors(capsys, make_parser, argv, mess
         parse_args(make_parser(), argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--evaluate", "p.h5", "--epoch", "3"], "--epoch does not apply to --evaluate"),
+    (["--summary", "--lr", "0.1"], "--lr does not apply to --summary"),
+    (["--export", "p.h5", "--drop-path-prob", "0.1"], "--drop-path-prob does not apply to --export"),
+    (["--format", "onnx"], "--format is read only with --export"),
+])
+def test_a_training_flag_in_a_mode_is_a_one_line_error(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(train_parser(), argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_training_config_file_serves_a_mode(tmp_path):
+    """Keys of --config describe the network a mode reads; only the command line's flags are checked."""
+    path = write_config(vars(parse_args(train_parser(), ["--epoch", "3", "--lr", "0.1"])), str(tmp_path))
+    args = parse_args(train_parser(), ["--config", path, "--evaluate", "p.h5"])
+    assert args.evaluate == "p.h5" and args.epoch == 3

@@ -3,37 +3,24 @@ import numpy as np
 import pytest
 
 import darts_search
-import utils.run.run
 from models.complexity import architecture_parameters
 from models.derivation import derive_by_rule
 from models.genotype import load_architecture
-from tests.helpers import digits_head
+from tests.conftest import tiny_search_runner
+from tests.helpers import series
 from utils.search.variants import VARIANTS
 
-TINY = ["--dataset", "digits", "--batch-size", "8", "--num-cells", "1", "--output-filter", "2", "--seed", "3",
-        "--complexity-control", "--log10-lambda-min", "-3", "--log10-lambda-max", "-1"]
+# The network and λ range, which --extract-lambda reads too; the searches add the batch size.
+NETWORK = ["--num-cells", "1", "--output-filter", "2", "--complexity-control", "--log10-lambda-min", "-3",
+           "--log10-lambda-max", "-1"]
+IMAGES = 32
 
 
-@pytest.fixture(scope="module")
-def digits_slice():
-    return digits_head(32)
-
-
-@pytest.fixture(autouse=True)
-def small_data(monkeypatch, digits_slice):
-    monkeypatch.setattr(darts_search, "load_dataset", lambda name, data_dir: digits_slice)
-    # The pictures (tested in test_pictures.py) would take most of the time.
-    monkeypatch.setattr(utils.run.run, "draw_run", lambda monitor_dir: [])
-
-
-def search(tmp_path, name, *extra):
-    out = tmp_path / name
-    darts_search.main(TINY + ["-m", str(out), "--model-arch-name", str(out / "arch.json"), *extra])
-    return out
-
-
-def series(path, name):
-    return np.loadtxt(path / f"{name.replace(' ', '-')}.series.txt", ndmin=2)
+@pytest.fixture
+def search(monkeypatch, tmp_path):
+    """search(name, *flags): a complexity-controlled search of 32 digits into tmp_path / name."""
+    run = tiny_search_runner(monkeypatch, IMAGES)
+    return lambda name, *flags: run(tmp_path / name, *NETWORK, "--batch-size", "8", *flags)
 
 
 def extracted(values, mode):
@@ -46,12 +33,11 @@ def alphas(path, file_name, epoch=-1):
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory, digits_slice):
+def finished(tmp_path_factory):
     """One second-order search of 2 epochs (module scope: the extraction tests read its checkpoint)."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(darts_search, "load_dataset", lambda name, data_dir: digits_slice)
-        patch.setattr(utils.run.run, "draw_run", lambda monitor_dir: [])
-        return search(tmp_path_factory.mktemp("complexity"), "run", "--epoch", "2", "--second-order")
+        return tiny_search_runner(patch, IMAGES)(tmp_path_factory.mktemp("complexity") / "run", *NETWORK,
+                                                 "--batch-size", "8", "--epoch", "2", "--second-order")
 
 
 @pytest.mark.slow
@@ -71,14 +57,14 @@ def test_search_writes_histories_series_and_the_cell_at_lambda_0(finished):
     assert np.all(penalty > 1e-3 * np.minimum(at0, at1) * 0.5) and np.all(penalty < 1e-1 * np.maximum(at0, at1) * 2)
     np.testing.assert_allclose(series(finished, "Temperature")[:, 1], [1.0, 1.0 - 0.016], rtol=1e-6)
     expected = extracted(alphas(finished, "alpha_history.npz"), "simple")
-    assert load_architecture(str(finished / "arch.json")) == expected
+    assert load_architecture(str(finished / "DARTS_arch.json")) == expected
     assert load_architecture(str(finished / "arch" / "epoch_002.json")) == expected
 
 
 @pytest.mark.parametrize("lam_tilde, history", [("0.5", "alpha_history_lambda_0.5.npz"), ("1", "alpha_history_lambda_1.npz")])
 @pytest.mark.parametrize("mode", ["simple", "DARTS"])
 def test_extraction_reads_the_checkpoint(finished, capsys, lam_tilde, history, mode):
-    darts_search.main(TINY + ["-m", str(finished), "--extract-lambda", lam_tilde, "--extract-mode", mode])
+    darts_search.main(NETWORK + ["-m", str(finished), "--extract-lambda", lam_tilde, "--extract-mode", mode])
     out = finished / f"arch_lambda_{lam_tilde}_{mode}.json"
     arch = load_architecture(str(out))
     assert arch == extracted(alphas(finished, history), mode)
@@ -86,10 +72,10 @@ def test_extraction_reads_the_checkpoint(finished, capsys, lam_tilde, history, m
 
 
 @pytest.mark.slow
-def test_resumed_run_equals_uninterrupted_run(tmp_path):
-    whole = search(tmp_path, "whole", "--epoch", "2")
-    search(tmp_path, "parts", "--epoch", "1")
-    parts = search(tmp_path, "parts", "--epoch", "2", "--resume")
+def test_resumed_run_equals_uninterrupted_run(search):
+    whole = search("whole", "--epoch", "2")
+    search("parts", "--epoch", "1")
+    parts = search("parts", "--epoch", "2", "--resume")
     for name in ("alpha_history.npz", "alpha_history_lambda_1.npz"):
         for key in ("normal", "reduction"):
             np.testing.assert_array_equal(np.load(whole / name)[key], np.load(parts / name)[key])
@@ -105,12 +91,12 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
 ])
 def test_impossible_settings_are_one_line_errors(tmp_path, capsys, extra, message):
     with pytest.raises(SystemExit) as exit_info:
-        darts_search.main(TINY + ["-m", str(tmp_path)] + extra)
+        darts_search.main(["--dataset", "digits"] + NETWORK + ["-m", str(tmp_path)] + extra)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_extraction_without_a_checkpoint_is_a_one_line_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        darts_search.main(TINY + ["-m", str(tmp_path), "--extract-lambda", "0.5"])
+        darts_search.main(NETWORK + ["-m", str(tmp_path), "--extract-lambda", "0.5"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 1 and "checkpoint" in err and len(err.strip().splitlines()) == 1

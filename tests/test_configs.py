@@ -10,7 +10,8 @@ from args import parse_args, search_parser, train_parser
 CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "*.yaml")))
 SCRIPT_PARSERS = {"darts_search.py": lambda argv: parse_args(search_parser(), argv),
                   "darts_train.py": lambda argv: parse_args(train_parser(), argv),
-                  "scripts/darts_random.py": lambda argv: scripts.darts_random.parse_args(scripts.darts_random.build_parser(), argv)}
+                  "scripts/darts_random.py":
+                      lambda argv: scripts.darts_random.parse_args(scripts.darts_random.build_parser(), argv)}
 
 
 def script_of(path):

@@ -304,9 +304,9 @@ def test_darts_train_trains_and_evaluates_on_an_image_folder(tmp_path, capsys):
     write_tree(root, np.random.default_rng(5))
     common = ["--dataset", "imagenet", "--data-dir", str(root), "--image-size", "32", "--num-workers", "0",
               "--model-arch-name", "DARTS_V2", "--num-cells", "3", "--output-filter", "8", "-f", "0",
-              "--batch-size", "4", "--cutout", "false", "--label-smoothing", "0.1",
-              "--lr-schedule", "exponential", "--lr", "0.1", "-m", str(tmp_path / "run")]
-    summary = darts_train.main(common + ["--epoch", "1"])
+              "--batch-size", "4", "-m", str(tmp_path / "run")]
+    summary = darts_train.main(common + ["--epoch", "1", "--cutout", "false", "--label-smoothing", "0.1",
+                                         "--lr-schedule", "exponential", "--lr", "0.1"])
     assert (tmp_path / "run" / "classes.txt").read_text() == "n01\nn02\nn10\n"
     top5 = np.loadtxt(tmp_path / "run" / "Test-top5-error.series.txt", ndmin=2)
     assert top5.shape == (1, 2) and top5[0, 1] == 0.0  # 3 classes: every label is in the top 5

@@ -61,7 +61,8 @@ def test_every_library_module_is_in_a_layer():
 
 def entry_points():
     names = [n for n in sorted(os.listdir(ROOT)) if n.endswith(".py")]
-    names += [os.path.join("scripts", n) for n in sorted(os.listdir(os.path.join(ROOT, "scripts"))) if n.endswith(".py")]
+    scripts = os.path.join(ROOT, "scripts")
+    names += [os.path.join("scripts", n) for n in sorted(os.listdir(scripts)) if n.endswith(".py")]
     return names
 
 

@@ -268,10 +268,15 @@ def corpus_dir(tmp_path_factory):
     return write_corpus(tmp_path_factory.mktemp("text"))
 
 
-def tiny(corpus_dir, monitor, *extra):
+def tiny_model(corpus_dir, monitor, *extra):
+    """The data and the model, which --evaluate reads too."""
     return ["--space", "recurrent", "--dataset", "ptb", "--data-dir", corpus_dir, "--nhid", "6", "-b", "8",
-            "--bptt", "5", "--eval-batch-size", "4", "--dropouth", "0.1", "--dropoutx", "0.1",
-            "-m", str(monitor), *extra]
+            "--bptt", "5", "--eval-batch-size", "4", "-m", str(monitor), *extra]
+
+
+def tiny(corpus_dir, monitor, *extra):
+    """A run: the model and its training's dropouts."""
+    return tiny_model(corpus_dir, monitor, "--dropouth", "0.1", "--dropoutx", "0.1", *extra)
 
 
 def series(monitor, name):
@@ -297,7 +302,8 @@ def test_search_writes_the_cell_its_history_and_resumes_exactly(corpus_dir, tmp_
     assert cell == load_recurrent_genotype(str(straight / "recurrent_arch.json"))
     assert (straight / "genotype.txt").read_text().startswith("Genotype(recurrent=[")
     assert len(series(straight, "Training perplexity")) == 2
-    darts_search.main(tiny(corpus_dir, straight, "--alpha-epoch", "0", "--model-arch-name", str(tmp_path / "e0.json")))
+    darts_search.main(["--space", "recurrent", "-m", str(straight), "--alpha-epoch", "0",
+                       "--model-arch-name", str(tmp_path / "e0.json")])
     assert load_recurrent_genotype(str(tmp_path / "e0.json")) == derive_recurrent_genotype(history[0])
     drawn = {os.path.relpath(path, straight) for path in draw_run(str(straight))}
     assert {"curves.png", "alphas.png"} <= drawn and drawn & {"cells/recurrent.png", "cells/recurrent.dot"}
@@ -320,7 +326,7 @@ def test_training_reports_perplexities_and_resumes_exactly(corpus_dir, tmp_path,
     assert np.isfinite(summary["test_ppl"]) and summary["test_ppl"] > 1.0
     assert series(straight, "Test perplexity")[0, 1] == pytest.approx(summary["test_ppl"], rel=1e-4)
 
-    evaluated = darts_train.main(tiny(corpus_dir, tmp_path / "eval", "--model-arch-name", "DARTS_V1",
+    evaluated = darts_train.main(tiny_model(corpus_dir, tmp_path / "eval", "--model-arch-name", "DARTS_V1",
                                       "--evaluate", str(straight / "best_params.h5")))
     assert evaluated["test_ppl"] == pytest.approx(summary["test_ppl"], rel=1e-5)
 

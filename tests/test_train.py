@@ -16,10 +16,15 @@ from utils.training.model_stats import SUMMARY_KEYS
 
 # 3 cells, C=4, 14 steps of 100 per epoch.
 TINY = ["--dataset", "digits", "--num-cells", "3", "--output-filter", "4", "-f", "0", "-b", "100",
-        "--save-interval", "1", "--model-arch-name", "DARTS_V2"]
+        "--model-arch-name", "DARTS_V2"]
 
 
 def train(monitor, *extra):
+    return darts_train.main(TINY + ["--save-interval", "1", "-m", str(monitor), *extra])
+
+
+def run_mode(monitor, *extra):
+    """darts_train.py in a mode (--summary, --evaluate, --export), which takes no training flag."""
     return darts_train.main(TINY + ["-m", str(monitor), *extra])
 
 
@@ -76,11 +81,11 @@ def test_training_keeps_the_architecture_and_draws_its_cells_from_any_directory(
 
 
 def test_evaluate_reproduces_the_final_test_error(two_epochs, tmp_path):
-    error = train(tmp_path, "--evaluate", str(two_epochs / FINAL_PARAMS))
+    error = run_mode(tmp_path, "--evaluate", str(two_epochs / FINAL_PARAMS))
     assert error == read_json(two_epochs / "summary.json")["final_test_error"]
     assert read_json(tmp_path / "evaluation.json")["test_error"] == error
     # The parameters after epoch 1 are a different network state.
-    assert train(tmp_path, "--evaluate", str(two_epochs / epoch_params(1))) != error
+    assert run_mode(tmp_path, "--evaluate", str(two_epochs / epoch_params(1))) != error
 
 
 @pytest.mark.slow
@@ -101,7 +106,7 @@ def test_summary_reads_no_data(tmp_path):
     sizes = {}
     for dataset in ("cifar10", "cifar100"):
         monitor = tmp_path / dataset
-        train(monitor, "--dataset", dataset, "--data-dir", str(empty), "--summary")
+        run_mode(monitor, "--dataset", dataset, "--data-dir", str(empty), "--summary")
         sizes[dataset] = read_json(monitor / "summary.json")
     assert os.listdir(empty) == []
     # 90 more classes: 90 more rows in the classifier (64 features + bias) and in the auxiliary
@@ -112,7 +117,7 @@ def test_summary_reads_no_data(tmp_path):
 
 
 def summary_of(monitor, arch_spec):
-    return train(monitor, "--summary", "--model-arch-name", arch_spec, "--dataset", "cifar10")
+    return run_mode(monitor, "--summary", "--model-arch-name", arch_spec, "--dataset", "cifar10")
 
 
 def test_every_architecture_form_builds_the_same_network(tmp_path):
@@ -139,7 +144,7 @@ def test_architecture_defects_exit_1_with_one_line(tmp_path, capsys, content, me
     if content is not None:
         path.write_text(content)
     with pytest.raises(SystemExit) as exit_info:
-        train(tmp_path / "monitor", "--summary", "--model-arch-name", str(path))
+        run_mode(tmp_path / "monitor", "--summary", "--model-arch-name", str(path))
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
@@ -153,7 +158,7 @@ def test_bad_parameter_file_exits_1_with_one_line(tmp_path, capsys, make_file, m
     path = tmp_path / "params.h5"
     make_file(path)
     with pytest.raises(SystemExit) as exit_info:
-        train(tmp_path / "monitor", "--evaluate", str(path))
+        run_mode(tmp_path / "monitor", "--evaluate", str(path))
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1

@@ -79,7 +79,8 @@ def test_the_same_seed_gives_the_same_json(tiny_search, tmp_path, name):
     a = tiny_search(tmp_path / "a", "--variant", name, "--epoch", "1")
     b = tiny_search(tmp_path / "b", "--variant", name, "--epoch", "1")
     assert (a / "DARTS_arch.json").read_text() == (b / "DARTS_arch.json").read_text()
-    np.testing.assert_array_equal(np.load(a / "alpha_history.npz")["normal"], np.load(b / "alpha_history.npz")["normal"])
+    np.testing.assert_array_equal(np.load(a / "alpha_history.npz")["normal"],
+                                  np.load(b / "alpha_history.npz")["normal"])
 
 
 def one_line_error(capsys, argv, code=2):
@@ -120,6 +121,9 @@ def test_a_variant_under_the_recurrent_space_is_refused(tmp_path, capsys, name):
     (["--variant", "dadarts", "--complexity-control"], "--complexity-control is --variant complexity"),
     (["--variant", "complexity", "--alpha-epoch", "1", "--extract-lambda", "0.5"], "are two modes: give one"),
     (["--extract-lambda", "0.5"], "--extract-lambda is a flag of --variant complexity"),
+    (["--alpha-epoch", "0", "--epoch", "3"], "--epoch does not apply to --alpha-epoch"),
+    (["--variant", "complexity", "--extract-lambda", "0.5", "--second-order"],
+     "--second-order does not apply to --extract-lambda"),
 ])
 def test_flags_that_do_not_apply_are_one_line_errors(tmp_path, capsys, argv, message):
     assert message in one_line_error(capsys, argv + ["-m", str(tmp_path / "never")])

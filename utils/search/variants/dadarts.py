@@ -52,7 +52,8 @@ class DadartsSettings(DartsSettings):
             (self.hd_start >= 0, "--hd-start must not be negative"),
             (self.hd_on_weights or self.hd_start == 0, "--hd-start needs --hd-on-weights"),
             (self.dal_starting_epoch >= 0, "--dal-starting-epoch must not be negative"),
-            (self.topk_temperature >= 0 and self.linear_temperature_max >= 0, "top-k temperatures must not be negative"),
+            (self.topk_temperature >= 0 and self.linear_temperature_max >= 0,
+             "top-k temperatures must not be negative"),
             (args.second_order or not self.topk_on_virtualstep,
              "--topk-on-virtualstep needs --second-order: first order has no virtual step"),
         ]
