@@ -19,12 +19,13 @@ ifneq ($(CUDA),)
 .PHONY: .venv/.requirements.stamp
 endif
 
+# Two pytest workers (pytest-xdist), one a core of the 2-core machines the suite is sized for.
 test: env
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 tests
 
 # The fast lane: everything but the tests marked slow (under a minute).
 test-fast: env
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -n 2 -m "not slow" tests
 
 demo: env
 	$(PY) -m scripts.demo

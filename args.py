@@ -25,6 +25,9 @@ TEXT_DATASETS = ("ptb", "wikitext-2", "pydoc")
 
 # The data sets whose seeds (var_nas, DADARTS) augment with a random affine map (S-D2).
 AFFINE_AUGMENT_DATASETS = ("mnist", "fashion-mnist")
+# The flags whose value brings defaults for other flags (set_recipe), in the order they are applied: a
+# --space's recipe may choose the --dataset (recurrent: ptb), whose own recipe then applies.
+RECIPE_FLAGS = ("space", "dataset")
 
 _TRUE_WORDS = ("true", "1", "yes")
 _FALSE_WORDS = ("false", "0", "no")
@@ -103,15 +106,16 @@ def _common_parser(description, datasets=IMAGE_DATASETS):
         help="what is searched or trained: CNN cells on images, or a recurrent cell on text "
              "(which changes the defaults of the shared flags to the paper's recurrent recipe)")
     add("--dataset", choices=datasets + TEXT_DATASETS, default="cifar10",
-        help="image data sets for --space cnn, text corpora for --space recurrent")
+        help="image data sets for --space cnn, text corpora for --space recurrent; some change the defaults of "
+             "other flags (imagenet, in darts_train.py: quark0's ImageNet recipe; mnist, fashion-mnist: "
+             "--augment affine)")
     add("--data-dir", type=expanded_path, default="~/nnabla_data",
         help="where data sets are downloaded and cached")
     add("--cutout-length", type=int, default=16,
         help="side of the square cutout mask")
-    add("--augment", choices=["darts", "affine"], default=None,
+    add("--augment", choices=["darts", "affine"], default="darts",
         help="training augmentation: darts (pad, crop, horizontal flip) or affine (the seeds' random "
-             "affine, plus a vertical flip on fashion-mnist); default: affine on mnist and "
-             "fashion-mnist, darts elsewhere")
+             "affine, plus a vertical flip on fashion-mnist); mnist and fashion-mnist default to affine")
 
     add("--epoch", "-e", type=int)
     add("--batch-size", "-b", type=int)
@@ -141,6 +145,8 @@ def _common_parser(description, datasets=IMAGE_DATASETS):
     _add_recurrent_flags(parser)
     only_in_space(parser, "cnn", "cpu_kernels", "seeds", "cutout_length", "augment", "num_cells", "output_filter",
                   "lr_min", "momentum")
+    for dataset in AFFINE_AUGMENT_DATASETS:
+        set_recipe(parser, "dataset", dataset, augment="affine")
     run_only(parser, "epoch", "lr", "lr_min", "momentum", "weight_decay", "grad_clip", "resume", "force_resume",
              "cutout_length", "augment", "progress_every", "seed", "seeds", "dropout", "dropouth", "dropoutx",
              "dropouti", "dropoute", "tar_beta")
@@ -182,7 +188,7 @@ def only_in_space(parser, space, *dests):
 
 
 def _add_recurrent_flags(parser):
-    group = parser.add_argument_group("recurrent cells (--space recurrent)")
+    group = parser.recurrent_group = parser.add_argument_group("recurrent cells (--space recurrent)")
     add = group.add_argument
     add("--nhid", type=int, help="embedding and hidden size (emsize = nhid = nhidlast)")
     add("--bptt", type=int, default=35, help="base sequence length of a batch")
@@ -196,11 +202,25 @@ def _add_recurrent_flags(parser):
     only_in_space(parser, "recurrent", *(action.dest for action in group._group_actions))
 
 
-def set_space_defaults(parser, space, **defaults):
-    """Defaults of the shared flags for one --space; a value from the command line or --config wins."""
-    if not hasattr(parser, "space_defaults"):
-        parser.space_defaults = {}
-    parser.space_defaults.setdefault(space, {}).update(defaults)
+def set_recipe(parser, flag, value, **defaults):
+    """Defaults of other flags when `flag` (one of RECIPE_FLAGS) is `value`: the recipe of a --space or a
+    --dataset. A value from the command line or --config wins over the recipe, the recipe over the parser's
+    defaults (_apply_recipes)."""
+    if flag not in RECIPE_FLAGS:
+        raise ValueError(f"a recipe is keyed on one of {RECIPE_FLAGS}, not {flag!r}")
+    if not hasattr(parser, "recipes"):
+        parser.recipes = {}
+    parser.recipes.setdefault((flag, value), {}).update(defaults)
+
+
+def _apply_recipes(parser, args, given):
+    """The recipes of the chosen --space, then of the --dataset (which the space's may have chosen), for every
+    flag not in `given`."""
+    recipes = getattr(parser, "recipes", {})
+    for flag in RECIPE_FLAGS:
+        for dest, value in recipes.get((flag, getattr(args, flag, None)), {}).items():
+            if dest not in given:
+                setattr(args, dest, value)
 
 
 def search_parser():
@@ -235,6 +255,13 @@ def search_parser():
     add("--extract-lambda", type=float, default=None, metavar="LAMBDA_TILDE",
         help="do not search: from the checkpoint of a finished --variant complexity search, write the cell "
              "at the normalised lambda (0..1) to <monitor-path>/arch_lambda_<LAMBDA_TILDE>_<mode>.json")
+    # One flag for all of the seed's step rather than one per behaviour: reproducing its numbers needs them
+    # together, and a half-original step is no published setting.
+    _add_bool(parser.recurrent_group, "--original-unrolled-step", False,
+              "with --second-order: the seed's second-order step as it runs, to reproduce its numbers: its virtual "
+              "step leaves the tied embedding/decoder matrix unmoved, every pass draws new dropout masks, and "
+              "the implicit term takes the uncapped clipping factor (README: Recurrent cells)")
+    only_in_space(parser, "recurrent", "original_unrolled_step")
     _add_variants(parser)
     only_in_space(parser, "cnn", "cutout", "train_portion", "draw_every_epoch", "finetune_epochs", "select_epochs",
                   "extract_lambda")
@@ -242,13 +269,13 @@ def search_parser():
     instead_of_the_run(parser, "extract_lambda")
     run_only(parser, "dataset", "data_dir", "batch_size", "cpu_kernels", "cutout", "second_order", "train_portion",
              "arch_lr", "arch_beta1", "arch_beta2", "arch_weight_decay", "draw_every_epoch", "finetune_epochs",
-             "select_epochs", "nhid", "bptt", "eval_batch_size")
+             "select_epochs", "nhid", "bptt", "eval_batch_size", "original_unrolled_step")
     parser.set_defaults(epoch=50, batch_size=64, num_cells=8, lr_min=0.001,
                         monitor_path="search.monitor", nhid=300, dropoute=0.0)
     # quark0's rnn/train_search.py.
-    set_space_defaults(parser, "recurrent", dataset="ptb", epoch=50, batch_size=256, lr=20.0,
-                       weight_decay=5e-7, grad_clip=0.25, arch_lr=3e-3, arch_beta1=0.9,
-                       model_arch_name="DARTS_rnn_arch.json")
+    set_recipe(parser, "space", "recurrent", dataset="ptb", epoch=50, batch_size=256, lr=20.0,
+               weight_decay=5e-7, grad_clip=0.25, arch_lr=3e-3, arch_beta1=0.9,
+               model_arch_name="DARTS_rnn_arch.json")
     return parser
 
 
@@ -271,7 +298,8 @@ def _add_variants(parser):
     presets = parser.add_argument_group("presets")
     _add_bool(presets, "--dadarts", False,
               "--variant dadarts with the DADARTS README's settings: --dal-on-alphas --topk-on-alphas "
-              "--linear-temperature-increase --hd-on-weights (with --linear-temperature-max 200)")
+              "--linear-temperature-increase --hd-on-weights (with --linear-temperature-max 200) and "
+              "--second-order, each unless given")
     _add_bool(presets, "--complexity-control", False, "--variant complexity")
     parser.variant_flags.update(dadarts="dadarts", complexity_control="complexity", extract_lambda="complexity")
     only_in_space(parser, "cnn", "variant", "dadarts", "complexity_control", *parser.variant_flags)
@@ -336,8 +364,14 @@ def train_parser():
     parser.set_defaults(epoch=600, batch_size=96, num_cells=20, lr_min=0.0,
                         monitor_path="result.monitor", nhid=850, dropoute=0.1)
     # quark0's rnn/train.py; its epochs (8000) are an upper limit.
-    set_space_defaults(parser, "recurrent", dataset="ptb", epoch=8000, batch_size=64, lr=20.0,
-                       weight_decay=8e-7, grad_clip=0.25, model_arch_name="DARTS_rnn_arch.json")
+    set_recipe(parser, "space", "recurrent", dataset="ptb", epoch=8000, batch_size=64, lr=20.0,
+               weight_decay=8e-7, grad_clip=0.25, model_arch_name="DARTS_rnn_arch.json")
+    # quark0's cnn/train_imagenet.py, run with --auxiliary as its README does: C = 48 + 0, lr 0.1 times 0.97 at
+    # every epoch (exponential_lr), label smoothing 0.1, no drop path; and no cutout, which it does not have.
+    set_recipe(parser, "dataset", "imagenet", num_cells=14, output_filter=48, additional_filters_on_retrain=0,
+               batch_size=128, epoch=250, lr=0.1, lr_schedule="exponential", lr_decay=0.97, momentum=0.9,
+               weight_decay=3e-5, grad_clip=5.0, label_smoothing=0.1, auxiliary=True, auxiliary_weight=0.4,
+               drop_path_prob=0.0, cutout=False)
     return parser
 
 
@@ -443,6 +477,8 @@ def _range_problems(args):
             (args.bptt >= 2, "--bptt must be at least 2"),
             (args.eval_batch_size >= 1, "--eval-batch-size must be at least 1"),
             (args.type_config == "float", "--type-config half is for the CNN cells; --space recurrent computes in float"),
+            (not getattr(args, "original_unrolled_step", False) or args.second_order,
+             "--original-unrolled-step changes the second-order step: add --second-order"),
         ]
         checks += [(0.0 <= getattr(args, name) < 1.0, f"--{name} must be in [0, 1)")
                    for name in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute")]
@@ -499,10 +535,7 @@ def _parse(parser, argv):
         # value equals the default.
         args = parser.parse_args(argv, namespace=argparse.Namespace(**values))
         given = given | set(values)
-    space_defaults = getattr(parser, "space_defaults", {}).get(getattr(args, "space", None), {})
-    for dest, value in space_defaults.items():
-        if dest not in given:
-            setattr(args, dest, value)
+    _apply_recipes(parser, args, given)
     return args, given, on_command_line
 
 
@@ -525,8 +558,6 @@ def parse_args(parser, argv=None):
         parser.error(problems[0])
     for dest in inapplicable:
         delattr(args, dest)
-    if getattr(args, "augment", "") is None:
-        args.augment = "affine" if args.dataset in AFFINE_AUGMENT_DATASETS else "darts"
     return args
 
 
@@ -535,7 +566,8 @@ def _flag(dest):
 
 
 def _apply_presets(parser, args, given):
-    """--complexity-control is --variant complexity; --dadarts is --variant dadarts with DADARTS_PRESET on."""
+    """--complexity-control is --variant complexity; --dadarts is --variant dadarts with DADARTS_PRESET's
+    values for the flags not given (on the command line or in --config), e.g. --second-order False."""
     presets = [dest for dest in ("complexity_control", "dadarts") if getattr(args, dest, False)]
     if len(presets) == 2:
         parser.error("--complexity-control cannot be combined with --dadarts")
@@ -545,8 +577,9 @@ def _apply_presets(parser, args, given):
             parser.error(f"{_flag(preset)} is --variant {variant}, not --variant {args.variant}")
         args.variant = variant
     if getattr(args, "dadarts", False):
-        for name in DADARTS_PRESET:
-            setattr(args, name, True)
+        for name, value in DADARTS_PRESET.items():
+            if name not in given:
+                setattr(args, name, value)
 
 
 def _inapplicable(parser, args):

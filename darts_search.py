@@ -8,7 +8,9 @@ With --seeds, one search per seed runs into <monitor-path>/seed_<s>/ (its archit
 directory's DARTS_arch.json). With --select-epochs N as well, each found cell then trains for N epochs
 in the search network's size (--num-cells, --output-filter) on --train-portion of the training set,
 is scored on the rest of the training set (never the test set), and the ranking goes to
-<monitor-path>/selection.json; the winner is written to --model-arch-name.
+<monitor-path>/selection.json; the winner is written to --model-arch-name. That split is drawn apart
+from every search's (utils.search.selection): each candidate's alpha half holds about the same share of the
+held-out images, which selection.json counts.
 """
 import logging
 import os
@@ -42,7 +44,8 @@ from utils.run_files import (ALPHA_HISTORY, ARCHITECTURE, CELL_PICTURES, CHECKPO
 from utils.search.alpha_history import AlphaHistory, derive_from_history, derive_recurrent_from_history
 from utils.search.bilevel import BilevelOptimizer, build_search_graphs
 from utils.search.finetune import finetune_discretized
-from utils.search.selection import select_architecture
+from utils.search.recalibration import calibration_batches
+from utils.search.selection import search_data_overlap, select_architecture
 from utils.search.variant import SearchSetup
 from utils.search.variants import VARIANTS
 from utils.training.evaluation import RunningMean, classification_error, image_set_scores
@@ -50,16 +53,18 @@ from utils.training.protocol import per_seed_args
 
 # Per epoch: the means over the steps of the weight step's and the alpha step's batches, then one
 # eval-mode pass over the whole alpha half, of the network the weights train (the supernet, or the
-# hard-discretized network under --hd-on-weights) and of the hard-discretized network. A variant adds its own.
+# hard-discretized network under --hd-on-weights) and of the hard-discretized network, the latter on
+# batch-norm statistics of its own (computed on the weight half). A variant adds its own.
 SERIES = ("Training loss", "Training error", "Alpha-step loss", "Alpha-step error",
           "Validation loss", "Validation error", "Discretized validation error", EPOCH_TIME)
 
 
-def search_epoch(optimizer, train_loader, val_loader, steps, desc, progress_every=50):
-    """`steps` search steps; returns the epoch means of the batch series."""
+def search_epoch(optimizer, train_loader, val_loader, steps, desc, progress_every, clock, epoch):
+    """`steps` search steps of 0-based epoch `epoch` of a run timed by `clock` (a RunClock); returns the
+    epoch means of the batch series."""
     names = ("Training loss", "Training error", "Alpha-step loss", "Alpha-step error")
     stats = {name: RunningMean() for name in names}
-    bar = Progress(steps, desc, progress_every)
+    bar = Progress(steps, desc, progress_every, clock, epoch)
     for _ in bar:
         train_batch, val_batch = train_loader.next(), val_loader.next()
         optimizer.step(train_batch, val_batch)
@@ -117,9 +122,11 @@ def search(args):
         return image_set_scores(graph, data.train_x[arch_idx], data.train_y[arch_idx], args.batch_size,
                                 data.mean, data.std)
 
+    def calibration():  # what the discretized network's batch-norm statistics are computed on
+        return calibration_batches(data.train_x[weights_idx], args.batch_size, data.mean, data.std)
+
     def validation_summary():
-        validation = validate(variant.validation_graph())
-        discretized = validate(variant.discretized_graph(test=True))
+        validation, discretized = variant.validation_scores(validate, calibration)
         return validation, {"validation_error": validation.error, "discretized_validation_error": discretized.error}
     train_loader, val_loader = loader(weights_idx, args.seed), loader(arch_idx, args.seed + 1)
     steps = min(train_loader.steps_per_epoch, val_loader.steps_per_epoch)
@@ -129,7 +136,7 @@ def search(args):
             weight_opt.set_learning_rate(cosine_lr(epoch, args.epoch, args.lr, args.lr_min))
             variant.start_epoch(epoch, args.epoch)
             values = search_epoch(optimizer, train_loader, val_loader, steps,
-                                  f"search epoch {epoch + 1}/{args.epoch}", args.progress_every)
+                                  f"search epoch {epoch + 1}/{args.epoch}", args.progress_every, run.clock, epoch)
             validation, summary = validation_summary()
             values.update({"Validation loss": validation.loss, "Validation error": validation.error,
                            "Discretized validation error": summary["discretized_validation_error"]})
@@ -137,10 +144,8 @@ def search(args):
             history.record(run.monitor_path)
             arch = variant.cell()
             save_architecture(arch, os.path.join(run.monitor_path, epoch_architecture(epoch + 1)))
-            genotype = to_genotype_string(arch)
-            with open(os.path.join(run.monitor_path, GENOTYPE), "w") as f:
-                f.write(genotype + "\n")
-            print(genotype)
+            with open(os.path.join(run.monitor_path, GENOTYPE), "w") as f:  # the log prints it once, at the end
+                f.write(to_genotype_string(arch) + "\n")
             if args.draw_every_epoch:
                 draw_architecture(arch, os.path.join(run.monitor_path, CELL_PICTURES),
                                   prefix=epoch_cell_pictures_prefix(epoch + 1))
@@ -157,7 +162,7 @@ def search(args):
         if run.start_epoch == args.epoch:  # resumed after the last epoch: nothing above validated
             _, summary = validation_summary()
         summary.update(finetune_discretized(variant, weight_opt, train_loader, args.finetune_epochs,
-                                            lambda graph: validate(graph).error))
+                                            validate, calibration))
         write_json(os.path.join(run.monitor_path, SEARCH_SUMMARY), summary)
     finally:
         train_loader.close()
@@ -165,7 +170,7 @@ def search(args):
 
     arch = variant.cell()
     save_architecture(arch, args.model_arch_name)
-    print(f"architecture written to {args.model_arch_name}")
+    print(f"architecture written to {args.model_arch_name}: {to_genotype_string(arch)}")
     return arch
 
 
@@ -196,8 +201,12 @@ def search_seeds(args):
     for entry in ranking:
         entry["architecture"] = arch_files[entry["candidate"]]
     winner = ranking[0]
+    # What each search saw of the selection's images: about the same for every candidate (selection_split).
+    overlap = search_data_overlap(len(data.train_y), args.train_portion, args.seed,
+                                  {f"seed_{seed}": seed for seed in args.seeds})
     selection = {"select_epochs": args.select_epochs, "channels": args.output_filter, "num_cells": args.num_cells,
-                 **sizes, "ranking": ranking, "winner": winner["candidate"], "written_to": args.model_arch_name}
+                 **sizes, "search_data_overlap": overlap, "ranking": ranking, "winner": winner["candidate"],
+                 "written_to": args.model_arch_name}
     path = os.path.join(args.monitor_path, SELECTION)
     write_json(path, selection)
     save_architecture(candidates[winner["candidate"]], args.model_arch_name)

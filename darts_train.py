@@ -56,7 +56,7 @@ from utils.training.error_record import error_figures, record_epoch
 from utils.training.evaluation import batch_scores
 from utils.training.export import export_network
 from utils.training.model_stats import describe_size, network_summary
-from utils.training.network_training import train_epoch
+from utils.training.network_training import GraphsBySize, train_epoch
 from utils.training.parameter_files import load_parameter_file
 from utils.training.protocol import aggregate_runs, format_table, per_seed_args
 
@@ -78,6 +78,16 @@ def cell_variant(args):
     return CellVariant(affine=args.cell_bn == "affine", pool_bn=args.pool_bn)
 
 
+def network_settings(args):
+    """Every flag that shapes the network, as keyword arguments of build_train_graph and build_test_graph.
+
+    Training, --evaluate, --summary and --export all build from this, so that saved parameters are read
+    back into the network that was trained (an export without --cell-bn once did not fit its parameters).
+    """
+    return {"channels": network_channels(args), "num_cells": args.num_cells, "ends": network_ends(args),
+            "cells": cell_variant(args)}
+
+
 def uses_drop_path(args):
     return args.drop_path_delta > 0 if args.drop_path_delta is not None else args.drop_path_prob > 0
 
@@ -92,9 +102,8 @@ def summarise(args, arch):
     """--summary: builds the network for the data set's input size and classes without reading data."""
     shape, num_classes = source_info(args.dataset, args.image_size)
     # Training mode without drop path has the test graph's layers (so its MACs) and the auxiliary head.
-    graph = build_train_graph(arch, (1,) + shape, num_classes, network_channels(args), args.num_cells,
-                              auxiliary=args.auxiliary, aux_weight=args.auxiliary_weight, ends=network_ends(args),
-                              cells=cell_variant(args))
+    graph = build_train_graph(arch, (1,) + shape, num_classes, auxiliary=args.auxiliary,
+                              aux_weight=args.auxiliary_weight, **network_settings(args))
     summary = network_summary(graph.logits)
     os.makedirs(args.monitor_path, exist_ok=True)
     path = os.path.join(args.monitor_path, SUMMARY)
@@ -109,8 +118,7 @@ def evaluate(args, arch):
     """--evaluate PARAMS.h5: the test (ImageNet: validation) errors of saved parameters, written to evaluation.json."""
     source = open_source(args.dataset, args.data_dir, args.image_size, args.num_workers)
     shape = (args.batch_size,) + source.input_shape
-    graph = build_test_graph(arch, shape, source.num_classes, network_channels(args), args.num_cells,
-                             ends=network_ends(args), cells=cell_variant(args),
+    graph = build_test_graph(arch, shape, source.num_classes, **network_settings(args),
                              cpu_kernels=uses_cpu_kernels(args.context, args.type_config, args.cpu_kernels))
     load_parameter_file(args.evaluate, nn.get_parameters(grad_only=False), AUX_SCOPE)
     scores = batch_scores(graph, source.test_batches(args.batch_size))
@@ -126,8 +134,7 @@ def evaluate(args, arch):
 def export(args, arch):
     """--export PARAMS.h5: the inference network with these parameters as <monitor>/model.<format>."""
     shape, num_classes = source_info(args.dataset, args.image_size)
-    graph = build_test_graph(arch, (1,) + shape, num_classes, network_channels(args), args.num_cells,
-                             ends=network_ends(args))
+    graph = build_test_graph(arch, (1,) + shape, num_classes, **network_settings(args))
     load_parameter_file(args.export, nn.get_parameters(grad_only=False), AUX_SCOPE)
     os.makedirs(args.monitor_path, exist_ok=True)
     path = os.path.join(args.monitor_path, exported_model(args.format))
@@ -147,16 +154,15 @@ def train(args, arch):
 
     seed_everything(args.seed)
     shape = (args.batch_size,) + source.input_shape
-    channels = network_channels(args)
+    settings = network_settings(args)
     drop_path = DropPath() if uses_drop_path(args) else None
-    cells = cell_variant(args)
     fast = uses_cpu_kernels(args.context, args.type_config, args.cpu_kernels)
-    train_graph = build_train_graph(arch, shape, source.num_classes, channels, args.num_cells,
-                                    auxiliary=args.auxiliary, aux_weight=args.auxiliary_weight,
-                                    drop_path=drop_path, ends=network_ends(args), label_smoothing=args.label_smoothing,
-                                    cells=cells, cpu_kernels=fast)
-    test_graph = build_test_graph(arch, shape, source.num_classes, channels, args.num_cells, ends=network_ends(args),
-                                  cells=cells, cpu_kernels=fast)
+    # ImageNet's loader ends each epoch with the rest of the images, a smaller batch with a graph of its own.
+    train_graphs = GraphsBySize(lambda size: build_train_graph(
+        arch, (size,) + source.input_shape, source.num_classes, auxiliary=args.auxiliary,
+        aux_weight=args.auxiliary_weight, drop_path=drop_path, label_smoothing=args.label_smoothing,
+        cpu_kernels=fast, **settings), args.batch_size)
+    test_graph = build_test_graph(arch, shape, source.num_classes, cpu_kernels=fast, **settings)
     network_state = nn.get_parameters(grad_only=False)  # weights and batch-norm statistics
     optimizer = SGD(nn.get_parameters(grad_only=True), args.lr, args.momentum, args.weight_decay,
                     args.grad_clip, loss_scale=loss_scale_for(args.type_config))
@@ -180,8 +186,9 @@ def train(args, arch):
             optimizer.set_learning_rate(learning_rate(args, epoch))
             if drop_path is not None:
                 drop_path.set_prob(drop_path_schedule(epoch, args.epoch, args.drop_path_prob, args.drop_path_delta))
-            train_loss, train_error = train_epoch(train_graph, loader, optimizer, drop_path, args.seed,
-                                                  epoch, f"train epoch {epoch + 1}/{args.epoch}", args.progress_every)
+            train_loss, train_error = train_epoch(train_graphs, loader, optimizer, drop_path, args.seed,
+                                                  epoch, f"train epoch {epoch + 1}/{args.epoch}", run.clock,
+                                                  args.progress_every)
             test = batch_scores(test_graph, source.test_batches(args.batch_size))
             values = {"Training loss": train_loss, "Training error": train_error, "Test loss": test.loss,
                       "Test error": test.error, "Test top5 error": test.top5_error}

@@ -52,9 +52,8 @@ def images_per_second(samples, batch_size, batches, workers):
     with TrainLoader(samples, batch_size, seed=0, num_workers=workers) as loader:
         loader.next()  # worker start-up and the first batch
         start = time.perf_counter()
-        for _ in range(batches):
-            loader.next()
-        return batches * batch_size / (time.perf_counter() - start)
+        images = sum(len(loader.next()[1]) for _ in range(batches))  # an epoch's last batch may be smaller
+        return images / (time.perf_counter() - start)
 
 
 def build_parser():

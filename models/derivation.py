@@ -15,6 +15,9 @@ Two kinds of rules share the registry:
   list every edge of the DAG, in input-node order, with 'none' where the edge adds nothing, so the
   cell is complete in our JSON. 'DARTS' is top-k's cell written that way: the same edges with the
   same ops, yet not an alias, since its cell lists the other edges as 'none' (another JSON file).
+'simple' is a derivation too: var_nas derives the DARTS baseline of its experiments with it
+(analysis/hyper/run_genotypes_mini_fmnist_darts.py), so that a plain search's cell compares with the
+complexity-controlled ones.
 
 Weights are the softmax of each edge's alphas over all 8 ops, except where a rule says raw alphas
 (the argmax is the same, unless the softmax rounds two alphas to one weight). Ties go to the earlier
@@ -131,7 +134,7 @@ _EXTRACTION_CELLS = {
     "simple": _simple_cell,
     "DARTS": _darts_extraction_cell,
 }
-DERIVATIONS = tuple(_DERIVATION_CELLS)
+DERIVATIONS = (*_DERIVATION_CELLS, "simple")
 EXTRACTION_MODES = tuple(_EXTRACTION_CELLS)
 # One cell type's rules, {name: alpha -> {node: [(op_id, input_node), ...]}}. A cell alone may read a
 # node that the rule left empty, which no Architecture accepts (derive_by_rule then raises).

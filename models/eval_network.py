@@ -73,6 +73,7 @@ class DropPath:
     that decides which samples keep their path is fed from numpy too, one (B, 1, 1, 1) variable per
     edge: a run then draws the same masks from the same (seed, epoch, step) whether or not it was
     resumed, which nnabla's own random functions (whose generator state no checkpoint holds) would not.
+    Graphs of several batch sizes (an epoch's smaller last batch) can share one DropPath and its probability.
     """
 
     def __init__(self):
@@ -87,13 +88,15 @@ class DropPath:
             raise ValueError(f"drop path probability {p} is not in [0, 1)")
         self.prob.d = p
 
-    def resample(self, rng):
-        """New uniform noise for every edge, from a numpy Generator."""
+    def resample(self, rng, batch_size=None):
+        """New uniform noise for every edge of the graphs at batch_size (default: that of the first graph
+        built), from a numpy Generator."""
         if not self.noise:
             return
-        batch = self.noise[0].shape[0]
-        values = rng.random((len(self.noise), batch, 1, 1, 1), dtype=np.float32)
-        for variable, noise in zip(self.noise, values):
+        batch = self.noise[0].shape[0] if batch_size is None else batch_size
+        edges = [variable for variable in self.noise if variable.shape[0] == batch]
+        values = rng.random((len(edges), batch, 1, 1, 1), dtype=np.float32)
+        for variable, noise in zip(edges, values):
             variable.d = noise
 
     def __call__(self, x):
@@ -152,7 +155,8 @@ def aux_pool_window(size):
     """(kernel, stride) of the head's average pooling on a size x size map.
 
     quark0's heads pool 5x5 with stride 3 on CIFAR's 8x8 map and with stride 2 on ImageNet's 7x7,
-    both giving 2x2; stride size - 5 generalises them (as var_nas and DADARTS do for 28x28 inputs).
+    both giving 2x2; stride size - 5 generalises them (as var_nas and DADARTS do for 28x28 inputs), and
+    ImageNet at other --image-size values, which the original's fixed AvgPool2d(5, stride=2) does not fit.
     Maps smaller than 6 (2x2 for the 8x8 digits) are pooled whole.
     """
     if size <= AUX_POOL_KERNEL:

@@ -38,6 +38,9 @@ TAR_BETA = 1e-3
 BN_DECAY = 0.9
 
 MASK_NAMES = ("embedding", "input", "x", "h", "output")
+# The embedding matrix, which the decoder reuses transposed (the seed ties them), within a model's scope.
+EMBEDDING_SCOPE, EMBEDDING_NAME = "encoder", "W"
+SEARCH_EMBEDDING = f"{WEIGHT_SCOPE}/{EMBEDDING_SCOPE}/{EMBEDDING_NAME}"
 
 
 def _weight(name, shape, rng):
@@ -184,8 +187,8 @@ def language_model(cell, seq_len, batch_size, ntoken, training, tar_beta=TAR_BET
         for mask in masks.values():
             mask.d = 1.0
 
-    with nn.parameter_scope("encoder"):
-        embedding = _weight("W", (ntoken, ninp), rng)
+    with nn.parameter_scope(EMBEDDING_SCOPE):
+        embedding = _weight(EMBEDDING_NAME, (ntoken, ninp), rng)
     with nn.parameter_scope("decoder"):
         bias = nn.parameter.get_parameter_or_create("b", (ntoken,), I.ConstantInitializer(0.0), need_grad=True)
 

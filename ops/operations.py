@@ -105,12 +105,27 @@ def relu_depthwise_conv(x, kernel, stride, pad, dilation, mode, name):
 
 
 def dense(x, n_out, mode, name="affine"):
-    init = torch_uniform(math.prod(x.shape[1:]))
+    """Affine layer of the features of each sample (x flattened to (batch, features) first)."""
+    features = math.prod(x.shape[1:])
+    # An explicit reshape, which an export writes with a free batch axis: nnabla's ONNX converter
+    # otherwise flattens an affine's input with the file's batch size written into the shape.
+    x = F.reshape(x, (x.shape[0], features))
+    init = torch_uniform(features)
     return PF.affine(x, n_out, w_init=init, b_init=init, fix_parameters=mode.frozen, name=name)
 
 
 def relu_conv_bn(x, c_out, mode, kernel=1, stride=1, pad=0):
     return batch_norm(conv(x, c_out, kernel, mode, stride, pad, relu_input=True), mode)
+
+
+def spatial_slice(x, start, step):
+    """x[:, :, start::step, start::step], sliced on the two spatial axes only.
+
+    Python's x[:, :, ...] writes the batch axis' end (the graph's batch size) into the Slice; an
+    exported .nnp then fails at any other batch size. A Slice given only the trailing axes leaves
+    the batch axis free, in nnabla, its C++ runtime and nnabla's ONNX converter alike.
+    """
+    return F.slice(x, start=(start, start), stop=x.shape[2:], step=(step, step))
 
 
 def factorized_reduce(x, c_out, mode):
@@ -119,7 +134,7 @@ def factorized_reduce(x, c_out, mode):
     x = F.relu(x)
     even = conv(x, c_out // 2, 1, mode, stride=2, name="conv_1")
     # The shifted path starts at pixel (1, 1); padding the far edge keeps odd sizes aligned with the even path.
-    shifted = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
+    shifted = F.pad(spatial_slice(x, 1, 1), (0, 1, 0, 1))
     odd = conv(shifted, c_out // 2, 1, mode, stride=2, name="conv_2")
     return batch_norm(F.concatenate(even, odd, axis=1), mode)
 
@@ -143,10 +158,10 @@ def sep_conv(x, c_out, stride, mode, kernel):
 
 def conv_7x1_1x7(x, c_out, stride, mode):
     """ReLU, a 1x7 conv strided along the width, a 7x1 conv strided along the height, BN (NASNet's factorised 7x7)."""
-    x = PF.convolution(F.relu(x), c_out, (1, 7), pad=(0, 3), stride=(1, stride), with_bias=False,
-                       fix_parameters=mode.frozen, name="conv_1x7")
-    x = PF.convolution(x, c_out, (7, 1), pad=(3, 0), stride=(stride, 1), with_bias=False,
-                       fix_parameters=mode.frozen, name="conv_7x1")
+    x = PF.convolution(F.relu(x), c_out, (1, 7), pad=(0, 3), stride=(1, stride), w_init=torch_uniform(x.shape[1] * 7),
+                       with_bias=False, fix_parameters=mode.frozen, name="conv_1x7")
+    x = PF.convolution(x, c_out, (7, 1), pad=(3, 0), stride=(stride, 1), w_init=torch_uniform(c_out * 7),
+                       with_bias=False, fix_parameters=mode.frozen, name="conv_7x1")
     return batch_norm(x, mode)
 
 
@@ -163,7 +178,7 @@ def identity(x, c_out, stride, mode):
 
 
 def zero(x, c_out, stride, mode):
-    return F.mul_scalar(x[:, :, ::stride, ::stride], 0.0)
+    return F.mul_scalar(spatial_slice(x, 0, stride), 0.0)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The whole DARTS pipeline on the embedded 8x8 digits, on cpu, with no download (`make demo`).
 
-1. a short first-order search on a 3-cell proxy network;
+1. a short first-order search on a 3-cell proxy network, its alphas at a learning rate for so short a search;
 2. the derived cells written as DARTS_arch.json;
 3. a 5-cell network rebuilt from that JSON, trained from scratch and evaluated on the test set;
 4. the test accuracy printed, and where the pictures are.
@@ -16,11 +16,20 @@ import darts_train
 from utils.run_files import (ALPHAS_PICTURE, ARCHITECTURE, CELL_PICTURES, CURVES_PICTURE, EVALUATION, FINAL_PARAMS,
                              SUMMARY)
 
+# The alpha optimiser of the demo's search. Adam moves each alpha by about its learning rate a step, and DARTS's
+# 3e-4 is sized for 50 epochs of 391 steps (about 20,000 alpha steps); the demo's search has 11 steps an epoch
+# (704 images at batch 64), so at 3e-4 over 6 epochs its alphas moved by about 0.02 at most and the op weights
+# stayed within +-0.003 of 1/8: the cell it derived was close to a random draw. At 3e-2 over 10 epochs (110
+# steps) the strongest op of an edge ends at 0.16-0.29 (0.22 on average, from 1/8), pooling leading the
+# reduction cell and convolutions the normal one; at 1e-2 they ended at 0.15-0.20 (0.17 on average).
+SEARCH_ALPHA_FLAGS = ("--arch-lr", "3e-2")
+SEARCH_EPOCHS = 10
+
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/demo", help="where everything goes")
-    parser.add_argument("--search-epochs", type=int, default=6)
+    parser.add_argument("--search-epochs", type=int, default=SEARCH_EPOCHS)
     parser.add_argument("--train-epochs", type=int, default=20)
     return parser
 
@@ -33,9 +42,10 @@ def main(argv=None):
     arch_path = os.path.join(args.out, ARCHITECTURE)
     common = ["--context", "cpu", "--dataset", "digits", "--batch-size", "64"]
 
-    print(f"== 1/3 search: first-order DARTS, 3 cells, C=8, {args.search_epochs} epochs", flush=True)
+    print(f"== 1/3 search: first-order DARTS, 3 cells, C=8, {args.search_epochs} epochs, "
+          f"alphas' {' '.join(SEARCH_ALPHA_FLAGS)}", flush=True)
     darts_search.main(common + ["--seed", "0", "--epoch", str(args.search_epochs), "--num-cells", "3",
-                                "--output-filter", "8",
+                                "--output-filter", "8", *SEARCH_ALPHA_FLAGS,
                                 "--monitor-path", search_dir, "--model-arch-name", arch_path])
 
     print(f"== 2/3 train: the found cells in a 5-cell network, C=16, {args.train_epochs} epochs", flush=True)

@@ -359,3 +359,47 @@ def test_a_training_config_file_serves_a_mode(tmp_path):
     path = write_config(vars(parse_args(train_parser(), ["--epoch", "3", "--lr", "0.1"])), str(tmp_path))
     args = parse_args(train_parser(), ["--config", path, "--evaluate", "p.h5"])
     assert args.evaluate == "p.h5" and args.epoch == 3
+
+
+# --- a data set's recipe ----------------------------------------------------
+
+# quark0's cnn/train_imagenet.py (run with --auxiliary): its argparse defaults, and C = 48 as 48 + 0 here.
+IMAGENET_RECIPE = dict(batch_size=128, lr=0.1, momentum=0.9, weight_decay=3e-5, epoch=250, lr_schedule="exponential",
+                       lr_decay=0.97, label_smoothing=0.1, auxiliary=True, auxiliary_weight=0.4, num_cells=14,
+                       output_filter=48, additional_filters_on_retrain=0, grad_clip=5.0, drop_path_prob=0.0,
+                       cutout=False)
+CIFAR_TRAINING = dict(batch_size=96, lr=0.025, lr_min=0.0, momentum=0.9, weight_decay=3e-4, epoch=600,
+                      lr_schedule="cosine", label_smoothing=0.0, auxiliary=True, auxiliary_weight=0.4, num_cells=20,
+                      output_filter=16, additional_filters_on_retrain=20, grad_clip=5.0, drop_path_prob=0.2,
+                      cutout=True)
+
+
+def settings(args, names):
+    return {name: getattr(args, name) for name in names}
+
+
+def test_imagenet_alone_takes_the_imagenet_recipe_and_config_yaml_records_it(tmp_path):
+    args = parse_args(train_parser(), ["--dataset", "imagenet"])
+    assert settings(args, IMAGENET_RECIPE) == IMAGENET_RECIPE
+    saved = yaml.safe_load(open(write_config(vars(args), str(tmp_path))))
+    assert {name: saved[name] for name in IMAGENET_RECIPE} == IMAGENET_RECIPE
+
+
+def test_a_flag_or_a_yaml_key_wins_over_the_imagenet_recipe(tmp_path):
+    # Values equal to the CIFAR defaults too: given, they are not the recipe's to replace.
+    args = parse_args(train_parser(), ["--dataset", "imagenet", "--lr", "0.05", "--epoch", "600", "--cutout", "true"])
+    assert (args.lr, args.epoch, args.cutout) == (0.05, 600, True)
+    assert settings(args, IMAGENET_RECIPE) == dict(IMAGENET_RECIPE, lr=0.05, epoch=600, cutout=True)
+    path = write_yaml(tmp_path, "dataset: imagenet\nweight_decay: 3e-4\nlr_schedule: cosine\n")
+    args = parse_args(train_parser(), ["--config", path, "--batch-size", "32"])
+    assert settings(args, IMAGENET_RECIPE) == dict(IMAGENET_RECIPE, weight_decay=3e-4, lr_schedule="cosine",
+                                                   batch_size=32)
+    # A run's config.yaml read back gives the same settings.
+    saved = write_config(vars(args), str(tmp_path / "run"))
+    assert vars(parse_args(train_parser(), ["--config", saved])) == dict(vars(args), config=saved)
+
+
+def test_cifar10_keeps_its_training_defaults(tmp_path):
+    for argv in (["--dataset", "cifar10"], [],
+                 ["--config", write_yaml(tmp_path, "dataset: imagenet\n"), "--dataset", "cifar10"]):
+        assert settings(parse_args(train_parser(), argv), CIFAR_TRAINING) == CIFAR_TRAINING

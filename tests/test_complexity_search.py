@@ -88,6 +88,8 @@ def test_resumed_run_equals_uninterrupted_run(search):
     (["--log10-lambda-max", "-2.5"], "at least 1"),
     (["--temperature-delta", "-1", "--epoch", "3"], "must be positive"),
     (["--extract-lambda", "1.5"], "--extract-lambda must be in [0, 1]"),
+    (["--fresh-noise-every-pass"], "add --second-order"),
+    (["--fresh-noise-every-pass", "--second-order", "--sampling-mode", "softmax"], "needs --sampling-mode gumbel"),
 ])
 def test_impossible_settings_are_one_line_errors(tmp_path, capsys, extra, message):
     with pytest.raises(SystemExit) as exit_info:

@@ -7,10 +7,14 @@ import pytest
 
 import darts_search
 import darts_train
+from args import parse_args, search_parser
 from models.discretization import hard_discretization, softmax_rows
 from models.genotype import load_architecture
-from models.search_network import ALPHA_NAMES, create_alphas, discrete_search_network, search_network
+from models.graph import feed, forward_backward
+from models.search_network import (ALPHA_NAMES, create_alphas, discrete_search_network, search_network, softmax_weights,
+                                   weight_parameters)
 from tests.helpers import series
+from utils.optim.solvers import SGD
 from utils.search.variant import SearchSetup, kept_ops_of
 from utils.search.variants.dadarts import Dadarts, DadartsSettings
 
@@ -86,6 +90,32 @@ def test_the_discrete_graph_is_rebuilt_only_when_the_choice_changes(fresh):
     assert kept_ops(alphas)["alpha_normal"][0] == 3
 
 
+def test_weight_decay_and_momentum_move_the_unused_ops_weights_as_in_the_dadarts_code(fresh):
+    """The DADARTS code trains the supernet fed one-hot weights with torch's SGD over every weight: the ops
+    that are not kept get a zero gradient, so weight decay and momentum still move them. Here too."""
+    variant = dadarts(DadartsSettings(hd_on_weights=True), spread_alphas(5))
+    variant.start_epoch(0, 10)
+    search_network(nn.Variable(SHAPE), softmax_weights(variant.alphas), CLASSES, CHANNELS, CELLS)  # every op's weights
+    weights = weight_parameters()
+    lr, wd = 0.1, 0.01
+    optimizer = SGD(weights, lr, 0.9, wd, 5.0)
+    graph = variant.weight_step_graph(None)
+    rng = np.random.RandomState(6)
+    steps = []
+    for _ in range(2):
+        feed(graph, (rng.randn(*SHAPE), rng.randint(0, CLASSES, (SHAPE[0], 1))))
+        optimizer.zero_grad()
+        forward_backward(graph)
+        steps.append({name: w.d.copy() for name, w in weights.items() if not np.any(w.g)})
+        optimizer.step()
+    unused = set(steps[0]) & set(steps[1])
+    assert len(unused) > len(weights) / 2
+    for name in unused:  # torch: buf = momentum * buf + wd * w, w -= lr * buf
+        w0, w1, w2 = steps[0][name], steps[1][name], weights[name].d
+        np.testing.assert_allclose(w1, w0 - lr * wd * w0, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(w2, w1 - lr * (0.9 * wd * w0 + wd * w1), rtol=1e-6, atol=1e-9)
+
+
 def test_hd_start_and_topk_on_weights_decide_what_the_weight_step_runs():
     assert not DadartsSettings(hd_on_weights=True, hd_start=3).hard_discretized_weights(2)
     assert DadartsSettings(hd_on_weights=True, hd_start=3).hard_discretized_weights(3)
@@ -139,6 +169,25 @@ def test_topk_on_alphas_mixes_the_alpha_step_with_the_transformed_weights(fresh)
     transformed.forward()
     np.testing.assert_allclose(plain.d, softmax_rows(alphas["alpha_normal"].d), rtol=1e-5)
     assert np.all(transformed.d <= plain.d + 1e-6) and not np.allclose(transformed.d, plain.d)
+
+
+@pytest.mark.parametrize("flags, second_order, hd_on_weights", [
+    ([], True, True),  # the DADARTS code always takes the second-order alpha gradient
+    (["--second-order", "False"], False, True),
+    (["--hd-on-weights", "no"], True, False),  # every flag of the preset: given wins
+])
+def test_the_preset_runs_second_order_unless_a_flag_given_says_otherwise(flags, second_order, hd_on_weights):
+    args = parse_args(search_parser(), ["--dadarts", *flags])
+    assert (args.variant, args.second_order, args.hd_on_weights) == ("dadarts", second_order, hd_on_weights)
+    assert args.dal_on_alphas and args.topk_on_alphas and args.linear_temperature_increase
+    assert not parse_args(search_parser(), ["--variant", "dadarts"]).second_order  # the preset's, not the variant's
+
+
+def test_a_config_file_given_value_wins_over_the_preset(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("second_order: false\nhd_on_weights: false\n")
+    args = parse_args(search_parser(), ["--dadarts", "--config", str(config)])
+    assert not args.second_order and not args.hd_on_weights and args.dal_on_alphas
 
 
 # ---------------------------------------------------------------- the script

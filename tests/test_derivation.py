@@ -1,11 +1,16 @@
 """The derivation rules of models.derivation on hand-made alphas; expected cells worked out by hand in
 the comments: DARTS' top-k, DADARTS' rules and the extraction modes of a complexity-controlled search."""
+import os
+
 import numpy as np
 import pytest
 
+from args import parse_args, search_parser
 from models.derivation import CELL_RULES, DERIVATIONS, EXTRACTION_MODES, RULES, derive_by_rule, extracted_file_name
-from models.genotype import EDGES, NODES, ArchitectureError
+from models.genotype import EDGES, NODES, ArchitectureError, load_architecture
 from ops.operations import SEARCH_OPS, ZERO_OP
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 DIL3, DIL5, SEP3, SEP5, MAX, AVG, SKIP, NONE = range(8)
 
@@ -97,9 +102,31 @@ def test_rule_on_hand_made_alpha(rule):
 
 def test_every_rule_is_tested_and_reachable_by_its_option():
     assert set(RULES) == set(CELL_RULES) == set(EXPECTED)
-    assert DERIVATIONS == ("top-k", "top-k_with_none", "best", "all", "topk-edge", "topk-node")
+    # 'simple' is both: var_nas derives its DARTS baseline, a plain search, with it.
+    assert DERIVATIONS == ("top-k", "top-k_with_none", "best", "all", "topk-edge", "topk-node", "simple")
     assert EXTRACTION_MODES == ("simple", "DARTS")
     assert set(DERIVATIONS + EXTRACTION_MODES) == set(RULES)
+
+
+def test_a_plain_search_derives_simple_as_var_nas_derives_its_darts_baseline(tiny_search, tmp_path):
+    out = tiny_search(tmp_path / "simple", "--epoch", "1", "--derivation", "simple")
+    history = np.load(out / "alpha_history.npz")
+    arch = load_architecture(str(out / "DARTS_arch.json"))
+    nones = 0
+    for cell, alpha in ((arch.normal, history["normal"][-1]), (arch.reduction, history["reduction"][-1])):
+        # By hand: every edge of every node, in input order, at the argmax of its alphas, 'none' included.
+        by_hand = {node: tuple((int(np.argmax(alpha[row(input_node, node)])), input_node) for input_node in range(node))
+                   for node in NODES}
+        assert {node: tuple(cell[node]) for node in NODES} == by_hand
+        nones += sum(op == NONE for edges in by_hand.values() for op, _ in edges)
+    assert nones > 0  # these alphas put 'none' first on some edge, which DARTS's top-k never keeps
+    assert arch.normal_concat == arch.reduction_concat == NODES
+
+
+@pytest.mark.parametrize("seed", [150, 200])
+def test_the_seed_experiments_darts_baseline_derives_simple(seed):
+    args = parse_args(search_parser(), ["--config", os.path.join(CONFIGS, f"fmnist_mini_darts_seed{seed}.yaml")])
+    assert (args.variant, args.derivation, args.seed) == ("darts", "simple", seed)
 
 
 def test_each_cell_type_is_derived_from_its_own_alphas():

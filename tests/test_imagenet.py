@@ -9,9 +9,10 @@ import os
 import nnabla as nn
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
-from models.eval_network import AUX_SCOPE, IMAGENET, build_test_graph, build_train_graph, eval_network
+from models.eval_network import AUX_SCOPE, IMAGENET, DropPath, build_test_graph, build_train_graph, eval_network
 from models.genotype import load_architecture
 from models.graph import label_smoothing_cross_entropy
 from tests.helpers import bn, conv_bn, dil_conv, factorized_reduce, sep_conv
@@ -19,9 +20,11 @@ from utils.data.datasets import DataError
 from utils.data.imagenet import (IMAGENET_MEAN, IMAGENET_STD, TrainLoader, UnreadableImageWarning, adjust_hue,
                                  eval_batches, eval_transform, random_resized_crop_box, read_class_list,
                                  scan_image_folder, train_transform, write_class_list)
-from utils.optim.solvers import exponential_lr
+from utils.optim.solvers import SGD, exponential_lr
+from utils.run.run import RunClock
 from utils.training.evaluation import top_k_misses
 from utils.training.model_stats import count_parameters, macs_per_image, parameters_by_scope
+from utils.training.network_training import GraphsBySize, train_epoch
 
 DARTS_V2 = load_architecture("DARTS_V2")
 CLASSES = ("n01", "n02", "n10")  # sorted as strings
@@ -178,6 +181,22 @@ def test_parallel_workers_and_resumed_runs_give_the_serial_batches(folder):
         np.testing.assert_array_equal(y1, y2)
 
 
+def test_each_epoch_ends_with_a_smaller_batch_of_the_rest(folder):
+    # quark0's DataLoader keeps the last partial batch (drop_last=False): 12 images in batches of 5 are 5, 5, 2.
+    readable = [s for s in folder.train if "truncated" not in s[0]]
+    with TrainLoader(readable, 5, seed=0, num_workers=0, crop_size=CROP) as loader:
+        epoch = [loader.next() for _ in range(3)]
+        assert [len(y) for _, y in epoch] == [5, 5, 2] and loader.epoch == 0
+        assert (loader.steps_per_epoch, loader.last_batch_size) == (3, 2)
+        assert epoch[2][0].shape == (2, 3, CROP, CROP)
+        assert sorted(np.concatenate([y for _, y in epoch]).ravel()) == [0] * 4 + [1] * 4 + [2] * 4
+        x, y = loader.next()
+        assert len(y) == 5 and loader.epoch == 1
+    # The smaller batch is a function of (seed, epoch, step) like the others, so a resumed run meets it too.
+    with TrainLoader(readable, 5, seed=0, num_workers=0, start_epoch=1, crop_size=CROP) as loader:
+        np.testing.assert_array_equal(loader.batch(0, 2)[0], epoch[2][0])
+
+
 def test_an_unreadable_training_file_is_replaced_by_the_next_one_with_one_warning(folder):
     bad = next(i for i, (path, _) in enumerate(folder.train) if "truncated" in path)
     with pytest.warns(UnreadableImageWarning, match="1b_truncated.JPEG") as record:
@@ -296,17 +315,86 @@ def test_a_training_step_and_an_evaluation_on_the_tree(folder, fresh_parameters)
     assert seen == 9  # every label is among the top 3 of 3 classes
 
 
+def test_an_epoch_trains_on_every_image_with_a_graph_for_the_smaller_last_batch(folder, fresh_parameters):
+    readable = [s for s in folder.train if "truncated" not in s[0]]
+    drop_path = DropPath()
+    drop_path.set_prob(0.3)
+    graphs = GraphsBySize(lambda size: build_train_graph(DARTS_V2, (size, 3, CROP, CROP), 3, 8, 3, auxiliary=True,
+                                                         aux_weight=0.4, drop_path=drop_path, ends=IMAGENET,
+                                                         label_smoothing=0.1), 5)
+    parameters = dict(nn.get_parameters(grad_only=False))
+    used, losses, errors = [], [], []
+
+    def recorded_graphs(size):
+        used.append(graphs(size))
+        return used[-1]
+    optimizer = SGD(nn.get_parameters(grad_only=True), 0.1, 0.9, 3e-5, 5.0)
+    step = optimizer.step
+
+    def recorded_step():
+        losses.append(float(used[-1].loss.d))
+        errors.append(np.mean(np.argmax(used[-1].logits.d, axis=1) != used[-1].y.d.ravel()))
+        step()
+    optimizer.step = recorded_step
+    with TrainLoader(readable, 5, seed=0, num_workers=0, crop_size=CROP) as loader:
+        loss, error = train_epoch(recorded_graphs, loader, optimizer, drop_path, 0, 0, "epoch", RunClock(1))
+    assert [graph.x.shape[0] for graph in used] == [5, 5, 2]
+    assert used[0] is used[1] and used[2] is graphs(2)
+    # Means over the 12 images, as quark0's AvgrageMeter.update(value, n) keeps them.
+    assert loss == pytest.approx((5 * losses[0] + 5 * losses[1] + 2 * losses[2]) / 12, rel=1e-6)
+    assert error == pytest.approx((5 * errors[0] + 5 * errors[1] + 2 * errors[2]) / 12, rel=1e-6)
+    # The second graph shares the first one's parameters, and its drop-path noise was drawn.
+    assert dict(nn.get_parameters(grad_only=False)) == parameters
+    tail_noise = [v.d for v in drop_path.noise if v.shape[0] == 2]
+    assert tail_noise and not np.all(np.concatenate(tail_noise) == 0.5)
+
+
+@pytest.mark.parametrize("size, final_map, aux_map, aux_window", [
+    (224, 7, 7, ((5, 5), (2, 2))),  # quark0's AvgPool2d(7) and AvgPool2d(5, stride=2)
+    (256, 8, 8, ((5, 5), (3, 3))),  # the original's windows would leave out the 8x8 map's last row and column
+    (160, 5, 5, ((5, 5), (1, 1))),  # where the original stops: the maps are smaller than its windows
+    (112, 4, 4, ((4, 4), (1, 1))),
+])
+def test_pooling_windows_at_image_sizes(size, final_map, aux_map, aux_window, fresh_parameters):
+    x = nn.Variable((1, 3, size, size))
+    logits, aux = eval_network(x, DARTS_V2, 10, 8, 3, test=False, auxiliary=True, ends=IMAGENET)
+    pools = []
+
+    def find_pools(function):
+        if function.info.type_name in ("GlobalAveragePooling", "AveragePooling"):
+            pools.append(function)
+    logits.visit(find_pools)
+    aux.visit(find_pools)
+    (global_pool,), (aux_pool,) = ([f for f in pools if f.info.type_name == name]
+                                   for name in ("GlobalAveragePooling", "AveragePooling"))
+    assert global_pool.inputs[0].shape[2:] == (final_map, final_map)
+    assert aux_pool.inputs[0].shape[2:] == (aux_map, aux_map)
+    assert (tuple(aux_pool.info.args["kernel"]), tuple(aux_pool.info.args["stride"])) == aux_window
+    assert aux_pool.info.args["including_pad"] is False
+    assert logits.shape == aux.shape == (1, 10)
+
+
 # ---------------------------------------------------------------- darts_train.py --dataset imagenet
 
 def test_darts_train_trains_and_evaluates_on_an_image_folder(tmp_path, capsys):
     import darts_train
     root = tmp_path / "tree"
     write_tree(root, np.random.default_rng(5))
+    # 12 training images in batches of 5: the last batch has 2.
     common = ["--dataset", "imagenet", "--data-dir", str(root), "--image-size", "32", "--num-workers", "0",
-              "--model-arch-name", "DARTS_V2", "--num-cells", "3", "--output-filter", "8", "-f", "0",
-              "--batch-size", "4", "-m", str(tmp_path / "run")]
-    summary = darts_train.main(common + ["--epoch", "1", "--cutout", "false", "--label-smoothing", "0.1",
-                                         "--lr-schedule", "exponential", "--lr", "0.1"])
+              "--model-arch-name", "DARTS_V2", "--num-cells", "3", "--output-filter", "8",
+              "--batch-size", "5", "-m", str(tmp_path / "run")]
+    summary = darts_train.main(common + ["--epoch", "1", "--weight-decay", "1e-4"])
+    # The ImageNet recipe without its flags (no cutout, label smoothing 0.1, lr 0.1 times 0.97 an epoch), the
+    # flags given where they differ from it, all in the config.yaml the run wrote.
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert {key: config[key] for key in ("lr", "lr_schedule", "lr_decay", "label_smoothing", "cutout",
+                                         "drop_path_prob", "additional_filters_on_retrain", "momentum")} == {
+        "lr": 0.1, "lr_schedule": "exponential", "lr_decay": 0.97, "label_smoothing": 0.1, "cutout": False,
+        "drop_path_prob": 0.0, "additional_filters_on_retrain": 0, "momentum": 0.9}
+    assert (config["epoch"], config["num_cells"], config["output_filter"], config["batch_size"],
+            config["weight_decay"]) == (1, 3, 8, 5, 1e-4)
+    assert "lr 0.10000 " in capsys.readouterr().out
     assert (tmp_path / "run" / "classes.txt").read_text() == "n01\nn02\nn10\n"
     top5 = np.loadtxt(tmp_path / "run" / "Test-top5-error.series.txt", ndmin=2)
     assert top5.shape == (1, 2) and top5[0, 1] == 0.0  # 3 classes: every label is in the top 5
@@ -317,10 +405,10 @@ def test_darts_train_trains_and_evaluates_on_an_image_folder(tmp_path, capsys):
 
 
 def test_summary_of_the_mobile_setting_reads_no_data(tmp_path, capsys):
+    """--dataset imagenet alone is the mobile setting: 14 cells at C = 48."""
     import darts_train
     summary = darts_train.main(["--dataset", "imagenet", "--data-dir", str(tmp_path / "nothing"),
-                                "--model-arch-name", "DARTS_V2", "--num-cells", "14", "--output-filter", "48",
-                                "-f", "0", "--summary", "-m", str(tmp_path)])
+                                "--model-arch-name", "DARTS_V2", "--summary", "-m", str(tmp_path)])
     assert summary["params"] == 4_718_752
     assert summary["macs"] < 600_000_000
 

@@ -8,7 +8,8 @@ import pytest
 from models.eval_network import build_train_graph
 from models.genotype import load_architecture
 from models.search_network import create_alphas, search_network
-from ops.operations import OpMode, conv, dense, relu_depthwise_conv
+from ops import cpu_kernels
+from ops.operations import OP_NAMES, OPS, OpMode, conv, dense, operation, relu_depthwise_conv
 from utils.run.run import seed_everything
 
 MODE = OpMode(affine=True, test=False)
@@ -51,6 +52,15 @@ def test_affine_weights_and_bias_have_torch_bound_from_the_input_features():
     assert_uniform_with_bound(params["affine/affine/b"].d, 1 / math.sqrt(64))
 
 
+def test_conv_7x1_1x7_weights_have_torch_bound_from_input_channels_and_kernel_length():
+    """quark0's op: Conv2d(C, C, (1, 7)) then Conv2d(C, C, (7, 1)), each with fan_in C * 7 (nnabla's
+    default, Glorot, would give sqrt(6 / (C * 7 + C * 7)) = sqrt(3) times that)."""
+    operation(OP_NAMES.index("conv_7x1_1x7"), nn.Variable((1, 48, 8, 8)), 48, 1, MODE)
+    params = nn.get_parameters()
+    for layer in ("conv_1x7", "conv_7x1"):
+        assert_uniform_with_bound(params[f"conv_7x1_1x7/{layer}/conv/W"].d, 1 / math.sqrt(48 * 7))
+
+
 def fan_in(name, shape):
     if name.endswith("/b"):
         return None  # checked with its weight
@@ -88,3 +98,27 @@ def test_every_layer_of_the_evaluation_network_and_its_auxiliary_head_starts_wit
     params = nn.get_parameters()
     assert any(name.startswith("aux") or "/aux" in name for name in params), list(params)[-5:]
     assert assert_every_layer_within_its_bound() > 20
+
+
+# The weighted layers each op builds at stride 1 and 2 (by hand from quark0's operations.py); a stride-2
+# skip_connect is FactorizedReduce's two 1x1 convs.
+WEIGHTED_LAYERS = {"dil_conv_3x3": (2, 2), "dil_conv_5x5": (2, 2), "sep_conv_3x3": (4, 4), "sep_conv_5x5": (4, 4),
+                   "sep_conv_7x7": (4, 4), "conv_7x1_1x7": (2, 2), "max_pool_3x3": (0, 0), "avg_pool_3x3": (0, 0),
+                   "skip_connect": (0, 2), "none": (0, 0)}
+KERNEL_MODES = [False] + ([True] if cpu_kernels.available() else [])
+
+
+def test_the_table_of_weighted_layers_names_every_op():
+    assert set(WEIGHTED_LAYERS) == set(OP_NAMES)
+
+
+@pytest.mark.parametrize("kernels", KERNEL_MODES, ids=lambda k: "cpu_kernels" if k else "nnabla")
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("op_id", range(len(OPS)), ids=OP_NAMES)
+def test_every_op_starts_within_torch_bounds(op_id, stride, kernels):
+    """Every conv of every op, also those outside the search space, at both strides and on both kernels
+    (the cpu kernels create their own parameters, on inputs big enough for them)."""
+    x = nn.Variable((2, 32, 48, 48))
+    assert cpu_kernels.worthwhile(x)
+    operation(op_id, x, 32, stride, OpMode(affine=True, test=False, cpu_kernels=kernels))
+    assert assert_every_layer_within_its_bound() == WEIGHTED_LAYERS[OP_NAMES[op_id]][stride - 1]

@@ -9,13 +9,13 @@ import darts_search
 from utils.data.datasets import load_dataset
 from utils.run.checkpoint import CheckpointError
 from utils.run.context import ContextError, check_precision
-from utils.run.run import Progress, Run, keep_last_files
+from utils.run.run import Progress, Run, RunClock, keep_last_files
 
 SERIES = ("Training loss", "Epoch time")
 
 
 def test_without_a_terminal_a_line_every_n_steps_and_after_the_last(capsys):
-    progress = Progress(7, "epoch 1/3", every=3)
+    progress = Progress(7, "epoch 1/3", 3, RunClock(3), epoch=0)
     seen = []
     for step in progress:
         seen.append(step)
@@ -28,7 +28,7 @@ def test_without_a_terminal_a_line_every_n_steps_and_after_the_last(capsys):
 
 
 def test_progress_over_a_list_yields_its_items_and_may_stop_early(capsys):
-    progress = Progress(["a", "b", "c", "d", "e"], "epoch 1/1", every=2)
+    progress = Progress(["a", "b", "c", "d", "e"], "epoch 1/1", 2, RunClock(1), epoch=0)
     seen = []
     for item in progress:
         if item == "d":

@@ -1,12 +1,14 @@
 """Pictures of runs: learning curves, alpha histories, cell diagrams, draw_run and darts_plot.py."""
+import json
 import os
+import re
 
 import numpy as np
 import pytest
 
 import darts_plot
-from models.genotype import (EDGES, NAMED_ARCHITECTURES, OP_NAMES, load_architecture,
-                             save_architecture, to_genotype_string)
+from models.genotype import (EDGES, NAMED_ARCHITECTURES, OP_NAMES, load_architecture, save_architecture,
+                             to_genotype_string)
 from ops.operations import SEARCH_OPS
 from utils.pictures import cell_diagram
 from utils.pictures.alpha_plot import AlphaHistoryError, load_alpha_history, op_weights, plot_alpha_history
@@ -39,7 +41,7 @@ def write_series(directory, name, indices, values):
 
 def fake_search_dir(directory, epochs=20, seed=0):
     rng = np.random.RandomState(seed)
-    e = np.arange(epochs)
+    e = np.arange(1, epochs + 1)  # epochs as the log counts them
     write_series(directory, "Training loss", e, 2.3 * np.exp(-e / 6) + 0.3 + 0.03 * rng.rand(epochs))
     write_series(directory, "Validation loss", e, 2.3 * np.exp(-e / 7) + 0.45 + 0.05 * rng.rand(epochs))
     write_series(directory, "Training error", e, 0.85 * np.exp(-e / 5) + 0.08)
@@ -129,6 +131,7 @@ def test_curves_are_a_png_with_loss_error_and_time_panels(tmp_path):
     assert [ax.get_title() for ax in figure.axes] == ["Loss", "Error", "Epoch time"]
     loss_axes = figure.axes[0]
     assert loss_axes.get_xlabel() == "Epoch" and loss_axes.get_ylabel() == "loss"
+    assert figure.axes[2].get_ylabel() == "Epoch time (s)"  # the unit of the time axis
     training = next(line for line in loss_axes.get_lines() if line.get_label() == "search: Training loss")
     _, expected = read_series(os.path.join(run, "Training-loss.series.txt"))
     np.testing.assert_allclose(training.get_ydata(), expected)
@@ -143,7 +146,7 @@ def test_two_directories_are_overlaid_with_both_labels(tmp_path):
     legend = [text.get_text() for text in loss_axes.get_legend().get_texts()]
     assert sorted(legend) == ["first order: Training loss", "first order: Validation loss",
                               "second order: Training loss", "second order: Validation loss"]
-    # Each run has its own colour; within a run the held-out curve is the dashed one.
+    # Each run has its own colour; within a run the validation curve is the dashed one.
     lines = {line.get_label(): line for line in loss_axes.get_lines()}
     assert lines["first order: Training loss"].get_color() == lines["first order: Validation loss"].get_color()
     assert lines["first order: Training loss"].get_color() != lines["second order: Training loss"].get_color()
@@ -151,6 +154,43 @@ def test_two_directories_are_overlaid_with_both_labels(tmp_path):
     # The legend sits below the plotting area, where it cannot hide a curve.
     figure.canvas.draw()
     assert loss_axes.get_legend().get_window_extent().y1 < loss_axes.get_window_extent().y0
+
+
+def search_series_dir(directory, seed):
+    """The series of a search: several of them share the loss and the error panels."""
+    rng = np.random.RandomState(seed)
+    e = np.arange(1, 6)
+    for name in ("Training loss", "Alpha-step loss", "Validation loss", "Training error", "Alpha-step error",
+                 "Validation error", "Discretized validation error", "Epoch time"):
+        write_series(directory, name, e, rng.rand(len(e)))
+    return str(directory)
+
+
+def line_style(line):
+    return line.get_linestyle(), line.get_marker()
+
+
+@pytest.mark.parametrize("runs", [1, 2])
+def test_each_run_has_one_colour_and_each_series_one_line_style_in_every_panel(tmp_path, runs):
+    dirs = [search_series_dir(tmp_path / f"run{number}", seed=number) for number in range(runs)]
+    figure = plot_curves(dirs, str(tmp_path / "curves.png"))
+    lines = [line for ax in figure.axes for line in ax.get_lines()]
+    by_label = {line.get_label(): line for line in lines}
+    for number in range(runs):
+        run_lines = [line for line in lines if line.get_label().startswith(f"run{number}: ")]
+        assert len({line.get_color() for line in run_lines}) == 1, "a run is one colour, in every panel"
+    if runs == 2:
+        assert by_label["run0: Training loss"].get_color() != by_label["run1: Training loss"].get_color()
+    for ax in figure.axes:
+        for number in range(runs):
+            styles = [line_style(line) for line in ax.get_lines() if line.get_label().startswith(f"run{number}: ")]
+            assert len(set(styles)) == len(styles), f"{ax.get_title()}: two series of a run look alike"
+            assert len({linestyle for linestyle, _ in styles}) == len(styles)
+    # A style means one kind of series wherever it is drawn, and the same in every run.
+    for kind in ("Training", "Alpha step", "Validation"):
+        assert line_style(by_label[f"run0: {kind} loss"]) == line_style(by_label[f"run0: {kind} error"])
+    for label, line in by_label.items():
+        assert line_style(line) == line_style(by_label["run0: " + label.split(": ", 1)[1]])
 
 
 def test_cli_draws_an_nnabla_example_dir_against_iterations(tmp_path, capsys):
@@ -178,9 +218,9 @@ def test_alpha_plot_shows_the_softmax_weight_of_every_op_on_every_edge(tmp_path)
     edge_axes = [ax for ax in figure.axes if ax.get_lines()]
     assert len(edge_axes) == 2 * len(EDGES)
     assert all(len(ax.get_lines()) == len(SEARCH_OPS) for ax in edge_axes)
-    # The first normal-cell panel is edge c_{k-2} -> node 0; its sep_conv_3x3 line is that op's weight.
+    # The first normal-cell panel is edge 0 (c_{k-2}) -> node 2; its sep_conv_3x3 line is that op's weight.
     first = edge_axes[0]
-    assert first.get_title() == "$c_{k-2}$ → 0"
+    assert first.get_title() == "0: $c_{k-2}$ → 2"
     expected = op_weights(history["normal"])[:, 0, OP_NAMES.index("sep_conv_3x3")]
     np.testing.assert_allclose(first.get_lines()[OP_NAMES.index("sep_conv_3x3")].get_ydata(), expected)
     legend_texts = [text.get_text() for ax in figure.axes if ax.get_legend() for text in ax.get_legend().get_texts()]
@@ -218,6 +258,38 @@ def test_cell_graph_has_the_cells_edges_and_every_node_feeds_the_output():
             assert f"n{input_node} -> n{node} [label={OP_NAMES[op_id]}" in source
         assert f"n{node} -> out" in source
     assert "c<sub>k-2</sub>" in source and "c<sub>k</sub>" in source
+
+
+def json_node_ids(path, cell_key):
+    """The node ids a cell of an architecture JSON uses: its nodes and the inputs its edges read."""
+    with open(path) as f:
+        cell = json.load(f)[cell_key]
+    return {int(node) for node in cell} | {input_node for edges in cell.values() for _, input_node in edges}
+
+
+def test_cell_diagrams_label_nodes_with_the_json_node_ids(tmp_path):
+    path = str(tmp_path / "DARTS_arch.json")
+    save_architecture(NAMED_ARCHITECTURES["DARTS_V2"], path)
+    for cell_key, reduction in (("arch_normal", False), ("arch_reduction", True)):
+        cell, concat = load_architecture(path).cell(reduction)
+        source = cell_diagram.cell_graph(cell, "cell", concat).source
+        labels = dict(re.findall(r"^\s*n(\d+) \[label=<?(\d+)", source, re.M))
+        assert all(node == label for node, label in labels.items())
+        assert {int(node) for node in labels} == json_node_ids(path, cell_key)
+    assert "0: c<sub>k-2</sub>" in source and "1: c<sub>k-1</sub>" in source  # the paper's names as well
+
+
+def test_alpha_panels_name_each_edge_by_the_json_node_ids(tmp_path):
+    figure = plot_alpha_history(fake_alpha_history(epochs=2), str(tmp_path / "alphas.png"))
+    titles = [ax.get_title() for ax in figure.axes if ax.get_lines()]
+    edges = [tuple(int(node) for node in re.fullmatch(r"(\d+)(?::.*)? → (\d+)", title).groups()) for title in titles]
+    assert edges == list(EDGES) * 2  # the rows of the alphas, (input node, node) as the JSON numbers them
+    # Epochs as the log counts them: row e of the history holds the alphas after epoch e, row 0 the initial ones.
+    assert all(line.get_xdata().tolist() == [0, 1, 2] for ax in figure.axes for line in ax.get_lines())
+    assert {ax.get_xlabel() for ax in figure.axes} == {"", "epoch (0: initial)"}
+    path = str(tmp_path / "DARTS_arch.json")
+    save_architecture(NAMED_ARCHITECTURES["DARTS_V2"], path)
+    assert json_node_ids(path, "arch_normal") == {node for edge in EDGES for node in edge}
 
 
 @pytest.mark.parametrize("spec_kind", ["json", "genotype", "named"])

@@ -11,13 +11,15 @@ import pytest
 import darts_search
 import darts_train
 from args import parse_args, search_parser, train_parser
-from models.recurrent import WEIGHT_SCOPE, build_search_model, create_alpha
-from models.recurrent_genotype import derive_recurrent_genotype, load_recurrent_genotype
+from models.recurrent import (EMBEDDING_NAME, EMBEDDING_SCOPE, SEARCH_EMBEDDING, WEIGHT_SCOPE, build_eval_model,
+                              build_search_model, create_alpha)
+from models.recurrent_genotype import NAMED_RECURRENT_GENOTYPES, derive_recurrent_genotype, load_recurrent_genotype
 from utils.data.text import SPLITS, Batch
 from utils.optim.solvers import SGD, Adam
 from utils.pictures.run_pictures import draw_run
-from utils.recurrent.language_model import GraphCache, feed, forward_backward
+from utils.recurrent.language_model import GraphCache, feed, forward_backward, stream_loss
 from utils.recurrent.ntasgd import PolyakAverage, should_switch_to_asgd
+from utils.recurrent.search import SearchDivergedError, check_finite
 from utils.recurrent.search_step import RecurrentSearchStep
 
 NTOKEN, NHID, SEQ, BATCH = 7, 4, 3, 4
@@ -81,7 +83,7 @@ def test_asgd_switches_at_the_first_epoch_meeting_the_condition():
 STEP = 0.05
 
 
-def search_setup(second_order, lr, clip, weight_decay=0.0):
+def search_setup(second_order, lr, clip, weight_decay=0.0, original_unrolled_step=False):
     rng = np.random.RandomState(0)
     alpha = create_alpha(rng)
     alpha.d = rng.randn(*alpha.shape) * 0.5
@@ -96,7 +98,7 @@ def search_setup(second_order, lr, clip, weight_decay=0.0):
     alphas = {"arch/alpha": alpha}
     weight_opt = SGD(weights, lr, 0.0, weight_decay, clip)
     stepper = RecurrentSearchStep(graphs, weights, state, alphas, weight_opt, Adam(alphas, 0.0, 0.9, 0.999, 0.0),
-                                  {}, second_order)
+                                  {}, second_order, original_unrolled_step)
     stepper.reset_hidden(BATCH, NHID)
     stepper.train_hidden = rng.randn(BATCH, NHID).astype(np.float32) * 0.5
     stepper.val_hidden = rng.randn(BATCH, NHID).astype(np.float32) * 0.5
@@ -132,17 +134,17 @@ ROWS = (0, 2, 35)
 ENTRIES = [(row, column) for row in ROWS for column in range(5)]
 
 
-def finite_difference(alpha, objective):
+def finite_difference(alpha, objective, step=STEP):
     original = alpha.d.copy()
     grad = np.zeros_like(original)
     for index in ENTRIES:
         values = []
         for sign in (1, -1):
             shifted = original.copy()
-            shifted[index] += sign * STEP
+            shifted[index] += sign * step
             alpha.d = shifted
             values.append(objective())
-        grad[index] = (values[0] - values[1]) / (2 * STEP)
+        grad[index] = (values[0] - values[1]) / (2 * step)
     alpha.d = original
     return grad
 
@@ -155,6 +157,19 @@ def relative_error(a, b):
 def restore_state(state, saved):
     for k, v in state.items():
         v.d = saved[k]
+
+
+def unrolled_objective(stepper, saved, train, val, xi, wd, factor, unmoved=()):
+    """L_val(w') with w' = w - xi * (factor * g + wd * w) but for the weights in `unmoved`, g = dL_train/dw at the
+    current alpha, w the `saved` network state; the state is put back after each evaluation."""
+    def objective():
+        g = weight_gradient(stepper, train, stepper.train_hidden)
+        for k, w in stepper.weights.items():
+            w.d = saved[k] if k in unmoved else saved[k] - xi * (factor * g[k] + wd * saved[k])
+        value = nll(stepper, val, stepper.val_hidden)
+        restore_state(stepper.network_state, saved)
+        return value
+    return objective
 
 
 def test_first_order_alpha_gradient_matches_finite_differences_of_the_validation_nll():
@@ -186,21 +201,147 @@ def test_second_order_alpha_gradient_with_clipping_matches_finite_differences():
     for k, v in state.items():
         assert np.array_equal(v.d, saved[k]), k  # the virtual step is undone exactly
 
-    def unrolled(factor):
-        def objective():
-            g = weight_gradient(stepper, train, stepper.train_hidden)
-            for k, w in weights.items():
-                w.d = saved[k] - xi * (factor * g[k] + wd * saved[k])
-            value = nll(stepper, val, stepper.val_hidden)
-            restore_state(state, saved)
-            return value
-        return objective
-    numeric = finite_difference(alpha, unrolled(scale))
+    numeric = finite_difference(alpha, unrolled_objective(stepper, saved, train, val, xi, wd, scale))
     # Measured 1.3e-2: the ReLU op's kinks (1e-3 with ReLU replaced by a smooth op).
     assert relative_error(grad, numeric) < 3e-2
 
     # Without the factor the objective is another one, which the gradient does not match.
-    assert relative_error(grad, finite_difference(alpha, unrolled(1.0))) > 0.1  # measured 0.28
+    assert relative_error(grad, finite_difference(alpha, unrolled_objective(stepper, saved, train, val, xi, wd,
+                                                                            1.0))) > 0.1  # measured 0.28
+
+
+# ---------------------------------------------------------------- --original-unrolled-step (the seed's step)
+
+def swapped_second_order_setup(original_unrolled_step, clip=0.8, xi=1.0, wd=0.01):
+    """As in the test above: the training gradient (norm ~1.06) is clipped at 0.8, the direction (~0.5) is not."""
+    stepper, alpha, weights, state, val, train = search_setup(True, xi, clip, wd, original_unrolled_step)
+    stepper.train_hidden, stepper.val_hidden = stepper.val_hidden, stepper.train_hidden
+    return stepper, alpha, {k: v.d.copy() for k, v in state.items()}, train, val
+
+
+def seed_terms(stepper, alpha, saved, train, val, xi, wd, unmoved, step=STEP):
+    """(V, H d) of the seed's second-order alpha gradient V - c * xi * H d, by finite differences in alpha.
+
+    w' = w - xi * (s * g + wd * w) but for the `unmoved` weights, s the clipping factor of g = dL_train/dw;
+    V = dL_val(w', a)/da at w' held fixed; d = dL_val/dw' clipped to the max norm; H d = the alpha gradient of
+    <dL_train(w, a)/dw, d> at d held fixed, over every weight (the seed perturbs them all). With nothing unmoved
+    and the direction not clipped it is the gradient of the unrolled objective (measured 4e-4 apart)."""
+    clip = stepper.weight_optimizer.grad_clip
+    g = weight_gradient(stepper, train, stepper.train_hidden)
+    scale = min(1.0, clip / (global_norm(g) + 1e-6))
+    virtual = {k: saved[k] if k in unmoved else saved[k] - xi * (scale * g[k] + wd * saved[k]) for k in g}
+
+    def at_virtual_weights():
+        for k, w in stepper.weights.items():
+            w.d = virtual[k]
+        value = nll(stepper, val, stepper.val_hidden)
+        restore_state(stepper.network_state, saved)
+        return value
+
+    def along_direction():
+        value = sum(np.sum(gradient.astype(np.float64) * direction[k])
+                    for k, gradient in weight_gradient(stepper, train, stepper.train_hidden).items())
+        restore_state(stepper.network_state, saved)
+        return float(value)
+
+    restore_state(stepper.network_state, saved)
+    at_virtual_weights()
+    for k, w in stepper.weights.items():
+        w.d = virtual[k]
+    direction = weight_gradient(stepper, val, stepper.val_hidden)
+    restore_state(stepper.network_state, saved)
+    direction_scale = min(1.0, clip / (global_norm(direction) + 1e-6))
+    direction = {k: d * direction_scale for k, d in direction.items()}
+    return finite_difference(alpha, at_virtual_weights, step), finite_difference(alpha, along_direction, step)
+
+
+def seed_formula(stepper, alpha, saved, train, val, xi, wd, implicit_factor, unmoved):
+    """The seed's alpha gradient with the implicit term scaled by c = implicit_factor."""
+    partial, hessian = seed_terms(stepper, alpha, saved, train, val, xi, wd, unmoved)
+    return partial - implicit_factor * xi * hessian
+
+
+def test_original_unrolled_step_leaves_the_tied_embedding_out_of_the_virtual_step():
+    """The seed's virtual step moves every weight but the embedding/decoder matrix (its Hessian term still
+    perturbs that matrix too, so its gradient is not that of an objective with the matrix fixed)."""
+    xi, wd = 1.0, 0.01
+    grads = {}
+    for original in (False, True):
+        nn.clear_parameters()
+        stepper, alpha, saved, train, val = swapped_second_order_setup(original)
+        stepper.alpha_gradient(train, val, {}, {})
+        grads[original] = alpha.g.copy()
+        for k, v in stepper.network_state.items():
+            assert np.array_equal(v.d, saved[k]), k
+    scale = min(1.0, 0.8 / (global_norm(weight_gradient(stepper, train, stepper.train_hidden)) + 1e-6))
+    restore_state(stepper.network_state, saved)
+    assert scale < 0.8 and SEARCH_EMBEDDING in stepper.weights  # clipped: the seed's uncapped factor is the same
+    fixed = seed_formula(stepper, alpha, saved, train, val, xi, wd, scale, unmoved=(SEARCH_EMBEDDING,))
+    moved = seed_formula(stepper, alpha, saved, train, val, xi, wd, scale, unmoved=())
+    assert relative_error(grads[True], fixed) < 3e-2  # measured 1.0e-2 (the ReLU kinks, as above)
+    assert relative_error(grads[True], moved) > 0.2  # measured 0.33
+    assert relative_error(grads[False], moved) < 3e-2  # measured 1.4e-2
+    assert relative_error(grads[False], fixed) > 0.2  # measured 0.36
+
+
+def test_original_unrolled_step_scales_the_implicit_term_by_the_uncapped_clipping_factor():
+    """Nothing clipped (max norm 3 ||g||): the seed still scales its implicit term by max_norm / (||g|| + 1e-6),
+    here 3, where ours (capped) takes 1."""
+    xi, wd = 1.0, 0.01
+    stepper, alpha, saved, train, val = swapped_second_order_setup(True)
+    norm = global_norm(weight_gradient(stepper, train, stepper.train_hidden))
+    restore_state(stepper.network_state, saved)
+    stepper.weight_optimizer.grad_clip = 3.0 * (norm + 1e-6)
+    stepper.alpha_gradient(train, val, {}, {})
+    grad = alpha.g.copy()
+    restore_state(stepper.network_state, saved)
+
+    # A smaller step than elsewhere: the larger virtual step meets more ReLU kinks (5.5e-2 at STEP, 2.8e-2 here).
+    partial, hessian = seed_terms(stepper, alpha, saved, train, val, xi, wd, (SEARCH_EMBEDDING,), step=0.02)
+    assert relative_error(grad, partial - 3.0 * xi * hessian) < 6e-2  # measured 2.8e-2
+    assert relative_error(grad, partial - xi * hessian) > 0.25  # measured 0.41
+
+
+def recorded_passes(monkeypatch, original_unrolled_step):
+    """The masks fed to each pass of one second-order step, in order: training (virtual step), validation,
+    training at w+ and at w-, then the weight step's training pass."""
+    import utils.recurrent.search_step as search_step
+    fed = []
+    plain_feed = search_step.feed
+
+    def recording_feed(graph, data, target, hidden, masks=None):
+        fed.append({name: mask.copy() for name, mask in masks.items()})
+        plain_feed(graph, data, target, hidden, masks)
+    monkeypatch.setattr(search_step, "feed", recording_feed)
+    nn.clear_parameters()
+    stepper, alpha, weights, state, train, val = search_setup(True, 0.1, 0.25, 0.0, original_unrolled_step)
+    stepper.dropouts = {"embedding": 0.3, "input": 0.3, "x": 0.5, "h": 0.4, "output": 0.5}
+    stepper.step(train, val, 0.1, seed=5, epoch=2)
+    monkeypatch.setattr(search_step, "feed", plain_feed)
+    assert len(fed) == 5
+    return fed
+
+
+def test_original_unrolled_step_draws_new_masks_for_every_pass(monkeypatch):
+    """The seed draws dropout masks at every forward; here a step's passes on the training batch share theirs
+    unless --original-unrolled-step. Either way they come from (seed, epoch, step), so a resume draws the same."""
+    training = (0, 2, 3, 4)
+    shared = recorded_passes(monkeypatch, False)
+    for i in training[1:]:
+        for name, mask in shared[0].items():
+            assert np.array_equal(shared[i][name], mask), (i, name)
+
+    fresh = recorded_passes(monkeypatch, True)
+    for a in training:
+        for b in training:
+            if a < b:  # each pair of training passes sees another network
+                assert not all(np.array_equal(fresh[a][n], fresh[b][n]) for n in fresh[a]), (a, b)
+    # The weight step and the validation pass draw as without the flag.
+    for i in (1, 4):
+        for name, mask in shared[i].items():
+            assert np.array_equal(fresh[i][name], mask), (i, name)
+    again = recorded_passes(monkeypatch, True)
+    assert all(np.array_equal(again[i][n], fresh[i][n]) for i in range(5) for n in fresh[i])
 
 
 # ---------------------------------------------------------------- flags
@@ -237,6 +378,46 @@ def test_space_and_data_set_must_agree(capsys, argv, message):
         parse_args(search_parser(), argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_original_unrolled_step_is_a_flag_of_the_recurrent_second_order_search():
+    assert parse_args(search_parser(), ["--space", "recurrent"]).original_unrolled_step is False
+    args = parse_args(search_parser(), ["--space", "recurrent", "--second-order", "--original-unrolled-step"])
+    assert args.original_unrolled_step is True
+
+
+@pytest.mark.parametrize("parser, argv, message", [
+    (search_parser, ["--space", "recurrent", "--original-unrolled-step"], "add --second-order"),
+    (search_parser, ["--second-order", "--original-unrolled-step"], "applies to --space recurrent only"),
+    (train_parser, ["--space", "recurrent", "--original-unrolled-step"], "unrecognized arguments"),
+])
+def test_original_unrolled_step_elsewhere_is_refused(capsys, parser, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(parser(), argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+# ---------------------------------------------------------------- perplexity
+
+def test_perplexity_is_the_mean_loss_over_the_words_predicted():
+    """exp(sum of the words' losses / number of words predicted). The seed's evaluate() divides the sum by the
+    rows of the source instead, one more than the rows it predicts."""
+    ntoken, batch, bptt = 7, 3, 3
+    rng = np.random.default_rng(0)
+    source = rng.integers(0, ntoken, (8, batch)).astype(np.int32)  # windows of 3, 3 and 1 rows: 7 predicted
+    graphs = GraphCache(lambda t: build_eval_model(NAMED_RECURRENT_GENOTYPES["DARTS_V2"], t, batch, ntoken, NHID,
+                                                   training=False, rng=np.random.RandomState(0)))
+    graphs[bptt]
+    params = nn.get_parameters()
+    # With a zero embedding the logits of every word are the decoder bias, whatever the cell does.
+    params[f"{EMBEDDING_SCOPE}/{EMBEDDING_NAME}"].d = 0.0
+    bias = rng.normal(size=ntoken)
+    params["decoder/b"].d = bias
+    log_p = bias - np.log(np.exp(bias).sum())
+    predicted = source[1:]  # every row but the first is predicted once
+    assert predicted.size == 7 * batch
+    assert stream_loss(graphs, source, bptt) == pytest.approx(-log_p[predicted].mean(), rel=1e-5)
 
 
 # ---------------------------------------------------------------- scripts on a tiny corpus
@@ -409,6 +590,62 @@ def test_bad_cells_missing_files_and_divergence_are_one_line_errors(corpus_dir, 
     assert "NaN" in one_line_error(capsys, darts_train.main,
                                    tiny(corpus_dir, tmp_path / "nan", "--epoch", "1", "--lr", "1e30",
                                         "--model-arch-name", "DARTS_V2"))
+
+
+class Built(Exception):
+    pass
+
+
+def test_the_search_builds_its_step_with_the_original_unrolled_step_flag(corpus_dir, tmp_path, monkeypatch):
+    built = {}
+
+    def recording_step(*args, **kwargs):
+        built["step"] = RecurrentSearchStep(*args, **kwargs)
+        raise Built
+    monkeypatch.setattr("utils.recurrent.search.RecurrentSearchStep", recording_step)
+    for flags, expected in (([], False), (["--original-unrolled-step"], True)):
+        with pytest.raises(Built):
+            darts_search.main(tiny(corpus_dir, tmp_path, "--bptt", "3", "--second-order", *flags))
+        assert built["step"].second_order and built["step"].original_unrolled_step is expected
+
+
+def test_a_diverged_search_stops_with_one_line_and_keeps_the_last_finished_epoch(corpus_dir, tmp_path, capsys,
+                                                                               monkeypatch, no_pictures):
+    """As the CNN search: a NaN stops the run (exit 1, one line) before anything of its epoch is written, and
+    --resume continues from the last finished epoch."""
+    plain_step = RecurrentSearchStep.step
+
+    def poisoned_step(self, train_batch, val_batch, lr, seed, epoch):
+        if (epoch, train_batch.step) == (1, 2):
+            weight = self.weights[SEARCH_EMBEDDING]
+            weight.d = np.full(weight.shape, np.nan)
+        return plain_step(self, train_batch, val_batch, lr, seed, epoch)
+    monkeypatch.setattr(RecurrentSearchStep, "step", poisoned_step)
+    cell = tmp_path / "cell.json"
+    argv = tiny(corpus_dir, tmp_path, "--bptt", "3", "--epoch", "2", "--model-arch-name", str(cell))
+    err = one_line_error(capsys, darts_search.main, argv)
+    assert "diverged in epoch 2 (step 3" in err and "checkpoint of epoch 1 is kept" in err, err
+
+    history = np.load(tmp_path / "alpha_history.npz")["recurrent"]
+    assert history.shape == (2, 36, 5) and np.isfinite(history).all()
+    assert len(series(tmp_path, "Training perplexity")) == 1 and not cell.exists()
+    assert len(list((tmp_path / "arch").iterdir())) == 1
+
+    monkeypatch.setattr(RecurrentSearchStep, "step", plain_step)
+    darts_search.main(argv + ["--resume"])
+    assert "after epoch 1" in capsys.readouterr().out
+    assert np.isfinite(np.load(tmp_path / "alpha_history.npz")["recurrent"]).all() and cell.exists()
+
+
+def test_a_search_diverging_in_its_first_epoch_says_nothing_was_saved():
+    alpha = nn.Variable((2,))
+    alpha.d = [0.0, np.nan]
+    with pytest.raises(SearchDivergedError, match=r"epoch 1 \(validation: .*nothing was saved"):
+        check_finite(0, "validation", alpha, 1.0)
+    alpha.d = 0.0
+    check_finite(3, "step 1", alpha, 1.0, 2.0)
+    with pytest.raises(SearchDivergedError, match="checkpoint of epoch 3 is kept"):
+        check_finite(3, "step 1", alpha, 1.0, np.inf)
 
 
 def test_demo_searches_trains_and_compares_with_the_unigram_model(corpus_dir, tmp_path, no_pictures):

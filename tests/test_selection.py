@@ -9,6 +9,7 @@ import darts_search
 from models.genotype import load_architecture
 from ops import cpu_kernels
 from tests.helpers import digits_head
+from utils.data.pipeline import split_indices
 from utils.run import run as run_module
 from utils.search.selection import select_architecture
 
@@ -88,6 +89,57 @@ def test_ties_go_to_the_lower_loss_then_the_earlier_candidate(monkeypatch):
                                          np.arange(10), (0.5,), (0.5,), {"seed": 0}, 0.6)
     assert [entry["candidate"] for entry in ranking] == ["d", "b", "c", "a"]
     assert sizes == {"train_images": 6, "held_out_images": 4}
+
+
+def held_out_counts(train, held_out, search_splits):
+    """{candidate: (held-out images in its alpha half, in its weight half, training images in its alpha half,
+    in its weight half)}; search_splits {candidate: (weights_idx, arch_idx)}."""
+    return {name: (len(set(held_out) & set(arch)), len(set(held_out) & set(weights)),
+                   len(set(train) & set(arch)), len(set(train) & set(weights)))
+            for name, (weights, arch) in search_splits.items()}
+
+
+def test_selection_json_counts_what_each_search_saw_of_the_selection_split(selected):
+    selection = read_json(selected / "selection.json")
+    overlap = selection["search_data_overlap"]
+    assert set(overlap) == {"seed_5", "seed_6"}
+    for name, counts in overlap.items():
+        assert counts["held_out_in_alpha_half"] + counts["held_out_in_weight_half"] == selection["held_out_images"]
+        assert counts["train_in_alpha_half"] + counts["train_in_weight_half"] == selection["train_images"]
+        # The search's alpha half (split_indices on its seed, as darts_search.search draws it) has 48 images.
+        assert counts["held_out_in_alpha_half"] + counts["train_in_alpha_half"] == 48
+
+
+@pytest.mark.parametrize("selection_seed", [0, 3])
+def test_no_candidate_search_overlaps_the_selection_split_more_than_the_others(monkeypatch, capsys,
+                                                                               selection_seed):
+    """Four searches (seeds 0..3) on the digits' 1497 training images, half for the weights, half for the
+    alphas; the selection with --seed among them. Its held-out images must not be (or lean towards) the
+    alpha half of the search with that seed: every candidate's alpha half holds about as many of them as a
+    half drawn independently would, within 4 standard deviations of the hypergeometric count."""
+    from utils.search import selection as selection_module
+    from utils.training.evaluation import Scores
+    n, portion, seeds = 1497, 0.5, (0, 1, 2, 3)
+    seen = {}
+
+    def brief_training(arch, train_set, held_out_set, settings, desc):
+        seen[arch] = (train_set[1], held_out_set[1])  # the labels are the image indices
+        return Scores(0.5, 0.5, 1.0)
+    monkeypatch.setattr(selection_module, "brief_training", brief_training)
+    select_architecture({f"seed_{s}": f"seed_{s}" for s in seeds}, np.zeros((n, 1, 1, 1), np.uint8), np.arange(n),
+                        (0.5,), (0.5,), {"seed": selection_seed}, portion)
+    (train, held_out), = {(tuple(t), tuple(h)) for t, h in seen.values()}  # one split for every candidate
+    assert len(set(train) | set(held_out)) == n and not set(train) & set(held_out)
+    counts = held_out_counts(train, held_out, {f"seed_{s}": split_indices(n, portion, s) for s in seeds})
+    print(f"--seed {selection_seed}: held-out {len(held_out)}, train {len(train)}; per search seed: "
+          "(held-out in alpha half, held-out in weight half, train in alpha half, train in weight half)")
+    for name, row in counts.items():
+        print(f"  {name}: {row}")
+    alpha_share = (n - int(n * portion)) / n
+    for held_out_in_alpha, _, train_in_alpha, _ in counts.values():
+        for size, count in ((len(held_out), held_out_in_alpha), (len(train), train_in_alpha)):
+            sd = np.sqrt(size * alpha_share * (1 - alpha_share) * (n - size) / (n - 1))
+            assert abs(count - size * alpha_share) <= 4 * sd, counts
 
 
 def test_select_epochs_needs_several_seeds(tmp_path):

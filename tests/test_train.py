@@ -1,4 +1,5 @@
 """darts_train.py end to end on the 8x8 digits: outputs, evaluation, resume, summary, user errors."""
+import inspect
 import json
 import os
 
@@ -9,6 +10,7 @@ import yaml
 
 import darts_train
 from darts_train import SERIES
+from models.eval_network import CIFAR, CellVariant
 from models.genotype import NAMED_ARCHITECTURES, load_architecture, save_architecture, to_genotype_string
 from utils.run.monitoring import series_path
 from utils.run_files import FINAL_PARAMS, epoch_params
@@ -55,7 +57,7 @@ def two_epochs(tmp_path_factory):
 def test_training_writes_series_summary_parameters_and_config(two_epochs):
     for name in SERIES:
         values = series_values(two_epochs, name)
-        assert values[:, 0].tolist() == [0, 1]
+        assert values[:, 0].tolist() == [1, 2]  # epochs as the log counts them
     errors = series_values(two_epochs, "Test error")[:, 1]
     summary = read_json(two_epochs / "summary.json")
     assert set(SUMMARY_KEYS) <= set(summary)
@@ -170,6 +172,60 @@ def test_parameters_of_another_network_are_refused(two_epochs, tmp_path, capsys)
                                  "--evaluate", str(two_epochs / FINAL_PARAMS)])
     assert exit_info.value.code == 1
     assert "does not fit this network" in capsys.readouterr().err
+
+
+class NetworkBuilt(Exception):
+    """Stops a mode once it has built its networks (before any data or parameter file is read)."""
+
+
+# What shapes a network: the arguments of build_train_graph and build_test_graph that a saved network must
+# be rebuilt with (the input's batch size aside).
+NETWORK_ARGUMENTS = ("num_classes", "channels", "num_cells", "ends", "cells")
+
+
+@pytest.fixture
+def networks_built(monkeypatch):
+    """Records the network-shaping arguments of every graph darts_train builds, and stops the mode there."""
+    built = []
+
+    def recording(real):
+        signature = inspect.signature(real)
+
+        def build(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            built.append({"image": bound.arguments["input_shape"][1:],
+                          **{name: bound.arguments[name] for name in NETWORK_ARGUMENTS}})
+            return real(*args, **kwargs)
+        return build
+
+    def stop(*args, **kwargs):
+        raise NetworkBuilt
+    for name in ("build_train_graph", "build_test_graph"):
+        monkeypatch.setattr(darts_train, name, recording(getattr(darts_train, name)))
+    # Training and --summary summarise the network once built; --evaluate and --export then load parameters.
+    monkeypatch.setattr(darts_train, "network_summary", stop)
+    monkeypatch.setattr(darts_train, "load_parameter_file", stop)
+    return built
+
+
+def test_training_evaluate_summary_and_export_build_the_same_network(tmp_path, networks_built):
+    """Every network-shaping flag reaches every mode: a network trained with them is evaluated, summarised
+    and exported as it was trained (--export once ignored --cell-bn and --pool-bn)."""
+    shaping = ["--cell-bn", "none", "--pool-bn", "--additional-filters-on-retrain", "2", "--auxiliary"]
+    modes = {"training": [], "evaluate": ["--evaluate", "params.h5"], "summary": ["--summary"],
+             "export": ["--export", "params.h5"]}
+    per_mode = {}
+    for mode, flags in modes.items():
+        networks_built.clear()
+        with pytest.raises(NetworkBuilt):
+            darts_train.main(TINY + shaping + ["-m", str(tmp_path / mode)] + flags)
+        per_mode[mode] = networks_built[:]
+    assert len(per_mode["training"]) == 2  # the training graph and the test graph
+    expected = {"image": (1, 8, 8), "num_classes": 10, "channels": 6, "num_cells": 3, "ends": CIFAR,
+                "cells": CellVariant(affine=False, pool_bn=True)}
+    for mode, settings in per_mode.items():
+        assert settings and all(s == expected for s in settings), (mode, settings)
 
 
 def test_impossible_settings_are_usage_errors(tmp_path):

@@ -63,7 +63,7 @@ def test_a_resumed_search_equals_an_uninterrupted_one(tiny_search, tmp_path, nam
     whole = tiny_search(tmp_path / "whole", *flags, "--epoch", "2")
     tiny_search(tmp_path / "parts", *flags, "--epoch", "1")
     with open(tmp_path / "parts" / "Training-loss.series.txt", "a") as f:
-        f.write("1 99\n")  # an epoch interrupted half way leaves lines that resume must drop
+        f.write("2 99\n")  # an epoch interrupted half way leaves lines that resume must drop
     parts = tiny_search(tmp_path / "parts", *flags, "--epoch", "2", "--resume")
     for history in sorted(p.name for p in whole.glob("*history*.npz")):
         for key in ("normal", "reduction"):

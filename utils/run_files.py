@@ -46,6 +46,8 @@ AGGREGATE = "aggregate.json"
 
 # nnabla.monitor.MonitorSeries names its file after the series, spaces as '-'.
 SERIES_SUFFIX = ".series.txt"
+# Every run's series of epoch durations, in seconds (utils.run.run.Run writes it, curves.png names the unit).
+EPOCH_TIME = "Epoch time"
 
 # The pictures of utils.pictures.run_pictures.
 CURVES_PICTURE = "curves.png"

@@ -319,19 +319,21 @@ def _labels_array(samples):
 class TrainLoader:
     """Endless shuffled, augmented, normalised batches: x float32 (B, 3, crop, crop), y int32 (B, 1).
 
-    Each epoch is a fresh permutation of the samples, cut into len // batch_size batches (its tail is
-    dropped). `prefetch` batches are decoded ahead while the caller trains. Close it (or use it in a
-    `with` block) to end the worker processes.
+    Each epoch is a fresh permutation of the samples, cut into batches of batch_size but the last, which
+    holds the rest (last_batch_size images), so every image is seen once an epoch: quark0's DataLoader keeps
+    that smaller batch too (drop_last=False). `prefetch` batches are decoded ahead while the caller trains.
+    Close it (or use it in a `with` block) to end the worker processes.
     """
 
     def __init__(self, samples, batch_size, *, seed, num_workers, start_epoch=0, crop_size=CROP_SIZE,
                  prefetch=2):
         self._paths = tuple(path for path, _ in samples)
         self._labels = _labels_array(samples)
+        if not self._paths:
+            raise DataError("there are no training images")
         self.batch_size = batch_size
-        self.steps_per_epoch = len(self._paths) // batch_size
-        if self.steps_per_epoch == 0:
-            raise DataError(f"--batch-size {batch_size} is larger than the {len(self._paths)} training images")
+        self.steps_per_epoch = (len(self._paths) + batch_size - 1) // batch_size
+        self.last_batch_size = len(self._paths) - (self.steps_per_epoch - 1) * batch_size
         self._seed = seed
         self._crop_size = crop_size
         self._prefetch = max(1, prefetch)

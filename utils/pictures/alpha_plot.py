@@ -12,18 +12,15 @@ from models.genotype import EDGES, NODES
 from ops.operations import OP_NAMES, SEARCH_OPS, ZERO_OP
 from ops.user_error import UserError
 from utils.pictures.curves import save_figure
+from utils.pictures.node_names import math_node_label
 
 CELL_TYPES = ("normal", "reduction")
-INPUT_NAMES = ("c_{k-2}", "c_{k-1}")
+# Row e of a history holds the alphas after epoch e, epochs counted from 1 as in the log and the series.
+EPOCH_AXIS = "epoch (0: initial)"
 
 
 class AlphaHistoryError(UserError, ValueError):
     """An alpha history that cannot be plotted; the message names the file."""
-
-
-def node_name(node):
-    """The cell diagrams' name of a node: the two inputs, then the intermediate nodes from 0."""
-    return INPUT_NAMES[node] if node < len(INPUT_NAMES) else str(node - len(INPUT_NAMES))
 
 
 def load_alpha_history(source):
@@ -122,7 +119,7 @@ def plot_alpha_history(source, out_path, holds_weights=False):
                 # A history of the initial alphas only is one point per op: a line alone would not show it.
                 ax.plot(epochs, weights[:, edge, column], linewidth=1.6,
                         marker="o" if len(epochs) == 1 else None, **_op_style(op_id))
-            ax.set_title(f"${node_name(input_node)}$ → {node_name(node)}", fontsize=10, pad=3)
+            ax.set_title(f"{math_node_label(input_node)} → {math_node_label(node)}", fontsize=10, pad=3)
             ax.set_ylim(*y_range)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=4))
             ax.tick_params(labelsize=8)
@@ -133,15 +130,17 @@ def plot_alpha_history(source, out_path, holds_weights=False):
             else:
                 ax.tick_params(labelleft=False)
             if input_node == node - 1:
-                ax.set_xlabel("epoch", fontsize=9)
+                ax.set_xlabel(EPOCH_AXIS, fontsize=9)
         top = grid[first_row, 0].get_position(figure).y1
-        figure.text(0.01, top + 0.022, f"{cell_type.capitalize()} cell: softmax weight of each op on each edge",
+        figure.text(0.01, top + 0.022, f"{cell_type.capitalize()} cell: softmax weight of each op on each edge "
+                    "(nodes as in the architecture JSON)",
                     ha="left", va="bottom", fontsize=14, fontweight="bold")
         # The upper right of each triangle is free: the legend goes there, clear of every curve.
         legend_ax = figure.add_subplot(grid[first_row:first_row + 2, 3:])
         legend_ax.axis("off")
         handles = [Line2D([], [], linewidth=2.5, **_op_style(op_id)) for op_id in SEARCH_OPS]
-        legend_ax.legend(handles, [OP_NAMES[op_id] for op_id in SEARCH_OPS], loc="center", ncol=2, fontsize=11, frameon=False)
+        legend_ax.legend(handles, [OP_NAMES[op_id] for op_id in SEARCH_OPS], loc="center", ncol=2, fontsize=11,
+                         frameon=False)
     save_figure(figure, out_path)
     return figure
 
@@ -168,7 +167,7 @@ def plot_recurrent_alpha_history(history, out_path):
         image = ax.imshow(weights[:, :, op_id].T, aspect="auto", interpolation="nearest", cmap="viridis",
                           vmin=low, vmax=high, extent=(-0.5, len(history) - 0.5, len(RECURRENT_EDGES) - 0.5, -0.5))
         ax.set_title(RECURRENT_OP_NAMES[op_id], fontsize=12)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(EPOCH_AXIS)
     axes[0].set_yticks(range(len(RECURRENT_EDGES)))
     axes[0].set_yticklabels([f"{j} → {i}" for j, i in RECURRENT_EDGES], fontsize=6)
     figure.colorbar(image, ax=list(axes), label="softmax weight")

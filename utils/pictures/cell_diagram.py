@@ -1,7 +1,7 @@
 """Pictures of the two cells of an architecture, drawn by Graphviz.
 
-Node names follow the DARTS paper: the inputs c_{k-2} and c_{k-1}, the intermediate nodes 0..3
-(nodes 2..N of models.genotype) and the output c_{k}, which concatenates the cell's concat nodes.
+Nodes carry the architecture JSON's ids (utils.pictures.node_names): the inputs 0 (c_{k-2}) and 1 (c_{k-1}),
+the intermediate nodes 2..N, and the output c_{k}, which concatenates the cell's concat nodes.
 Without Graphviz's `dot` program the .dot source is written instead, so a run never fails for it.
 """
 import os
@@ -9,15 +9,15 @@ import sys
 
 import graphviz
 
-from models.genotype import all_nodes
+from models.genotype import FIRST_NODE, all_nodes
 from ops.operations import OP_NAMES
 from ops.recurrent_ops import RECURRENT_OP_NAMES
+from utils.pictures.node_names import html_node_label
 
 FORMATS = ("png", "pdf", "svg")
 CELL_TYPES = ("normal", "reduction")
 _FONT = "Helvetica"
 # HTML-like labels, so that k-2 is set as a subscript as in the paper.
-_INPUT_LABELS = ("<c<sub>k-2</sub>>", "<c<sub>k-1</sub>>")
 _OUTPUT_LABEL = "<c<sub>k</sub>>"
 # The colours of matplotlib's default cycle, by op id, so an edge has the colour of its op in alphas.png.
 OP_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -39,10 +39,10 @@ def cell_graph(cell, title, concat=None):
     graph.attr("node", shape="box", style="rounded,filled", fontname=_FONT, fontsize="18",
                penwidth="1.5", height="0.55", width="0.8")
     graph.attr("edge", fontname=_FONT, fontsize="15", penwidth="1.5", arrowsize="0.8")
-    for node, label in enumerate(_INPUT_LABELS):
-        graph.node(_node_id(node), label, fillcolor="#a6cee3")
+    for node in range(FIRST_NODE):
+        graph.node(_node_id(node), f"<{html_node_label(node)}>", fillcolor="#a6cee3")
     for node in sorted(cell):
-        graph.node(_node_id(node), str(node - len(_INPUT_LABELS)), fillcolor="#fdf5c0")
+        graph.node(_node_id(node), html_node_label(node), fillcolor="#fdf5c0")
     graph.node("out", _OUTPUT_LABEL, fillcolor="#b2df8a")
     for node in sorted(cell):
         for op_id, input_node in cell[node]:

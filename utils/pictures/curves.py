@@ -9,9 +9,14 @@ import os
 import numpy as np
 
 from ops.user_error import UserError
-from utils.run_files import SERIES_SUFFIX
+from utils.run_files import EPOCH_TIME, SERIES_SUFFIX
 
 X_LABELS = {"epoch": "Epoch", "iteration": "Iteration"}
+# The unit of a series that has one, named on its panel's axis.
+UNITS = {EPOCH_TIME: "s"}
+# One line style (and marker) per kind of series, the same in every panel and every run; the colour is the run's.
+LINE_STYLES = ("-", "--", ":", "-.", (0, (6, 2, 1, 2, 1, 2)), (0, (9, 3)), (0, (1, 3)), (0, (4, 1, 4, 1, 1, 1)))
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 # Fewer points than this get markers: a run's first epoch is a single point, which a line alone hides.
 _MARKER_MAX_POINTS = 40
 
@@ -77,8 +82,16 @@ def _is_held_out(name):
 
 
 def _series_order(name):
-    # Training first, so that within a directory the training curve always gets the first colour.
-    return (_is_held_out(name), name)
+    # Training first, so that the training curves always get the first line style, the solid one; the series
+    # with a panel of their own last, so that the shared panels' kinds get the plainest styles.
+    return (_panel_of(name) == name, not name.lower().startswith("training"), _is_held_out(name), name)
+
+
+def series_kind(name):
+    """What a series measures, without its panel's word: "Training loss" and "Training error" are both
+    "training", and are drawn in the same line style."""
+    words = [word for word in name.lower().split() if word not in ("loss", "error", "perplexity")]
+    return " ".join(words) or name.lower()
 
 
 def _directory_labels(monitor_dirs):
@@ -93,8 +106,8 @@ def plot_curves(monitor_dirs, out_path, labels=None, x="epoch"):
     """Draw the series of every directory, overlaid, into out_path; returns the Figure.
 
     Panels side by side: loss, error, then one per other series (e.g. epoch time). Every line is
-    labelled "<directory label>: <series name>"; validation and test series are dashed and,
-    when several directories are overlaid, each directory has its own colour.
+    labelled "<directory label>: <series name>"; each directory has its own colour, and each kind of
+    series (training, validation, ...) its own line style and marker, the same in every panel.
     """
     if isinstance(monitor_dirs, (str, os.PathLike)):
         monitor_dirs = [monitor_dirs]
@@ -106,15 +119,16 @@ def plot_curves(monitor_dirs, out_path, labels=None, x="epoch"):
     if len(labels) != len(monitor_dirs):
         raise ValueError(f"{len(labels)} labels for {len(monitor_dirs)} directories")
 
-    panels = {}  # panel title -> [(legend label, index, value, is held out, directory number)]
+    panels = {}  # panel title -> [(legend label, index, value, series name, directory number)]
     for number, (monitor_dir, label) in enumerate(zip(monitor_dirs, labels)):
         series = find_series(monitor_dir)
         if not series:
             raise SeriesError(f"no *{SERIES_SUFFIX} files in {monitor_dir}")
         for name in sorted(series, key=_series_order):
             index, value = read_series(series[name])
-            panels.setdefault(_panel_of(name), []).append(
-                (f"{label}: {name}", index, value, _is_held_out(name), number))
+            panels.setdefault(_panel_of(name), []).append((f"{label}: {name}", index, value, name, number))
+    names = sorted({line[3] for lines in panels.values() for line in lines}, key=_series_order)
+    kinds = list(dict.fromkeys(series_kind(name) for name in names))
     order = [title for title in ("Loss", "Error") if title in panels]
     order += sorted(title for title in panels if title not in ("Loss", "Error"))
 
@@ -128,16 +142,16 @@ def plot_curves(monitor_dirs, out_path, labels=None, x="epoch"):
     axes = figure.subplots(1, len(order), squeeze=False)[0]
     for ax, title in zip(axes, order):
         lines = panels[title]
-        for line_number, (legend_label, index, value, held_out, dir_number) in enumerate(lines):
-            # Overlaid runs are told apart by colour, their training and held-out curves by dashes.
-            color = dir_number if len(monitor_dirs) > 1 else line_number
-            ax.plot(index, value, color=f"C{color % 10}", linestyle="--" if held_out else "-",
-                    linewidth=1.8, marker="o" if len(index) <= _MARKER_MAX_POINTS else None,
-                    markersize=3.5, label=legend_label)
+        for legend_label, index, value, name, dir_number in lines:
+            style = kinds.index(series_kind(name))
+            ax.plot(index, value, color=f"C{dir_number % 10}", linestyle=LINE_STYLES[style % len(LINE_STYLES)],
+                    linewidth=1.8, marker=MARKERS[style % len(MARKERS)] if len(index) <= _MARKER_MAX_POINTS else None,
+                    markersize=4, label=legend_label)
         _widen_single_index(ax, np.concatenate([line[1] for line in lines]))
         ax.set_title(title, fontsize=14)
         ax.set_xlabel(X_LABELS[x], fontsize=12)
-        ax.set_ylabel(title.lower() if title in ("Loss", "Error") else title, fontsize=12)
+        y_label = title.lower() if title in ("Loss", "Error") else title
+        ax.set_ylabel(f"{y_label} ({UNITS[title]})" if title in UNITS else y_label, fontsize=12)
         ax.tick_params(labelsize=11)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)

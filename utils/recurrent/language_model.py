@@ -8,8 +8,9 @@ import numpy as np
 from models.recurrent import MASK_NAMES, feed_masks
 from utils.data.text import evaluation_batches
 
-# Mask streams of one step, so the training and validation batches of a step draw different masks.
-TRAIN_MASKS, VALID_MASKS = 1, 2
+# Mask streams of one step, so the training and validation batches of a step draw different masks;
+# PASS_MASKS: the alpha step's passes on the training batch under --original-unrolled-step, a mask each.
+TRAIN_MASKS, VALID_MASKS, PASS_MASKS = 1, 2, 3
 
 
 def dropouts_of(args):

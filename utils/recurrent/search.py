@@ -6,7 +6,12 @@ Outputs in the monitor directory: config.yaml; the series of SERIES (perplexitie
 alpha_history.npz (`recurrent`, (epochs + 1, 36, 5)); after every epoch the cell of the current
 alphas as recurrent_arch.json, arch/epoch_NNN.json and genotype.txt; the checkpoint for --resume;
 at the end the cell as JSON in --model-arch-name.
+
+A NaN or infinite loss or alpha stops the search at once with one line (SearchDivergedError), as the CNN
+search stops: nothing of the diverged epoch is written, so the checkpoint and outputs are those of the
+last finished epoch.
 """
+import math
 import os
 
 import nnabla as nn
@@ -14,6 +19,7 @@ import numpy as np
 
 from models.recurrent import ALPHA_NAME, ARCH_SCOPE, WEIGHT_SCOPE, build_search_model, create_alpha
 from models.recurrent_genotype import derive_recurrent_genotype, save_recurrent_genotype, to_genotype_string
+from ops.user_error import UserError
 from utils.data.datasets import DataError
 from utils.data.text import Batch, batchify, epoch_batches, get_batch, load_corpus, search_sequence_length
 from utils.optim.solvers import SGD, Adam
@@ -26,6 +32,19 @@ from utils.search.alpha_history import write_recurrent_alpha_history
 from utils.training.evaluation import RunningMean
 
 SERIES = ("Training perplexity", "Validation perplexity", EPOCH_TIME)
+
+
+class SearchDivergedError(UserError, ValueError):
+    """A loss or the alpha stopped being finite; one line."""
+
+
+def check_finite(epoch, where, alpha, *losses):
+    """SearchDivergedError unless the losses and the alpha are finite; epoch: 0-based, where: which pass."""
+    if all(math.isfinite(loss) for loss in losses) and np.all(np.isfinite(alpha.d)):
+        return
+    kept = f"the checkpoint of epoch {epoch} is kept (--resume continues from it)" if epoch else "nothing was saved"
+    raise SearchDivergedError(f"the search diverged in epoch {epoch + 1} ({where}: a NaN or infinite loss or alpha); "
+                              f"{kept}; lower --lr or --arch-lr")
 
 
 def scope_parameters(scope, grad_only):
@@ -67,7 +86,7 @@ def search_recurrent(args):
     weight_opt = SGD(weights, args.lr, 0.0, args.weight_decay, args.grad_clip)
     alpha_opt = Adam(alphas, args.arch_lr, args.arch_beta1, args.arch_beta2, args.arch_weight_decay)
     stepper = RecurrentSearchStep(graphs, weights, network_state, alphas, weight_opt, alpha_opt,
-                                  dropouts_of(args), args.second_order)
+                                  dropouts_of(args), args.second_order, args.original_unrolled_step)
 
     history = [alpha.d.copy()]
     meta = run.start({**network_state, **alphas}, {"weights": weight_opt.solver, "alphas": alpha_opt.solver},
@@ -79,17 +98,20 @@ def search_recurrent(args):
         stepper.reset_hidden(args.batch_size, args.nhid)
         train_loss = RunningMean()
         batches = list(epoch_batches(train_data, lambda r: search_sequence_length(r, args.bptt), args.seed, epoch))
-        bar = Progress(batches, f"search epoch {epoch + 1}/{args.epoch}", args.progress_every)
+        bar = Progress(batches, f"search epoch {epoch + 1}/{args.epoch}", args.progress_every, run.clock, epoch)
         for batch in bar:
             if len(batch.data) < batch.seq_len:
                 break  # the stream's tail: a third length is not worth a graph
             val_batch = Batch(batch.step, batch.position, args.bptt,
                               *validation_window(search_data, batch.position, args.bptt))
             lr = args.lr * batch.seq_len / args.bptt
-            nll, _ = stepper.step(batch, val_batch, lr, args.seed, epoch)
+            nll, val_nll = stepper.step(batch, val_batch, lr, args.seed, epoch)
+            check_finite(epoch, f"step {batch.step + 1}", alpha, nll, val_nll)
             train_loss.add(nll, len(batch.data))
             bar.set_postfix(ppl=f"{perplexity(train_loss.mean):.1f}")
-        valid_ppl = perplexity(stream_loss(eval_graphs, valid_data, args.bptt))
+        valid_loss = stream_loss(eval_graphs, valid_data, args.bptt)
+        check_finite(epoch, "validation", alpha, valid_loss)  # the last weight step may have diverged
+        valid_ppl = perplexity(valid_loss)
 
         history.append(alpha.d.copy())
         write_recurrent_alpha_history(run.monitor_path, history)
@@ -101,7 +123,7 @@ def search_recurrent(args):
         train_ppl = perplexity(train_loss.mean)
         run.end_epoch(epoch, {"Training perplexity": train_ppl, "Validation perplexity": valid_ppl},
                       meta={"arrays": {"recurrent": np.stack(history)}},
-                      message=f"train ppl {train_ppl:.2f}  valid ppl {valid_ppl:.2f}  {to_genotype_string(genotype)}")
+                      message=f"train ppl {train_ppl:.2f}  valid ppl {valid_ppl:.2f}")  # the cell: genotype.txt
 
     genotype = derive_recurrent_genotype(history[-1])
     save_recurrent_genotype(genotype, args.model_arch_name)

@@ -84,13 +84,14 @@ def evaluate_recurrent(args, genotype):
     return result
 
 
-def train_epoch(graphs, train_data, optimizer, polyak, args, epoch):
-    """One epoch of the seed's train(); returns its mean training loss (nll per word)."""
+def train_epoch(graphs, train_data, optimizer, polyak, args, epoch, clock):
+    """One epoch (0-based) of the seed's train() in a run timed by `clock` (a RunClock); returns its mean
+    training loss (nll per word)."""
     dropouts = dropouts_of(args)
     loss = RunningMean()
     hidden = np.zeros((args.batch_size, args.nhid), dtype=np.float32)
     batches = list(epoch_batches(train_data, lambda r: train_sequence_length(r, args.bptt), args.seed, epoch))
-    bar = Progress(batches, f"train epoch {epoch + 1}/{args.epoch}", args.progress_every)
+    bar = Progress(batches, f"train epoch {epoch + 1}/{args.epoch}", args.progress_every, clock, epoch)
     for batch in bar:
         graph = graphs[len(batch.data)]
         draw_masks(graph, mask_rng(args.seed, epoch, batch.step, TRAIN_MASKS), dropouts)
@@ -161,7 +162,8 @@ def train_recurrent(args, genotype):
         summary["valid_ppl"] = perplexity(state.best_val_loss)
 
     for epoch in run.remaining_epochs():
-        train_loss = train_epoch(graphs, train_data, optimizer, polyak if state.asgd else None, args, epoch)
+        train_loss = train_epoch(graphs, train_data, optimizer, polyak if state.asgd else None, args, epoch,
+                                 run.clock)
         if math.isnan(train_loss):
             if not os.path.exists(best_checkpoint):
                 raise DivergedError(f"the training loss became NaN in epoch {epoch + 1}, before any validation; "

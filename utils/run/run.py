@@ -19,9 +19,7 @@ from utils.pictures.run_pictures import draw_run
 from utils.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.run.config_file import refuse_changed_settings, write_config
 from utils.run.monitoring import EpochSeries, series_path
-from utils.run_files import CHECKPOINT, CONFIG
-
-EPOCH_TIME = "Epoch time"
+from utils.run_files import CHECKPOINT, CONFIG, EPOCH_TIME
 
 
 def seed_everything(seed):
@@ -31,15 +29,39 @@ def seed_everything(seed):
     return np.random.RandomState(seed)
 
 
+def caused_by_interrupt(error):
+    """Whether `error` is a KeyboardInterrupt or comes of one (its __cause__ or __context__ chain holds one).
+
+    Ctrl-C raises KeyboardInterrupt in whatever Python code runs, and during a forward or backward pass
+    that is often a Python callback nnabla's C++ code calls (the forward, backward and grad-dependency
+    methods of our cpu kernels' PythonFunctions): the callback cannot hand the exception back through
+    C++, which goes on until nnabla's Cython layer finds an exception set and raises SystemError chained
+    to it.
+    """
+    pending, seen = [error], set()
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        seen.add(id(error))
+        pending += [error.__cause__, error.__context__]
+    return False
+
+
 @contextlib.contextmanager
 def fail_cleanly():
-    """Turns the errors a user can cause (ops.user_error.UserError) into one line on stderr and exit status 1."""
+    """Turns the errors a user can cause (ops.user_error.UserError) into one line on stderr and exit status 1,
+    and an interruption (Ctrl-C, SIGINT), however nnabla passes it on, into one line and exit status 130."""
     try:
         yield
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
-    except KeyboardInterrupt:
+    except BaseException as err:
+        if not caused_by_interrupt(err):
+            raise
         print("interrupted: run again with --resume to continue from the last finished epoch", file=sys.stderr)
         sys.exit(130)
 
@@ -73,6 +95,7 @@ class Run:
         self.series = None
         self._state = None
         self._epoch_started = None
+        self.clock = None
 
     @classmethod
     def open(cls, settings, series_names):
@@ -125,7 +148,9 @@ class Run:
         return meta
 
     def remaining_epochs(self):
-        """The 0-based epochs still to run; each one's duration is measured for EPOCH_TIME."""
+        """The 0-based epochs still to run; each one's duration is measured for EPOCH_TIME, and the run's
+        time left by self.clock, from the first of them on."""
+        self.clock = RunClock(self.epochs, self.start_epoch)
         for epoch in range(self.start_epoch, self.epochs):
             self._epoch_started = time.time()
             yield epoch
@@ -143,20 +168,48 @@ class Run:
         return values
 
 
+class RunClock:
+    """The time a whole run of `epochs` epochs has left, extrapolated from the wall-clock time its epochs
+    took in this process, which began with 0-based epoch `first_epoch` (the checkpoint's after a resume).
+    Once an epoch has ended, its validation, checkpoint and pictures count too, not only its steps.
+    """
+
+    def __init__(self, epochs, first_epoch=0):
+        self.epochs = epochs
+        self.first_epoch = first_epoch
+        self.started = time.time()
+
+    def seconds_left(self, epoch, fraction):
+        """The run's seconds left when `fraction` of the steps of 0-based epoch `epoch` are done; None before
+        any step."""
+        done = epoch - self.first_epoch + fraction
+        if done <= 0:
+            return None
+        return (time.time() - self.started) / done * (self.epochs - epoch - fraction)
+
+
+def format_duration(seconds):
+    """[H:]MM:SS as tqdm writes it, '?' for an unknown duration."""
+    return "?" if seconds is None else tqdm.format_interval(seconds)
+
+
 class Progress:
-    """The steps of an epoch: tqdm's bar when stderr is a terminal; otherwise (nohup, a cluster job),
-    where the bar is off, a line every `every` steps and after the last one, on stdout with the epoch
-    lines (stderr stays for errors).
+    """The steps of epoch `epoch` (0-based) of a run timed by `clock` (a RunClock): tqdm's bar when
+    stderr is a terminal, with the whole run's time left after the epoch's; otherwise (nohup, a cluster
+    job), where the bar is off, a line every `every` steps and after the last one, on stdout with the
+    epoch lines (stderr stays for errors), with the time left of the epoch and of the run.
 
     steps: their number (the loop gets 0, 1, ...) or a list of them (the loop gets each in turn). A
     loop may break early; the bar closes with it.
     """
 
-    def __init__(self, steps, desc, every):
+    def __init__(self, steps, desc, every, clock, epoch):
         items = range(steps) if isinstance(steps, int) else steps
         self.steps = len(items)
         self.desc = desc
         self.every = every
+        self.clock = clock
+        self.epoch = epoch
         self.terminal = sys.stderr.isatty()
         self.bar = tqdm(items, desc=desc, leave=False, disable=not self.terminal)
         self.postfix = {}
@@ -166,16 +219,21 @@ class Progress:
         try:
             for done, item in enumerate(self.bar, start=1):
                 yield item
-                if not self.terminal and (done % self.every == 0 or done == self.steps):
+                run_left = format_duration(self.clock.seconds_left(self.epoch, done / self.steps))
+                if self.terminal:  # tqdm's bar shows the epoch's time left itself
+                    self.bar.set_postfix({**self.postfix, "run left": run_left}, refresh=False)
+                elif done % self.every == 0 or done == self.steps:
                     values = "  ".join(f"{k} {v}" for k, v in self.postfix.items())
-                    print(f"{self.desc}  step {done}/{self.steps}  {values}  "
-                          f"{(time.time() - started) / done:.2f} s/step", flush=True)
+                    per_step = (time.time() - started) / done
+                    print(f"{self.desc}  step {done}/{self.steps}  {values}  {per_step:.2f} s/step  "
+                          f"epoch {format_duration(per_step * (self.steps - done))} left  run {run_left} left",
+                          flush=True)
         finally:
             self.bar.close()
 
     def set_postfix(self, **values):
+        """Values shown after the step that sets them, e.g. the running loss."""
         self.postfix = values
-        self.bar.set_postfix(**values)
 
 
 def epoch_file_number(name, prefix, suffix):

@@ -117,9 +117,13 @@ class ClippedUnrolledStep:
     was actually scaled by, which scales the implicit term too. The direction dL_val/dw' is clipped to
     max_norm as the seed does, w+- = w +- eps * direction with eps = 0.01 / ||direction||.
     weight_optimizer: the optim.SGD over `weights`, whose gradient norm graph and zeroing are reused.
+    For reproducing the seed as it runs (utils.recurrent.search_step's original_unrolled_step):
+    unmoved, names of weights the virtual step leaves where they are (the seed's never moves its tied
+    embedding; they still count in the clipping norms and are perturbed for the Hessian term, as there);
+    uncapped_implicit, the implicit term scaled by the seed's uncapped max_norm / (||g|| + 1e-6).
     """
 
-    def __init__(self, weights, network_state, weight_optimizer):
+    def __init__(self, weights, network_state, weight_optimizer, unmoved=(), uncapped_implicit=False):
         names = list(network_state)
         state = [network_state[n].data for n in names]
         saved = [nn.NdArray(a.shape) for a in state]
@@ -129,8 +133,13 @@ class ClippedUnrolledStep:
         data = [weights[n].data for n in weights]
         grads = [weights[n].grad for n in weights]
         wd = weight_optimizer.weight_decay
-        self._virtual = ArrayGraph(lambda w, g, xi, scale: w - (g * scale + w * wd) * xi, [data, grads], [data],
-                                   scalars=("xi", "scale"))
+        if set(unmoved) - set(weights):  # a renamed weight would be moved silently
+            raise ValueError(f"unmoved: no such weights {sorted(set(unmoved) - set(weights))}")
+        self.uncapped_implicit = uncapped_implicit
+        moved = [n for n in weights if n not in unmoved]
+        self._virtual = ArrayGraph(lambda w, g, xi, scale: w - (g * scale + w * wd) * xi,
+                                   [[weights[n].data for n in moved], [weights[n].grad for n in moved]],
+                                   [[weights[n].data for n in moved]], scalars=("xi", "scale"))
         direction = [nn.NdArray(g.shape) for g in grads]
         self._keep_direction = ArrayGraph(lambda g, scale: g * scale, [grads], [direction], scalars=("scale",))
         self._direction_norm = GlobalNorm(direction)
@@ -138,9 +147,10 @@ class ClippedUnrolledStep:
         self._perturb = ArrayGraph(lambda w, d, eps: w + d * eps, [saved_weights, direction], [data],
                                    scalars=("eps",))
 
-    def clip_factor(self):
-        """min(1, max_norm / (||g|| + 1e-6)) of the weights' current gradients."""
-        return min(1.0, self.weight_optimizer.grad_clip / (self.weight_optimizer.grad_norm() + 1e-6))
+    def clip_factor(self, capped=True):
+        """min(1, max_norm / (||g|| + 1e-6)) of the weights' current gradients (uncapped: without the min)."""
+        factor = self.weight_optimizer.grad_clip / (self.weight_optimizer.grad_norm() + 1e-6)
+        return min(1.0, factor) if capped else factor
 
     def alpha_gradient(self, passes, alphas, alpha_optimizer, xi):
         """Leaves dL_val(w', a)/da - xi * s * (dL_train(w+, a)/da - dL_train(w-, a)/da) / (2 eps) in the
@@ -149,7 +159,9 @@ class ClippedUnrolledStep:
         self.weight_optimizer.zero_grad()
         alpha_optimizer.zero_grad()
         passes.train()
-        scale = self.clip_factor()
+        factor = self.clip_factor(capped=False)
+        scale = min(1.0, factor)
+        implicit_scale = factor if self.uncapped_implicit else scale
         self._virtual.run(xi=xi, scale=scale)
 
         self.weight_optimizer.zero_grad()
@@ -170,7 +182,7 @@ class ClippedUnrolledStep:
 
         plus, minus = train_alpha_grads
         for name, a in alphas.items():  # the alpha arrays: one or two, whatever the network's size
-            a.grad.copy_from(val_alpha_grads[name] - (plus[name] - minus[name]) * (xi * scale / (2.0 * eps)))
+            a.grad.copy_from(val_alpha_grads[name] - (plus[name] - minus[name]) * (xi * implicit_scale / (2.0 * eps)))
 
 
 class BilevelOptimizer:

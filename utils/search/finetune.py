@@ -2,9 +2,10 @@
 from models.graph import feed, forward_backward
 
 
-def finetune_discretized(variant, weight_optimizer, train_loader, epochs, validation_error):
+def finetune_discretized(variant, weight_optimizer, train_loader, epochs, score, calibration):
     """Trains variant.discretized_graph's weights for `epochs` epochs; returns the summary entries
-    ({} for 0 epochs). validation_error(graph) scores the eval-mode discretized network afterwards."""
+    ({} for 0 epochs). The eval-mode discretized network is then scored as every epoch scores it:
+    variant.discretized_scores(score, calibration), on batch-norm statistics of its own."""
     if not epochs:
         return {}
     graph = variant.discretized_graph(test=False)
@@ -14,4 +15,4 @@ def finetune_discretized(variant, weight_optimizer, train_loader, epochs, valida
         forward_backward(graph, weight_optimizer.grad_scale)
         weight_optimizer.step()
     return {"finetune_epochs": epochs,
-            "finetuned_discretized_validation_error": validation_error(variant.discretized_graph(test=True))}
+            "finetuned_discretized_validation_error": variant.discretized_scores(score, calibration).error}

@@ -3,20 +3,54 @@ and the one with the lowest error on held-out images wins.
 
 Only training images take part: a share of them trains, the rest is held out. select_architecture is
 never given the test set, so the choice cannot have looked at it.
+
+Every search has seen every training image, either in its weight half or in its alpha half, so no
+held-out set is new to all candidates; what matters is that it is new to none in particular. The
+selection's split is therefore drawn from a seed no search uses (selection_split): each candidate's
+alpha half holds about the same share of the held-out images. Drawn from --seed as a search's split is,
+it would be exactly the alpha half of the search with that seed, whose cell was picked on those images.
 """
+import numpy as np
+
 from utils.data.pipeline import split_indices
 from utils.training.network_training import brief_training
+
+# The selection's split is drawn from the two-word seed (seed, SELECTION_STREAM); a search's split from its
+# one-word seed (below 2**32, as np.random.seed requires), so no search seed gives the selection's split.
+SELECTION_STREAM = 0x5E1EC7
+
+
+def selection_split(n, train_portion, seed):
+    """(train_idx, held_out_idx) of the selection: split_indices on a seed that no search's split is drawn from."""
+    return split_indices(n, train_portion, [seed, SELECTION_STREAM])
+
+
+def search_data_overlap(n, train_portion, seed, search_seeds):
+    """How many of the selection's images each search has seen, and in which half.
+
+    n, train_portion, seed: the selection's split (selection_split); search_seeds: {candidate: the seed of
+    its search}, whose split is split_indices(n, train_portion, that seed) as in darts_search.search.
+    Returns {candidate: {"held_out_in_alpha_half", "held_out_in_weight_half", "train_in_alpha_half",
+    "train_in_weight_half"}}, counts of images.
+    """
+    selection = dict(zip(("train", "held_out"), selection_split(n, train_portion, seed)))
+    overlap = {}
+    for name, search_seed in search_seeds.items():
+        halves = dict(zip(("weight", "alpha"), split_indices(n, train_portion, search_seed)))
+        overlap[name] = {f"{kind}_in_{half}_half": int(np.intersect1d(images, halves[half]).size)
+                         for kind, images in reversed(selection.items()) for half in ("alpha", "weight")}
+    return overlap
 
 
 def select_architecture(candidates, images, labels, mean, std, settings, train_portion):
     """Ranks {name: Architecture} by held-out error after network_training.brief_training.
 
-    images, labels: the training set (uint8 NCHW, ints); the first train_portion of a split seeded by
-    settings["seed"] trains each candidate and the rest is held out. Returns (ranking, split sizes),
+    images, labels: the training set (uint8 NCHW, ints); train_portion of selection_split(settings["seed"])
+    trains each candidate and the rest is held out. Returns (ranking, split sizes),
     the ranking a list of {"candidate", "held_out_error", "held_out_top5_error", "held_out_loss"}, best
     first; ties go to the lower loss, then to the earlier candidate.
     """
-    train_idx, held_out_idx = split_indices(len(labels), train_portion, settings["seed"])
+    train_idx, held_out_idx = selection_split(len(labels), train_portion, settings["seed"])
     train_set = (images[train_idx], labels[train_idx], mean, std)
     held_out_set = (images[held_out_idx], labels[held_out_idx], mean, std)
     results = []

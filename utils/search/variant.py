@@ -12,7 +12,8 @@ loop (darts_search.py) calls the hooks and knows no variant. The hooks, by pass:
   read, before every alpha step;
 - the weight step: `weight_step_graph(supernet_graph)` is the graph it trains;
 - per epoch: `start_epoch` sets schedules; `validation_graph()` and `discretized_graph(test)` are what
-  is validated; `epoch_values()` fills the variant's `series`; `histories()` names the alpha arrays
+  is validated (`validation_scores` scores both, the discretized network on batch-norm statistics of
+  its own); `epoch_values()` fills the variant's `series`; `histories()` names the alpha arrays
   recorded after every epoch;
 - the result: `derive(values)` turns the alphas into a cell.
 """
@@ -26,6 +27,7 @@ from models.network import dense_classifier
 from models.search_network import (ALPHA_NAMES, create_alphas, discrete_search_network, mixed_op, search_network,
                                    softmax_weights)
 from utils.run_files import ALPHA_HISTORY
+from utils.search.recalibration import Recalibration, running_statistics
 
 
 def setting(default, help, choices=None, metavar=None):
@@ -48,7 +50,9 @@ class VariantSettings:
 @dataclasses.dataclass(frozen=True)
 class DartsSettings(VariantSettings):
     """Plain DARTS's settings; a variant's Settings may extend them (its flags are then only its new fields)."""
-    derivation: str = setting("top-k", "how cells are derived from the alphas (top-k is DARTS's)", DERIVATIONS)
+    derivation: str = setting("top-k", "how cells are derived from the alphas (top-k is DARTS's; simple, every "
+                                       "edge at its argmax op with 'none', is var_nas's for its DARTS baseline)",
+                              DERIVATIONS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +122,7 @@ class SearchVariant:
         self.classifier = dense_classifier
         self._supernet_test = None
         self._discrete = {}
+        self._recalibration = None
 
     def create_alphas(self, rng):
         """{name: (14, 8) parameter} under the "arch" scope, which the alpha optimizer trains."""
@@ -174,6 +179,23 @@ class SearchVariant:
         if test not in self._discrete:
             self._discrete[test] = DiscreteGraph(self.setup, test, self.classifier)
         return self._discrete[test].graph(kept_ops_of(self.alpha_values()))
+
+    def discretized_scores(self, score, calibration):
+        """score(graph) of the eval-mode discretized network, on batch-norm statistics of its own: their
+        means over the calibration() batches in training mode (utils.search.recalibration). The supernet's
+        statistics, which the alpha step moves with the supernet's activations, are put back afterwards."""
+        train = self.discretized_graph(test=False)
+        if self._recalibration is None:  # built on first use: after a resume has written the arrays it reads,
+            self._recalibration = Recalibration(running_statistics())  # and after every statistic exists
+        with self._recalibration.recalibrated(train, calibration()):
+            return score(self.discretized_graph(test=True))
+
+    def validation_scores(self, score, calibration):
+        """(scores of validation_graph(), discretized_scores()). Where the network the weights train is the
+        discretized one (DADARTS's hard discretization), it is scored once, on its own statistics."""
+        discretized = self.discretized_scores(score, calibration)
+        graph = self.validation_graph()
+        return (discretized if graph is self.discretized_graph(test=True) else score(graph)), discretized
 
     def epoch_values(self):
         """{series name: value} of the variant's own series after an epoch."""

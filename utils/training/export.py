@@ -13,8 +13,10 @@ from ops.user_error import UserError
 
 FORMATS = ("nnp", "onnx")
 NETWORK_NAME = "inference"
+EXECUTOR_NAME = "runtime"
 INPUT_NAME = "x"
 OUTPUT_NAME = "y"
+BATCH_AXIS = "batch"  # the name of the ONNX graph's free first axis
 # nnabla's converter names its opset-11 table with ONNX's own count_include_pad for pooling "tensorrt".
 # Its plain "11" table imitates average pooling without the padding by edge-padding the input, which
 # changes the averages at the borders (0.39 off on a unit-variance input, measured).
@@ -28,12 +30,13 @@ class ExportError(UserError, ValueError):
 def save_nnp(x, output, path):
     """The graph from input variable `x` to `output`, with the parameters it reads, as an .nnp file.
 
-    Loaded with the batch size of `x`: slices in the graph (FactorizedReduce, the zero op) keep it.
+    Loaded at any batch size (the batch size of `x` when none is asked): nnabla's save frees the batch
+    axis of every shape, and our graphs keep no batch size in a function's arguments.
     """
     contents = {
         "networks": [{"name": NETWORK_NAME, "batch_size": x.shape[0],
                       "outputs": {OUTPUT_NAME: output}, "names": {INPUT_NAME: x}}],
-        "executors": [{"name": "runtime", "network": NETWORK_NAME,
+        "executors": [{"name": EXECUTOR_NAME, "network": NETWORK_NAME,
                        "data": [INPUT_NAME], "output": [OUTPUT_NAME]}],
     }
     save(path, contents, variable_batch_size=True)
@@ -49,12 +52,31 @@ def _onnx_exporter():
     return OnnxExporter
 
 
+def free_batch_axis(onnx_path):
+    """Marks the first axis of the ONNX graph's inputs and outputs as a free size named BATCH_AXIS.
+
+    nnabla's converter writes the .nnp's batch size into every shape it declares. Nothing inside our
+    graphs depends on it (slices and reshapes leave the batch axis free: ops.operations.spatial_slice
+    and dense), so only the declared shapes of the inputs and outputs need it freed; the intermediate
+    shapes are dropped for runtimes to infer.
+    """
+    import onnx
+    model = onnx.load(onnx_path)
+    parameters = {tensor.name for tensor in model.graph.initializer}  # listed as inputs by some IR versions
+    for value in list(model.graph.input) + list(model.graph.output):
+        if value.name not in parameters:
+            value.type.tensor_type.shape.dim[0].dim_param = BATCH_AXIS
+    del model.graph.value_info[:]
+    onnx.save(model, onnx_path)
+
+
 def nnp_to_onnx(nnp_path, onnx_path):
-    """Converts an .nnp file to ONNX (opset ONNX_OPSET) with nnabla's converter."""
+    """Converts an .nnp file to ONNX (opset ONNX_OPSET) with nnabla's converter, any batch size."""
     exporter = _onnx_exporter()
     from nnabla.utils.converter.nnabla import NnpImporter
     nnp = NnpImporter(nnp_path, expand_network=True, executor_index=None).execute()
     exporter(nnp, -1, -1, opset=ONNX_OPSET).execute(onnx_path)  # batch size and IR version: the file's, onnx's
+    free_batch_axis(onnx_path)
 
 
 def export_network(x, output, path):

@@ -8,27 +8,49 @@ from models.graph import feed, forward_backward
 from utils.data.pipeline import BatchLoader
 from utils.optim.mixed_precision import loss_scale_for
 from utils.optim.solvers import SGD, cosine_lr
-from utils.run.run import Progress
+from utils.run.run import Progress, RunClock
 from utils.training.evaluation import RunningMean, classification_error, image_set_scores
 
 # Keeps the drop-path noise apart from the data pipeline's shuffling (0) and augmentation (1) streams.
 DROP_PATH_STREAM = 2
 
 
-def train_epoch(graph, loader, optimizer, drop_path, seed, epoch, desc, progress_every=50):
-    """One epoch of SGD steps; returns the mean training loss and error."""
+class GraphsBySize:
+    """The static training graph of each batch size, build(batch_size), built when first asked for.
+
+    nnabla's graphs have fixed shapes, and a loader that ends its epochs with a smaller batch (ImageNet's
+    keeps it, as quark0's DataLoader does) needs a second graph for it. The graphs share the parameters
+    (nnabla's registry, by name) and a DropPath. The graph of batch_size is built at once, so that the
+    parameters are created where they were before.
+    """
+
+    def __init__(self, build, batch_size):
+        self._build = build
+        self._graphs = {batch_size: build(batch_size)}
+
+    def __call__(self, batch_size):
+        if batch_size not in self._graphs:
+            self._graphs[batch_size] = self._build(batch_size)
+        return self._graphs[batch_size]
+
+
+def train_epoch(graphs, loader, optimizer, drop_path, seed, epoch, desc, clock, progress_every=50):
+    """One epoch (0-based `epoch` of a run timed by `clock`, a RunClock) of SGD steps on graphs(batch size)
+    (GraphsBySize); returns the training loss and error, means over the epoch's images."""
     loss, error = RunningMean(), RunningMean()
-    bar = Progress(loader.steps_per_epoch, desc, progress_every)
+    bar = Progress(loader.steps_per_epoch, desc, progress_every, clock, epoch)
     for step in bar:
         batch = loader.next()
+        size = len(batch[1])
+        graph = graphs(size)
         feed(graph, batch)
         if drop_path is not None:
-            drop_path.resample(np.random.default_rng([seed, DROP_PATH_STREAM, epoch, step]))
+            drop_path.resample(np.random.default_rng([seed, DROP_PATH_STREAM, epoch, step]), size)
         optimizer.zero_grad()
         forward_backward(graph, optimizer.grad_scale)
         optimizer.step()
-        loss.add(float(graph.loss.d))
-        error.add(classification_error(graph.logits.d, batch[1]))
+        loss.add(float(graph.loss.d), size)
+        error.add(classification_error(graph.logits.d, batch[1]), size)
         bar.set_postfix(loss=f"{loss.mean:.3f}", acc=f"{1 - error.mean:.3f}")
     return loss.mean, error.mean
 
@@ -47,17 +69,20 @@ def brief_training(arch, train_set, held_out_set, settings, desc):
     nn.random.seed(s["seed"])
     num_classes = s["num_classes"]
     shape = (s["batch_size"],) + images.shape[1:]
-    graph = build_train_graph(arch, shape, num_classes, s["channels"], s["num_cells"], auxiliary=False, aux_weight=0.0,
-                              cpu_kernels=s["cpu_kernels"])
+    graphs = GraphsBySize(lambda size: build_train_graph(arch, (size,) + images.shape[1:], num_classes, s["channels"],
+                                                         s["num_cells"], auxiliary=False, aux_weight=0.0,
+                                                         cpu_kernels=s["cpu_kernels"]), s["batch_size"])
     test_graph = build_test_graph(arch, shape, num_classes, s["channels"], s["num_cells"], cpu_kernels=s["cpu_kernels"])
     optimizer = SGD(nn.get_parameters(grad_only=True), s["lr"], s["momentum"], s["weight_decay"], s["grad_clip"],
                     loss_scale=loss_scale_for(s["type_config"]))
     loader = BatchLoader(images, labels, s["batch_size"], mean, std, augment="darts", hflip=s["hflip"],
                          cutout_length=s["cutout_length"], seed=s["seed"])
     try:
+        clock = RunClock(s["epochs"])
         for epoch in range(s["epochs"]):
             optimizer.set_learning_rate(cosine_lr(epoch, s["epochs"], s["lr"], s["lr_min"]))
-            train_epoch(graph, loader, optimizer, None, s["seed"], epoch, f"{desc} epoch {epoch + 1}/{s['epochs']}")
+            train_epoch(graphs, loader, optimizer, None, s["seed"], epoch,
+                        f"{desc} epoch {epoch + 1}/{s['epochs']}", clock)
     finally:
         loader.close()
     held_out_images, held_out_labels, held_out_mean, held_out_std = held_out_set

@@ -5,7 +5,9 @@ What it changes of plain DARTS, pass by pass:
   classifier (models.hypernetwork);
 - before every alpha step one λ = 10^U(a, b) is drawn and the Gumbel noise resampled, both from
   (seed, epoch, step) only, so a resumed run draws the same; the weight step that follows uses the
-  same λ. Every step draws its own λ (no sample of a step shares another step's λ, Q-V1);
+  same λ. Every step draws its own λ (no sample of a step shares another step's λ, Q-V1). The noise is
+  one sample per graph and step (w+ and w- share one), or with --fresh-noise-every-pass, as in var_nas,
+  a new one at every pass (models.mixing);
 - training passes (weight, virtual and alpha step) mix with a Mixing's sampled weights (per sample in
   gumbel mode); validation mixes with its expected weights at λ̃ = 0, deterministic (Q-V4);
 - the alpha step's loss adds λ·P (models.complexity), first and second order; the Hessian passes
@@ -46,6 +48,10 @@ class ComplexitySettings(VariantSettings):
     temperature_delta: float = setting(-0.016, "the per-epoch change of t")
     extract_mode: str = setting("simple", "simple: every edge keeps its argmax op ('none' included); "
                                           "DARTS: two edges per node", EXTRACTION_MODES)
+    fresh_noise_every_pass: bool = setting(
+        False, "var_nas' Gumbel noise, to reproduce its numbers: a new sample at every pass of a second-order "
+               "step (the virtual step, the alpha step, w+, w-, the weight step); by default w+ and w- share one "
+               "sample, so their difference measures the Hessian, not the noise (models.mixing)")
 
     def problems(self, args):
         checks = [
@@ -53,6 +59,11 @@ class ComplexitySettings(VariantSettings):
              "--log10-lambda-max must exceed --log10-lambda-min by at least 1 (one knot per decade)"),
             (self.temperature_start + self.temperature_delta * (args.epoch - 1) > 0,
              "--temperature-start + --temperature-delta * (epochs - 1) must be positive"),
+            (not self.fresh_noise_every_pass or self.sampling_mode == "gumbel",
+             "--fresh-noise-every-pass draws Gumbel noise: it needs --sampling-mode gumbel"),
+            (not self.fresh_noise_every_pass or args.second_order,
+             "--fresh-noise-every-pass changes the second-order step (a first-order step's two passes read "
+             "samples of their own either way): add --second-order"),
         ]
         return [message for ok, message in checks if not ok]
 
@@ -68,7 +79,8 @@ class ComplexityControl(SearchVariant):
     def __init__(self, settings, setup):
         super().__init__(settings, setup)
         self.classifier = piecewise_linear_classifier(self.lambda_input, setup.rng)
-        self.sampler = Mixing(settings.sampling_mode, settings.temperature_start, settings.temperature_delta)
+        self.sampler = Mixing(settings.sampling_mode, settings.temperature_start, settings.temperature_delta,
+                              fresh_every_pass=settings.fresh_noise_every_pass)
         self.table = parameter_table(setup.channels, setup.num_cells)
         self._penalty = None
         self.epoch, self.step = 0, 0

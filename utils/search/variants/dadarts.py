@@ -95,8 +95,10 @@ class DadartsSettings(DartsSettings):
         return self.hd_on_weights and not self.topk_on_weights and epoch >= self.hd_start
 
 
-# What --dadarts turns on: the DADARTS README's command (S-H H6).
-DADARTS_PRESET = ("dal_on_alphas", "topk_on_alphas", "linear_temperature_increase", "hd_on_weights")
+# What --dadarts sets, unless the flag is given: the DADARTS README's command (S-H H6), and second order,
+# which the DADARTS code always runs (its controller calls the unrolled alpha gradient at every step).
+DADARTS_PRESET = {"dal_on_alphas": True, "topk_on_alphas": True, "linear_temperature_increase": True,
+                  "hd_on_weights": True, "second_order": True}
 
 
 @register_variant
