@@ -10,11 +10,14 @@ can be repeated with `--config <monitor dir>/config.yaml`.
 import argparse
 import copy
 import dataclasses
+import math
 import os
 
 import yaml
 
 from ops.user_error import UserError
+from utils.run.command_line import (ANY, AT_LEAST_ONE, FRACTION, NOT_NEGATIVE, OPEN_FRACTION, POSITIVE, UNIT,
+                                    CommandLineParser, Range)
 from utils.search.variant import declared_settings
 from utils.search.variants import VARIANTS
 from utils.search.variants.dadarts import DADARTS_PRESET
@@ -77,7 +80,7 @@ IMAGE_DATASETS = ("cifar10", "cifar100", "fashion-mnist", "mnist", "digits")
 
 
 def _common_parser(description, datasets=IMAGE_DATASETS):
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         description=description,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         # Prefix matching would let "--second" mean --second-order today
@@ -139,7 +142,11 @@ def _common_parser(description, datasets=IMAGE_DATASETS):
     _add_bool(parser, "--resume", False,
               "continue from the last checkpoint in the monitor path")
     _add_bool(parser, "--force-resume", False,
-              "resume even if settings differ from the run's saved config.yaml")
+              "with --resume: accept settings that differ from the run's saved config.yaml (each one named in the "
+              "log); the run directory's other checks still apply")
+    _add_bool(parser, "--restart", False,
+              "start over in a monitor path that holds a run: the old run is moved to <monitor-path>.previous-<N> "
+              "(never deleted) once the new run's setup has succeeded")
     add("--progress-every", type=int, default=50, metavar="N",
         help="when stderr is not a terminal, print a progress line every N steps")
     _add_recurrent_flags(parser)
@@ -148,8 +155,8 @@ def _common_parser(description, datasets=IMAGE_DATASETS):
     for dataset in AFFINE_AUGMENT_DATASETS:
         set_recipe(parser, "dataset", dataset, augment="affine")
     run_only(parser, "epoch", "lr", "lr_min", "momentum", "weight_decay", "grad_clip", "resume", "force_resume",
-             "cutout_length", "augment", "progress_every", "seed", "seeds", "dropout", "dropouth", "dropoutx",
-             "dropouti", "dropoute", "tar_beta")
+             "restart", "cutout_length", "augment", "progress_every", "seed", "seeds", "dropout", "dropouth",
+             "dropoutx", "dropouti", "dropoute", "tar_beta")
     return parser
 
 
@@ -227,8 +234,9 @@ def search_parser():
     """Parser for darts_search.py (architecture search)."""
     parser = _common_parser("DARTS architecture search.")
     add = parser.add_argument
-    add("--model-arch-name", type=str, default="DARTS_arch.json",
-        help="file the found architecture is written to")
+    add("--model-arch-name", type=str, default=None,
+        help="file the found architecture is written to (default: DARTS_arch.json in --monitor-path; --space "
+             "recurrent: DARTS_rnn_arch.json)")
     _add_bool(parser, "--cutout", False, "apply cutout to training images")
     _add_bool(parser, "--second-order", False,
               "use the second order approximation for the architecture "
@@ -251,7 +259,7 @@ def search_parser():
     add("--alpha-epoch", type=int, default=None, metavar="N",
         help="do not search: derive the architecture of epoch N from "
              "<monitor-path>/alpha_history.npz and write it to "
-             "--model-arch-name (0 = the initial alphas)")
+             "<monitor-path>/arch_alpha_epoch_<NNN>.json (0 = the initial alphas)")
     add("--extract-lambda", type=float, default=None, metavar="LAMBDA_TILDE",
         help="do not search: from the checkpoint of a finished --variant complexity search, write the cell "
              "at the normalised lambda (0..1) to <monitor-path>/arch_lambda_<LAMBDA_TILDE>_<mode>.json")
@@ -267,15 +275,15 @@ def search_parser():
                   "extract_lambda")
     instead_of_the_run(parser, "alpha_epoch")
     instead_of_the_run(parser, "extract_lambda")
+    # --model-arch-name is where the search writes its cell: the modes write files of their own names.
     run_only(parser, "dataset", "data_dir", "batch_size", "cpu_kernels", "cutout", "second_order", "train_portion",
              "arch_lr", "arch_beta1", "arch_beta2", "arch_weight_decay", "draw_every_epoch", "finetune_epochs",
-             "select_epochs", "nhid", "bptt", "eval_batch_size", "original_unrolled_step")
+             "select_epochs", "nhid", "bptt", "eval_batch_size", "original_unrolled_step", "model_arch_name")
     parser.set_defaults(epoch=50, batch_size=64, num_cells=8, lr_min=0.001,
                         monitor_path="search.monitor", nhid=300, dropoute=0.0)
     # quark0's rnn/train_search.py.
     set_recipe(parser, "space", "recurrent", dataset="ptb", epoch=50, batch_size=256, lr=20.0,
-               weight_decay=5e-7, grad_clip=0.25, arch_lr=3e-3, arch_beta1=0.9,
-               model_arch_name="DARTS_rnn_arch.json")
+               weight_decay=5e-7, grad_clip=0.25, arch_lr=3e-3, arch_beta1=0.9)
     return parser
 
 
@@ -433,6 +441,9 @@ def _load_config(parser, path):
     except OSError as err:
         raise ConfigError(f"cannot read config file {path}: "
                           f"{err.strerror}") from None
+    except UnicodeDecodeError as err:  # random bytes, or a binary file given by mistake
+        raise ConfigError(f"config file {path} is not UTF-8 text "
+                          f"({err.reason} at byte {err.start})") from None
     except yaml.YAMLError as err:
         one_line = " ".join(str(err).split())
         raise ConfigError(f"broken YAML in config file {path}: "
@@ -459,59 +470,137 @@ def _load_config(parser, path):
     return values
 
 
+# The range of every numeric flag of the two parsers (a variant's flags declare theirs in its Settings).
+# The seeds are numpy's (np.random.seed takes 0 to 2**32 - 1).
+SEED_RANGE = Range(0, 2**32 - 1)
+FLAG_RANGES = {
+    "seed": SEED_RANGE, "epoch": AT_LEAST_ONE, "batch_size": AT_LEAST_ONE, "num_cells": AT_LEAST_ONE,
+    "output_filter": AT_LEAST_ONE, "cutout_length": NOT_NEGATIVE, "progress_every": AT_LEAST_ONE,
+    "lr": POSITIVE, "lr_min": NOT_NEGATIVE, "momentum": FRACTION, "weight_decay": NOT_NEGATIVE, "grad_clip": POSITIVE,
+    # --space recurrent
+    "nhid": AT_LEAST_ONE, "bptt": Range(2), "eval_batch_size": AT_LEAST_ONE, "dropout": FRACTION, "dropouth": FRACTION,
+    "dropoutx": FRACTION, "dropouti": FRACTION, "dropoute": FRACTION, "tar_beta": NOT_NEGATIVE, "nonmono": AT_LEAST_ONE,
+    # darts_search.py
+    "train_portion": OPEN_FRACTION, "arch_lr": POSITIVE, "arch_beta1": FRACTION, "arch_beta2": FRACTION,
+    "arch_weight_decay": NOT_NEGATIVE, "finetune_epochs": NOT_NEGATIVE, "select_epochs": AT_LEAST_ONE,
+    "alpha_epoch": NOT_NEGATIVE, "extract_lambda": UNIT,
+    # darts_train.py (its --output-filter + --additional-filters-on-retrain is checked as a sum)
+    "additional_filters_on_retrain": ANY, "auxiliary_weight": NOT_NEGATIVE, "drop_path_prob": FRACTION,
+    "label_smoothing": FRACTION, "lr_decay": Range(0, 1, low_open=True), "image_size": Range(32),
+    "num_workers": NOT_NEGATIVE, "save_interval": AT_LEAST_ONE, "drop_path_delta": NOT_NEGATIVE,
+    "keep_last": AT_LEAST_ONE,
+}
+
+
 def _range_problems(args):
-    """Values of the right type that still make no sense; each is one message."""
-    checks = [
-        (args.epoch >= 1, "--epoch must be at least 1"),
-        (args.batch_size >= 1, "--batch-size must be at least 1"),
-        (args.num_cells >= 1, "--num-cells must be at least 1"),
-        (args.output_filter >= 1, "--output-filter must be at least 1"),
-        (args.cutout_length >= 0, "--cutout-length must not be negative"),
-        (args.progress_every >= 1, "--progress-every must be at least 1"),
-    ]
+    """Values of the right type that still make no sense; each is one message. Whether a flag applies to
+    the run at all is _inapplicable's business: here every flag the namespace holds has its range."""
+    settings = vars(args)
+    problems = [f"{_flag(dest)} must be a finite number, not {value}" for dest, value in settings.items()
+                if isinstance(value, float) and not math.isfinite(value)]
+    problems += [problem for dest, within in FLAG_RANGES.items() if dest in settings
+                 if (problem := within.problem(_flag(dest), settings[dest]))]
+    problems += [problem for seed in args.seeds or () if (problem := SEED_RANGE.problem("a seed of --seeds", seed))]
+    checks = []
     if args.space == "recurrent":
         checks += [
             (args.dataset in TEXT_DATASETS, f"--space recurrent needs a text data set "
                                             f"({', '.join(TEXT_DATASETS)}), not {args.dataset}"),
-            (args.nhid >= 1, "--nhid must be at least 1"),
-            (args.bptt >= 2, "--bptt must be at least 2"),
-            (args.eval_batch_size >= 1, "--eval-batch-size must be at least 1"),
-            (args.type_config == "float", "--type-config half is for the CNN cells; --space recurrent computes in float"),
+            (args.type_config == "float",
+             "--type-config half is for the CNN cells; --space recurrent computes in float"),
             (not getattr(args, "original_unrolled_step", False) or args.second_order,
              "--original-unrolled-step changes the second-order step: add --second-order"),
         ]
-        checks += [(0.0 <= getattr(args, name) < 1.0, f"--{name} must be in [0, 1)")
-                   for name in ("dropout", "dropouth", "dropoutx", "dropouti", "dropoute")]
     else:
         checks.append((args.dataset not in TEXT_DATASETS,
                        f"--dataset {args.dataset} is a text corpus: add --space recurrent"))
-    if getattr(args, "train_portion", None) is not None:
-        checks.append((0.0 < args.train_portion < 1.0, "--train-portion must be between 0 and 1"))
-    if getattr(args, "finetune_epochs", None) is not None:
-        checks.append((args.finetune_epochs >= 0, "--finetune-epochs must not be negative"))
+        if getattr(args, "lr_schedule", "cosine") == "cosine":
+            checks.append((args.lr_min <= args.lr, f"--lr-min {args.lr_min:g} must not exceed --lr {args.lr:g}: "
+                                                   f"the cosine schedule falls from --lr to --lr-min"))
     if getattr(args, "select_epochs", None) is not None:
-        checks += [(args.select_epochs >= 1, "--select-epochs must be at least 1"),
-                   (args.seeds is not None and len(args.seeds) >= 2, "--select-epochs needs --seeds with two seeds or more")]
+        checks.append((args.seeds is not None and len(args.seeds) >= 2,
+                       "--select-epochs needs --seeds with two seeds or more"))
     if getattr(args, "variant", None) is not None and args.space == "cnn":
         checks += [(False, message) for message in VARIANTS[args.variant].Settings.from_args(args).problems(args)]
-    if getattr(args, "extract_lambda", None) is not None:
-        checks.append((0.0 <= args.extract_lambda <= 1.0, "--extract-lambda must be in [0, 1]"))
     if hasattr(args, "drop_path_prob"):
         checks += [
             (args.output_filter + args.additional_filters_on_retrain >= 1,
              "--output-filter + --additional-filters-on-retrain must be at least 1"),
-            (0.0 <= args.drop_path_prob < 1.0, "--drop-path-prob must be in [0, 1)"),
-            (args.drop_path_delta is None or
-             (args.drop_path_delta >= 0 and args.drop_path_delta * (args.epoch - 1) < 1.0),
+            (args.drop_path_delta is None or args.drop_path_delta * (args.epoch - 1) < 1.0,
              "--drop-path-delta must be at least 0, with delta * (epochs - 1) below 1"),
-            (0.0 <= args.label_smoothing < 1.0, "--label-smoothing must be in [0, 1)"),
-            (0.0 < args.lr_decay <= 1.0, "--lr-decay must be in (0, 1]"),
-            (args.image_size >= 32, "--image-size must be at least 32"),
-            (args.num_workers >= 0, "--num-workers must not be negative"),
-            (args.save_interval >= 1, "--save-interval must be at least 1"),
-            (args.keep_last is None or args.keep_last >= 1, "--keep-last must be at least 1"),
         ]
-    return [message for ok, message in checks if not ok]
+    if args.dataset == "imagenet":
+        checks += [(not args.cutout, "cutout is not part of the ImageNet recipe: run with --cutout false"),
+                   (args.augment != "affine",
+                    "--augment affine is for the digit sets; ImageNet has its own augmentation"),
+                   (args.train_portion is None,
+                    "--train-portion is not offered for imagenet, which has its own val/ tree")]
+    return problems + [message for ok, message in checks if not ok]
+
+
+def _run_default(parser, args, dest):
+    """What `dest` is when no one sets it: the recipe of the chosen --space or --dataset, else the parser's default."""
+    value = parser.get_default(dest)
+    for flag in RECIPE_FLAGS:
+        value = getattr(parser, "recipes", {}).get((flag, getattr(args, flag, None)), {}).get(dest, value)
+    return value
+
+
+def _unused_settings(parser, args, on_command_line):
+    """Messages of settings someone chose (a value other than the run's default, on the command line or in
+    --config) that the run would never read under its other settings: a silently ignored setting is a wrong
+    result waiting to happen. (A variant's own settings are its Settings.problems'.) The machine's settings
+    count only from the command line: a run's config.yaml, read on another machine, holds the first one's."""
+    def unused(dests, because, given=None):
+        chosen = [_flag(dest) for dest in dests
+                  if hasattr(args, dest) and getattr(args, dest) != _run_default(parser, args, dest)
+                  and (given is None or dest in given)]
+        return [f"{' and '.join(chosen)} would never take effect: {because}"] if chosen else []
+
+    problems = []
+    if args.context != "cudnn":
+        problems += unused(("device_id",), "it chooses the GPU of -c cudnn", on_command_line)
+    if args.context != "cpu" or args.type_config != "float":
+        problems += unused(("cpu_kernels",), "the multi-threaded kernels run under -c cpu -t float only",
+                           on_command_line)
+    if args.force_resume and not args.resume:
+        problems.append("--force-resume would never take effect: it needs --resume")
+    if args.restart and args.resume:
+        problems.append("--restart and --resume exclude each other: --resume continues the run in --monitor-path, "
+                        "--restart moves it aside and starts over")
+    if args.seeds is not None and getattr(args, "select_epochs", None) is None:
+        problems += unused(("seed",), "--seeds gives each run its seed")
+        if hasattr(args, "select_epochs"):  # darts_search.py: each search writes its cell into its seed_<s>/
+            problems += unused(("model_arch_name",), "with --seeds each search writes its cell into its seed_<s>/ "
+                                                     "directory; add --select-epochs to write the winner there")
+    if args.space == "cnn":
+        if not args.cutout:
+            problems += unused(("cutout_length",), "it needs --cutout")
+        elif args.cutout_length == 0:
+            problems += unused(("cutout",), "--cutout-length is 0")
+        if getattr(args, "lr_schedule", "cosine") != "cosine":
+            problems += unused(("lr_min",), "it is where --lr-schedule cosine ends")
+        else:
+            problems += unused(("lr_decay",), "it is the factor of --lr-schedule exponential")
+    if hasattr(args, "drop_path_prob") and args.space == "cnn":  # darts_train.py
+        if not args.auxiliary:
+            problems += unused(("auxiliary_weight",), "it needs --auxiliary")
+        if args.drop_path_delta is not None:
+            problems += unused(("drop_path_prob",), "--drop-path-delta sets the drop-path probability")
+        if args.dataset != "imagenet":
+            problems += unused(("image_size", "num_workers"), "they are read for --dataset imagenet only")
+        files = args.epoch // max(args.save_interval, 1)  # the params_epoch_NNN.h5 the run writes
+        if not files:
+            problems += unused(("save_interval", "keep_last"), f"with --save-interval {args.save_interval} and "
+                                                               f"--epoch {args.epoch} no params_epoch file is written")
+        elif args.keep_last is not None and args.keep_last >= files:
+            problems += unused(("keep_last",), f"--epoch {args.epoch} with --save-interval {args.save_interval} "
+                                               f"writes {files} params_epoch file(s), all of which it keeps")
+    if hasattr(args, "nonmono") and args.space == "recurrent" and args.nonmono > args.epoch - 2:
+        # NT-ASGD switches in 0-based epoch e only when e > nonmono (utils.recurrent.ntasgd).
+        problems += unused(("nonmono",), f"averaged SGD could start in epoch {args.nonmono + 2} at the earliest, "
+                                         f"after --epoch {args.epoch}")
+    return problems
 
 
 def parse_with_config(parser, argv=None):
@@ -551,7 +640,7 @@ def parse_args(parser, argv=None):
     _apply_presets(parser, args, given)
     inapplicable = _inapplicable(parser, args)
     problems = [f"{_flag(dest)} {why}" for dest, why in inapplicable.items() if dest in given]
-    problems += _range_problems(args)
+    problems += _range_problems(args) + _unused_settings(parser, args, on_command_line)
     problems += [f"{_flag(dest)} {why}" for dest, why in _outside_the_mode(parser, args).items()
                  if dest in on_command_line]
     if problems:

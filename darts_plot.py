@@ -9,11 +9,11 @@
 DIR is a monitor directory of ours or of the NNabla example (whose series are indexed by
 iteration: pass --x iteration). ARCH is a JSON file, a Genotype(...) string, DARTS_V1 or DARTS_V2.
 """
-import argparse
 import logging
 import sys
 
 from ops.user_error import UserError
+from utils.run.command_line import CommandLineParser
 from utils.run_files import (ALPHA_HISTORY, ALPHAS_PICTURE, ARCHITECTURE, CURVES_PICTURE, EPOCH_ARCHITECTURE_PATTERN,
                              SERIES_SUFFIX)
 
@@ -30,8 +30,6 @@ class PlotError(UserError):
 
 def _curves(args):
     from utils.pictures.curves import plot_curves
-    if args.labels is not None and len(args.labels) != len(args.dirs):
-        raise PlotError(f"--labels has {len(args.labels)} label(s) for {len(args.dirs)} directories")
     plot_curves(args.dirs, args.output, labels=args.labels, x=args.x)
     return [args.output]
 
@@ -71,11 +69,11 @@ def _run(args):
 
 def _pareto(args):
     from utils.pictures.pareto import plot_pareto
-    return plot_pareto(args.dirs, args.output)
+    return plot_pareto(args.dirs, args.output, warn=lambda message: print(f"warning: {message}", file=sys.stderr))
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = CommandLineParser(
         prog="darts_plot.py", description="Draw the pictures of a search or training run.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -120,7 +118,10 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "curves" and args.labels is not None and len(args.labels) != len(args.dirs):
+        parser.error(f"--labels has {len(args.labels)} label(s) for {len(args.dirs)} directories")
     try:
         written = args.draw(args)
     except UserError as error:

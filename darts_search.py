@@ -1,4 +1,5 @@
-"""DARTS architecture search: learns a normal and a reduction cell and writes them as DARTS_arch.json.
+"""DARTS architecture search: learns a normal and a reduction cell and writes them as DARTS_arch.json in its
+monitor directory (or to --model-arch-name).
 
     python darts_search.py --context cpu --dataset digits --epoch 5 --monitor-path runs/search
     python darts_search.py --space recurrent --dataset ptb --monitor-path runs/rnn-search   (utils/recurrent/search.py)
@@ -8,7 +9,8 @@ With --seeds, one search per seed runs into <monitor-path>/seed_<s>/ (its archit
 directory's DARTS_arch.json). With --select-epochs N as well, each found cell then trains for N epochs
 in the search network's size (--num-cells, --output-filter) on --train-portion of the training set,
 is scored on the rest of the training set (never the test set), and the ranking goes to
-<monitor-path>/selection.json; the winner is written to --model-arch-name. That split is drawn apart
+<monitor-path>/selection.json; the winner is written to --model-arch-name (default:
+<monitor-path>/DARTS_arch.json). That split is drawn apart
 from every search's (utils.search.selection): each candidate's alpha half holds about the same share of the
 held-out images, which selection.json counts.
 """
@@ -25,9 +27,12 @@ import numpy as np
 from args import parse_args, search_parser
 from models.complexity import architecture_parameters
 from models.derivation import derive_by_rule, extracted_file_name
-from models.genotype import ArchitectureError, load_architecture, save_architecture, to_genotype_string
+from models.genotype import (ArchitectureError, load_architecture, save_architecture, to_genotype_string,
+                             write_text_atomically)
 from models.hypernetwork import Hypernetwork, LambdaInput
 from models.search_network import all_weight_state, alpha_parameters, weight_parameters
+from ops.divergence import DIVERGED, DivergedError, check_finite, check_parameters, describe
+from ops.unreadable_file import reading
 from utils.data.datasets import load_dataset
 from utils.data.pipeline import BatchLoader, split_indices
 from utils.optim.mixed_precision import describe_loss_scale, loss_scale_for
@@ -35,12 +40,12 @@ from utils.optim.solvers import SGD, Adam, cosine_lr
 from utils.pictures.cell_diagram import draw_architecture
 from utils.recurrent.search import search_recurrent
 from utils.run.checkpoint import load_checkpoint
-from utils.run.config_file import write_config
 from utils.run.context import check_precision, set_context, uses_cpu_kernels
-from utils.run.modes import Mode, mode_to_run
+from utils.run.modes import SEARCH, Mode, mode_to_run
 from utils.run.run import EPOCH_TIME, Progress, Run, fail_cleanly, seed_everything, write_json
-from utils.run_files import (ALPHA_HISTORY, ARCHITECTURE, CELL_PICTURES, CHECKPOINT, GENOTYPE, SEARCH_SUMMARY,
-                             SELECTION, epoch_architecture, epoch_cell_pictures_prefix)
+from utils.run_files import (ALPHA_HISTORY, CELL_PICTURES, CHECKPOINT, GENOTYPE, SEARCH_SUMMARY, SELECTION,
+                             alpha_epoch_architecture, epoch_architecture, epoch_cell_pictures_prefix,
+                             found_architecture)
 from utils.search.alpha_history import AlphaHistory, derive_from_history, derive_recurrent_from_history
 from utils.search.bilevel import BilevelOptimizer, build_search_graphs
 from utils.search.finetune import finetune_discretized
@@ -49,7 +54,7 @@ from utils.search.selection import search_data_overlap, select_architecture
 from utils.search.variant import SearchSetup
 from utils.search.variants import VARIANTS
 from utils.training.evaluation import RunningMean, classification_error, image_set_scores
-from utils.training.protocol import per_seed_args
+from utils.training.protocol import open_seeds_run, per_seed_args
 
 # Per epoch: the means over the steps of the weight step's and the alpha step's batches, then one
 # eval-mode pass over the whole alpha half, of the network the weights train (the supernet, or the
@@ -57,6 +62,8 @@ from utils.training.protocol import per_seed_args
 # batch-norm statistics of its own (computed on the weight half). A variant adds its own.
 SERIES = ("Training loss", "Training error", "Alpha-step loss", "Alpha-step error",
           "Validation loss", "Validation error", "Discretized validation error", EPOCH_TIME)
+# What a diverged search's line advises.
+SEARCH_ADVICE = "lower --lr or --arch-lr"
 
 
 def search_epoch(optimizer, train_loader, val_loader, steps, desc, progress_every, clock, epoch):
@@ -65,13 +72,16 @@ def search_epoch(optimizer, train_loader, val_loader, steps, desc, progress_ever
     names = ("Training loss", "Training error", "Alpha-step loss", "Alpha-step error")
     stats = {name: RunningMean() for name in names}
     bar = Progress(steps, desc, progress_every, clock, epoch)
-    for _ in bar:
+    for step in bar:
         train_batch, val_batch = train_loader.next(), val_loader.next()
         optimizer.step(train_batch, val_batch)
         train_graph, val_graph = optimizer.weight_graph, optimizer.val_graph
-        stats["Training loss"].add(float(train_graph.loss.d))
+        losses = {"alpha-step loss": float(val_graph.loss.d), "training loss": float(train_graph.loss.d)}
+        for quantity, loss in losses.items():  # read back for the means anyway
+            check_finite(loss, "search", epoch, step, optimizer.weight_optimizer.lr, quantity, SEARCH_ADVICE)
+        stats["Training loss"].add(losses["training loss"])
         stats["Training error"].add(classification_error(train_graph.logits.d, train_batch[1]))
-        stats["Alpha-step loss"].add(float(val_graph.loss.d))
+        stats["Alpha-step loss"].add(losses["alpha-step loss"])
         stats["Alpha-step error"].add(classification_error(val_graph.logits.d, val_batch[1]))
         bar.set_postfix(loss=f"{stats['Training loss'].mean:.3f}", acc=f"{1 - stats['Training error'].mean:.3f}")
     return {name: s.mean for name, s in stats.items()}
@@ -82,7 +92,8 @@ def search(args):
     set_context(args.context, args.device_id, args.type_config)
     data = load_dataset(args.dataset, args.data_dir)
     Variant = VARIANTS[args.variant]
-    run = Run.open(vars(args), SERIES + Variant.series)
+    run = Run.open(vars(args), SERIES + Variant.series, outputs={"model_arch_name": found_architecture(
+        args.monitor_path, args.model_arch_name)})
 
     nn.clear_parameters()  # a run owns the global parameter registry from here on
     setup = SearchSetup((args.batch_size,) + data.train_x.shape[1:], data.num_classes, args.output_filter,
@@ -101,22 +112,17 @@ def search(args):
     optimizer = BilevelOptimizer(graphs, weights, all_weight_state(), alpha_parameters(), weight_opt, alpha_opt,
                                  steps=variant)
     history = AlphaHistory(variant.histories())
-    meta = run.start({**all_weight_state(), **{f"arch/{k}": v for k, v in alpha_parameters().items()}},
-                     {"weights": weight_opt.solver, "alphas": alpha_opt.solver}, args.resume)
-    if meta is not None:
-        weight_opt.resume_learning_rate(meta["weight_lr"])
-        for name, state in (meta.get("loss_scales") or {}).items():
-            if name in loss_scales:
-                loss_scales[name].load_state(state)
-        history.resume(meta["arrays"])
 
     weights_idx, arch_idx = split_indices(len(data.train_y), args.train_portion, args.seed)
     cutout = args.cutout_length if args.cutout else 0
+    # An epoch takes as many steps as the smaller half has batches; a resume continues each loader after the
+    # batches it gave, which for the larger half is not the start of one of its own epochs.
+    steps = min(len(weights_idx), len(arch_idx)) // args.batch_size
 
     def loader(idx, seed):
         return BatchLoader(data.train_x[idx], data.train_y[idx], args.batch_size, data.mean, data.std,
                            augment=args.augment, hflip=data.hflip, vflip=data.vflip, cutout_length=cutout,
-                           seed=seed, start_epoch=run.start_epoch)
+                           seed=seed, batches_drawn=run.start_epoch * steps)
 
     def validate(graph):
         return image_set_scores(graph, data.train_x[arch_idx], data.train_y[arch_idx], args.batch_size,
@@ -129,23 +135,35 @@ def search(args):
         validation, discretized = variant.validation_scores(validate, calibration)
         return validation, {"validation_error": validation.error, "discretized_validation_error": discretized.error}
     train_loader, val_loader = loader(weights_idx, args.seed), loader(arch_idx, args.seed + 1)
-    steps = min(train_loader.steps_per_epoch, val_loader.steps_per_epoch)
 
     try:
+        # The run's first write, once its setup has succeeded: a setup that fails leaves an earlier run as it was.
+        meta = run.start({**all_weight_state(), **{f"arch/{k}": v for k, v in alpha_parameters().items()}},
+                         {"weights": weight_opt.solver, "alphas": alpha_opt.solver}, args.resume)
+        if meta is not None:
+            weight_opt.resume_learning_rate(meta["weight_lr"])
+            for name, state in (meta.get("loss_scales") or {}).items():
+                if name in loss_scales:
+                    loss_scales[name].load_state(state)
+            history.resume(meta["arrays"])
         for epoch in run.remaining_epochs():
             weight_opt.set_learning_rate(cosine_lr(epoch, args.epoch, args.lr, args.lr_min))
             variant.start_epoch(epoch, args.epoch)
             values = search_epoch(optimizer, train_loader, val_loader, steps,
                                   f"search epoch {epoch + 1}/{args.epoch}", args.progress_every, run.clock, epoch)
+            # The alphas and the weights, once an epoch (a ReLU hides a NaN weight from the losses).
+            check_parameters(nn.get_parameters(grad_only=False), "search", epoch, steps - 1, weight_opt.lr,
+                             SEARCH_ADVICE)
             validation, summary = validation_summary()
+            check_finite(validation.loss, "search", epoch, steps - 1, weight_opt.lr, "validation loss", SEARCH_ADVICE)
             values.update({"Validation loss": validation.loss, "Validation error": validation.error,
                            "Discretized validation error": summary["discretized_validation_error"]})
             values.update(variant.epoch_values())
             history.record(run.monitor_path)
             arch = variant.cell()
             save_architecture(arch, os.path.join(run.monitor_path, epoch_architecture(epoch + 1)))
-            with open(os.path.join(run.monitor_path, GENOTYPE), "w") as f:  # the log prints it once, at the end
-                f.write(to_genotype_string(arch) + "\n")
+            # the log prints it once, at the end
+            write_text_atomically(os.path.join(run.monitor_path, GENOTYPE), to_genotype_string(arch) + "\n")
             if args.draw_every_epoch:
                 draw_architecture(arch, os.path.join(run.monitor_path, CELL_PICTURES),
                                   prefix=epoch_cell_pictures_prefix(epoch + 1))
@@ -164,27 +182,44 @@ def search(args):
         summary.update(finetune_discretized(variant, weight_opt, train_loader, args.finetune_epochs,
                                             validate, calibration))
         write_json(os.path.join(run.monitor_path, SEARCH_SUMMARY), summary)
+    except DivergedError as diverged:  # the last finished epoch's files stay; the summary says what happened
+        write_json(os.path.join(run.monitor_path, SEARCH_SUMMARY),
+                   {"validation_error": None, "discretized_validation_error": None, DIVERGED: diverged.record})
+        run.close()
+        raise
     finally:
         train_loader.close()
         val_loader.close()
 
     arch = variant.cell()
-    save_architecture(arch, args.model_arch_name)
-    print(f"architecture written to {args.model_arch_name}: {to_genotype_string(arch)}")
+    out = found_architecture(run.monitor_path, args.model_arch_name)
+    save_architecture(arch, out)
+    run.close()
+    print(f"architecture written to {out}: {to_genotype_string(arch)}")
     return arch
 
 
 def search_seeds(args):
     """--seeds: one search per seed into <monitor>/seed_<s>/; with --select-epochs, the selection."""
-    write_config(vars(args), args.monitor_path)
-    arch_files = {}
+    winner_path = found_architecture(args.monitor_path, args.model_arch_name)
+    parent = open_seeds_run(args, outputs={"model_arch_name": winner_path} if args.select_epochs else None)
+    arch_files, diverged = {}, {}
     for seed in args.seeds:
         seed_args = per_seed_args(args, seed)
-        seed_args.model_arch_name = os.path.join(seed_args.monitor_path, ARCHITECTURE)
+        seed_args.model_arch_name = found_architecture(seed_args.monitor_path, None)
         print(f"seed {seed}: searching into {seed_args.monitor_path}", flush=True)
-        search(seed_args)
+        try:
+            search(seed_args)
+        except DivergedError as error:  # the other seeds still search; the selection leaves this one out
+            print(f"seed {seed}: {error}", flush=True)
+            diverged[f"seed_{seed}"] = error.record
+            continue
         arch_files[f"seed_{seed}"] = seed_args.model_arch_name
-    if args.select_epochs is None:
+    which = "; ".join(f"{name} in {describe(record)}" for name, record in diverged.items())
+    if args.select_epochs is None or not arch_files:
+        parent.close()
+        if diverged:
+            raise DivergedError(f"{len(diverged)} of {len(args.seeds)} searches diverged ({which})", diverged)
         return None
 
     data = load_dataset(args.dataset, args.data_dir)
@@ -206,12 +241,16 @@ def search_seeds(args):
                                   {f"seed_{seed}": seed for seed in args.seeds})
     selection = {"select_epochs": args.select_epochs, "channels": args.output_filter, "num_cells": args.num_cells,
                  **sizes, "search_data_overlap": overlap, "ranking": ranking, "winner": winner["candidate"],
-                 "written_to": args.model_arch_name}
+                 "written_to": winner_path, **({DIVERGED: diverged} if diverged else {})}
     path = os.path.join(args.monitor_path, SELECTION)
     write_json(path, selection)
-    save_architecture(candidates[winner["candidate"]], args.model_arch_name)
+    save_architecture(candidates[winner["candidate"]], winner_path)
+    parent.close()
     print(f"selection written to {path}; {winner['candidate']} wins with held-out error "
-          f"{winner['held_out_error']:.4f}; its architecture written to {args.model_arch_name}")
+          f"{winner['held_out_error']:.4f}; its architecture written to {winner_path}")
+    if diverged:
+        raise DivergedError(f"{len(diverged)} of {len(args.seeds)} searches diverged ({which}) and were left out of "
+                            f"the selection in {path}", diverged)
     return selection
 
 
@@ -223,7 +262,13 @@ def extract(args):
                                 f"{path} does not exist")
     nn.clear_parameters()
     hypernetwork = Hypernetwork(LambdaInput(args.log10_lambda_min, args.log10_lambda_max), np.random.RandomState(0))
-    load_checkpoint(path, {f"arch/{k}": v for k, v in alpha_parameters().items()}, {})
+    knots = {f"arch/{k}": v for k, v in alpha_parameters().items()}
+    with reading(path, "checkpoint", ArchitectureError), np.load(path) as saved:
+        held = set(saved.files)
+    if not {f"param/{name}" for name in knots} <= held:
+        raise ArchitectureError(f"--extract-lambda needs the checkpoint of a --complexity-control search; "
+                                f"{path} holds no hypernetwork")
+    load_checkpoint(path, knots, {})
     alphas = hypernetwork.alphas_at(args.extract_lambda)
     arch = derive_by_rule(alphas["alpha_normal"], alphas["alpha_reduction"], args.extract_mode)
     out = os.path.join(args.monitor_path, extracted_file_name(args.extract_lambda, args.extract_mode))
@@ -235,24 +280,30 @@ def extract(args):
 
 
 def derive_epoch(args):
-    """--alpha-epoch: the cell of a recorded epoch, derived as the search's variant derives it."""
+    """--alpha-epoch: the cell of a recorded epoch, derived as the search's variant derives it, written to
+    <monitor>/arch_alpha_epoch_NNN.json (never to the search's --model-arch-name)."""
     Variant = VARIANTS[args.variant]
     settings = Variant.Settings.from_args(args)
-    derive_from_history(os.path.join(args.monitor_path, ALPHA_HISTORY), args.alpha_epoch, args.model_arch_name,
+    out = os.path.join(args.monitor_path, alpha_epoch_architecture(args.alpha_epoch))
+    derive_from_history(os.path.join(args.monitor_path, ALPHA_HISTORY), args.alpha_epoch, out,
                         lambda values: Variant.derive(settings, values))
-    print(f"architecture of epoch {args.alpha_epoch} written to {args.model_arch_name}")
+    print(f"architecture of epoch {args.alpha_epoch} written to {out}")
+    return out
 
 
 def derive_recurrent_epoch(args):
     """--alpha-epoch under --space recurrent."""
-    derive_recurrent_from_history(os.path.join(args.monitor_path, ALPHA_HISTORY), args.alpha_epoch,
-                                  args.model_arch_name)
-    print(f"recurrent cell of epoch {args.alpha_epoch} written to {args.model_arch_name}")
+    out = os.path.join(args.monitor_path, alpha_epoch_architecture(args.alpha_epoch))
+    derive_recurrent_from_history(os.path.join(args.monitor_path, ALPHA_HISTORY), args.alpha_epoch, out)
+    print(f"recurrent cell of epoch {args.alpha_epoch} written to {out}")
+    return out
 
 
-MODES = (Mode("cell extraction", "extract_lambda", {"cnn": extract}),
+# The modes the flags select (the search when none does). The two inspection modes read a finished search
+# and write files of their own names beside it (utils.run.modes).
+MODES = (Mode("cell extraction", "extract_lambda", {"cnn": extract}, inspects=SEARCH),
          Mode("derivation of a recorded epoch", "alpha_epoch",
-              {"cnn": derive_epoch, "recurrent": derive_recurrent_epoch}),
+              {"cnn": derive_epoch, "recurrent": derive_recurrent_epoch}, inspects=SEARCH),
          Mode("seeds", "seeds", {"cnn": search_seeds}),
          Mode("search", None, {"cnn": search, "recurrent": search_recurrent}))
 

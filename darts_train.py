@@ -24,8 +24,10 @@ The defaults train the paper's network: 20 cells, C = --output-filter + --additi
   best_params.h5 (in --model-save-path), the parameters of the epoch with the lowest validation error;
 - with --seeds S1,S2,...: one such run per seed in seed_<s>/, then aggregate.json and a printed table
   (utils.training.protocol: mean, sample std, n and per-seed values);
+- network_summary.json with --summary: the weights and MACs of the network alone;
 - evaluation.json with --evaluate: the test error and top-5 error of the given parameters;
-- model.nnp or model.onnx with --export: the inference network with the given parameters;
+- model.nnp or model.onnx with --export: the inference network with the given parameters (these three
+  modes write no other file, and nothing into a search's directory);
 - DARTS_arch.json: the architecture trained, so the run's cell diagrams can be drawn from its directory.
 """
 import logging
@@ -42,23 +44,23 @@ from models.eval_network import (AUX_SCOPE, CIFAR, IMAGENET, CellVariant, DropPa
                                  drop_path_schedule)
 from models.genotype import load_architecture, save_architecture
 from models.recurrent_genotype import load_recurrent_genotype
+from ops.divergence import DIVERGED, DivergedError, check_finite
 from utils.data.sources import open_source, source_info
 from utils.optim.mixed_precision import describe_loss_scale, loss_scale_for
 from utils.optim.solvers import SGD, cosine_lr, exponential_lr
 from utils.recurrent.train import evaluate_recurrent, summarise_recurrent, train_recurrent
-from utils.run.config_file import write_config
 from utils.run.context import set_context, uses_cpu_kernels
-from utils.run.modes import Mode, mode_to_run
+from utils.run.modes import TRAINING, Mode, mode_to_run
 from utils.run.run import EPOCH_TIME, Run, fail_cleanly, keep_last_files, seed_everything, write_json
 from utils.run_files import (AGGREGATE, ARCHITECTURE, BEST_PARAMS, EPOCH_PARAMS_PREFIX, EPOCH_PARAMS_SUFFIX, EVALUATION,
-                             FINAL_PARAMS, SUMMARY, epoch_params, exported_model)
-from utils.training.error_record import error_figures, record_epoch
+                             FINAL_PARAMS, NETWORK_SUMMARY, SUMMARY, epoch_params, exported_model)
+from utils.training.error_record import diverged_summary, error_figures, record_epoch
 from utils.training.evaluation import batch_scores
 from utils.training.export import export_network
-from utils.training.model_stats import describe_size, network_summary
+from utils.training.model_stats import describe_size, network_size, network_summary
 from utils.training.network_training import GraphsBySize, train_epoch
-from utils.training.parameter_files import load_parameter_file
-from utils.training.protocol import aggregate_runs, format_table, per_seed_args
+from utils.training.parameter_files import load_parameter_file, save_parameter_file
+from utils.training.protocol import aggregate_runs, diverged_seeds_warning, format_table, open_seeds_run, per_seed_args
 
 SERIES = ("Training loss", "Training error", "Test loss", "Test error", "Test top5 error", EPOCH_TIME)
 VALIDATION_SERIES = ("Validation loss", "Validation error")
@@ -99,14 +101,15 @@ def learning_rate(args, epoch):
 
 
 def summarise(args, arch):
-    """--summary: builds the network for the data set's input size and classes without reading data."""
+    """--summary: builds the network for the data set's input size and classes without reading data; its
+    sizes go to network_summary.json, never to a training's summary.json in the same directory."""
     shape, num_classes = source_info(args.dataset, args.image_size)
     # Training mode without drop path has the test graph's layers (so its MACs) and the auxiliary head.
     graph = build_train_graph(arch, (1,) + shape, num_classes, auxiliary=args.auxiliary,
                               aux_weight=args.auxiliary_weight, **network_settings(args))
-    summary = network_summary(graph.logits)
+    summary = network_size(graph.logits)
     os.makedirs(args.monitor_path, exist_ok=True)
-    path = os.path.join(args.monitor_path, SUMMARY)
+    path = os.path.join(args.monitor_path, NETWORK_SUMMARY)
     write_json(path, summary)
     print(f"network: {args.num_cells} cells, C={network_channels(args)}, input {shape}, {num_classes} classes")
     print(describe_size(summary))
@@ -148,8 +151,6 @@ def train(args, arch):
     source = open_source(args.dataset, args.data_dir, args.image_size, args.num_workers, args.train_portion,
                          args.seed)
     run = Run.open(vars(args), SERIES + (VALIDATION_SERIES if validated else ()))
-    save_architecture(arch, os.path.join(run.monitor_path, ARCHITECTURE))
-    source.describe(run.monitor_path)
     summary_path = os.path.join(run.monitor_path, SUMMARY)
 
     seed_everything(args.seed)
@@ -169,19 +170,21 @@ def train(args, arch):
     summary = network_summary(test_graph.logits, validated)
     print(describe_size(summary))
 
-    meta = run.start(network_state, {"weights": optimizer.solver}, args.resume)
-    if meta is not None:
-        optimizer.resume_learning_rate(meta["lr"])
-        summary.update(meta["errors"])
-        if optimizer.loss_scale is not None and meta.get("loss_scale"):
-            optimizer.loss_scale.load_state(meta["loss_scale"])
-    write_json(summary_path, summary)
-
     if validated:
         print(f"training on {len(source.train_idx)} images, validating on {len(source.valid_idx)}")
     loader = source.train_loader(args.batch_size, args.seed, run.start_epoch,
                                  cutout_length=args.cutout_length if args.cutout else 0, augment=args.augment)
     try:
+        # The run's first write, once its setup has succeeded: a setup that fails leaves an earlier run as it was.
+        meta = run.start(network_state, {"weights": optimizer.solver}, args.resume)
+        if meta is not None:
+            optimizer.resume_learning_rate(meta["lr"])
+            summary.update(meta["errors"])
+            if optimizer.loss_scale is not None and meta.get("loss_scale"):
+                optimizer.loss_scale.load_state(meta["loss_scale"])
+        save_architecture(arch, os.path.join(run.monitor_path, ARCHITECTURE))
+        source.describe(run.monitor_path)
+        write_json(summary_path, summary)
         for epoch in run.remaining_epochs():
             optimizer.set_learning_rate(learning_rate(args, epoch))
             if drop_path is not None:
@@ -190,6 +193,8 @@ def train(args, arch):
                                                   epoch, f"train epoch {epoch + 1}/{args.epoch}", run.clock,
                                                   args.progress_every)
             test = batch_scores(test_graph, source.test_batches(args.batch_size))
+            # The last step's update is seen only here: weights it made NaN give a NaN test loss.
+            check_finite(test.loss, "training", epoch, loader.steps_per_epoch - 1, optimizer.lr, "test loss")
             values = {"Training loss": train_loss, "Training error": train_error, "Test loss": test.loss,
                       "Test error": test.error, "Test top5 error": test.top5_error}
             message = (f"lr {optimizer.lr:.5f}  train loss {train_loss:.4f} err {train_error:.4f}  "
@@ -202,49 +207,62 @@ def train(args, arch):
                 values.update({"Validation loss": valid.loss, "Validation error": valid.error})
                 message += f"  valid err {valid.error:.4f}"
             if record_epoch(summary, epoch, test, valid):
-                nn.save_parameters(os.path.join(run.save_dir, BEST_PARAMS), network_state)
+                save_parameter_file(os.path.join(run.save_dir, BEST_PARAMS), network_state)
             if (epoch + 1) % args.save_interval == 0:
-                nn.save_parameters(os.path.join(run.save_dir, epoch_params(epoch + 1)), network_state)
+                save_parameter_file(os.path.join(run.save_dir, epoch_params(epoch + 1)), network_state)
                 keep_last_files(run.save_dir, EPOCH_PARAMS_PREFIX, EPOCH_PARAMS_SUFFIX, args.keep_last)
             write_json(summary_path, summary)
             run.end_epoch(epoch, values, message=message,
                           meta={"lr": optimizer.lr, "errors": error_figures(summary),
                                 "loss_scale": optimizer.loss_scale.state() if optimizer.loss_scale else None})
+    except DivergedError as diverged:  # the last finished epoch's files stay; the summary says what happened
+        write_json(summary_path, diverged_summary(summary, diverged.record))
+        run.close()
+        raise
     finally:
         loader.close()
 
     final_path = os.path.join(run.save_dir, FINAL_PARAMS)
-    nn.save_parameters(final_path, network_state)
+    save_parameter_file(final_path, network_state)
     print(f"parameters written to {final_path}; final test error {summary['final_test_error']} "
           f"(lowest over the epochs, an oracle: {summary['best_test_error_oracle']})")
     if validated:
         print(f"best validation error {summary['best_valid_error']} after epoch {summary['best_valid_epoch']}, "
               f"test error then {summary['test_error_at_best_valid']}; its parameters are {BEST_PARAMS}")
+    run.close()
     return summary
 
 
 def train_seeds(args, arch):
     """--seeds: one training per seed into <monitor>/seed_<s>/, then aggregate.json and the table."""
-    write_config(vars(args), args.monitor_path)
+    parent = open_seeds_run(args)
     summaries = {}
     for seed in args.seeds:
         seed_args = per_seed_args(args, seed)
         print(f"seed {seed}: training into {seed_args.monitor_path}", flush=True)
         nn.clear_parameters()
-        summaries[seed] = train(seed_args, arch)
+        try:
+            summaries[seed] = train(seed_args, arch)
+        except DivergedError as diverged:  # the other seeds still run; the aggregate lists this one apart
+            print(f"seed {seed}: {diverged}", flush=True)
+            summaries[seed] = {DIVERGED: diverged.record}
     aggregate = aggregate_runs(summaries)
     path = os.path.join(args.monitor_path, AGGREGATE)
     write_json(path, aggregate)
+    parent.close()
     print(format_table(aggregate))
     print(f"written to {path}")
+    if aggregate.get(DIVERGED):
+        raise DivergedError(f"{diverged_seeds_warning(aggregate)}; {path} lists them apart", aggregate[DIVERGED])
     return aggregate
 
 
 # What the script does: the mode the flag selects (training when none does), run in each --space by a
-# function of (args, the cell of --model-arch-name). A mode a space lacks is a command-line error.
-MODES = (Mode("summary", "summary", {"cnn": summarise, "recurrent": summarise_recurrent}),
-         Mode("evaluation", "evaluate", {"cnn": evaluate, "recurrent": evaluate_recurrent}),
-         Mode("export", "export", {"cnn": export}),
+# function of (args, the cell of --model-arch-name). A mode a space lacks is a command-line error. The
+# inspection modes write their own files only, beside a training or in a new directory (utils.run.modes).
+MODES = (Mode("summary", "summary", {"cnn": summarise, "recurrent": summarise_recurrent}, inspects=TRAINING),
+         Mode("evaluation", "evaluate", {"cnn": evaluate, "recurrent": evaluate_recurrent}, inspects=TRAINING),
+         Mode("export", "export", {"cnn": export}, inspects=TRAINING),
          Mode("seeds", "seeds", {"cnn": train_seeds}),
          Mode("training", None, {"cnn": train, "recurrent": train_recurrent}))
 CELL_LOADERS = {"cnn": load_architecture, "recurrent": load_recurrent_genotype}

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass
 from numbers import Integral
 
+from ops.atomic_file import atomic_write
 from ops.operations import OP_NAMES
 from ops.user_error import UserError
 
@@ -229,21 +230,11 @@ def save_architecture(arch, path):
 
 
 def write_text_atomically(path, text):
-    """Write a text file; a crash mid-write leaves the old file, not a truncated one."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    # Same directory, so os.replace is a rename; open() (not mkstemp) keeps the usual permissions.
-    tmp_path = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp_path, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
+    """Write a text file, its directory made if need be; a crash mid-write leaves the old file, not a truncated
+    one (ops.atomic_file)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def json_pairs(pairs):

@@ -93,7 +93,7 @@ class Mixing:
 
     def set_epoch(self, epoch):
         t = temperature_schedule(epoch, self.temperature_start, self.temperature_delta)
-        if not t > 0:
+        if not t > 0 and self.mode != "naive":  # naive mixing reads no temperature
             raise MixingError(f"temperature {self.temperature_start} + {self.temperature_delta} * {epoch} = {t} "
                               f"at epoch {epoch} is not positive")
         self.temperature.d = t

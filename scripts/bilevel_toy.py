@@ -10,12 +10,13 @@ L_train = (w - a)^2, L_val = a w - 2 a + 1, optimum a* = w* = 1; (a, w) start at
 import argparse
 
 from utils.pictures.bilevel_toy import plot_toy_trajectories
+from utils.run.command_line import NOT_NEGATIVE, CommandLineParser
 from utils.search.bilevel_toy import OPTIMUM, START, XIS, trajectory
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)
+    parser = CommandLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                               allow_abbrev=False, ranges={"xi": NOT_NEGATIVE})
     parser.add_argument("-o", "--out", default="runs/bilevel_toy.png", metavar="PICTURE.png",
                         help="where the picture is written (default: %(default)s)")
     parser.add_argument("--xi", type=float, nargs="+", default=list(XIS), metavar="XI",
@@ -26,8 +27,6 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    if any(xi < 0 for xi in args.xi):
-        parser.error("--xi must be at least 0")
     trajectories = []
     for xi in args.xi:
         points = trajectory(xi)

@@ -7,17 +7,17 @@ Writes DIR/random_000.json ... (our architecture JSON, every edge kept), draw p 
 (pools, skip, none) with probability q = p / (N - 1). Train each with darts_train.py under the same
 recipe as the extracted cells (var_nas trains its random cells with a weaker one, Q-V7).
 """
-import argparse
 import os
 
-from args import parse_with_config
+from args import SEED_RANGE, parse_with_config
 from models.genotype import save_architecture
 from models.random_cells import random_architectures, random_cell_file_name
+from utils.run.command_line import AT_LEAST_ONE, CommandLineParser
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description="Draw random cells for the random-search baseline.",
-                                     allow_abbrev=False)
+    parser = CommandLineParser(description="Draw random cells for the random-search baseline.", allow_abbrev=False,
+                               ranges={"num_cells_to_draw": AT_LEAST_ONE, "seed": SEED_RANGE})
     parser.add_argument("--config", default=None, metavar="FILE.yaml",
                         help="YAML file of these settings; flags given on the command line override it")
     parser.add_argument("--num-cells-to-draw", type=int, default=None, metavar="N", help="required")
@@ -37,8 +37,6 @@ def parse_args(parser, argv=None):
 def main(argv=None):
     parser = build_parser()
     args = parse_args(parser, argv)
-    if args.num_cells_to_draw < 1:
-        parser.error("--num-cells-to-draw must be at least 1")
     for draw, (q, arch) in enumerate(random_architectures(args.num_cells_to_draw, args.seed)):
         path = os.path.join(args.out, random_cell_file_name(draw))
         save_architecture(arch, path)

@@ -6,13 +6,15 @@
 4. the test accuracy printed, and where the pictures are.
 
 Each step is the same command a researcher would type; the sizes are chosen to finish in a few
-minutes on two cores and still show a network that learned.
+minutes on two cores and still show a network that learned. Run again, the demo starts over: its earlier
+search and training are moved aside (--restart: <out>/search.previous-1, ...), not deleted.
 """
 import argparse
 import os
 
 import darts_search
 import darts_train
+from utils.run.command_line import AT_LEAST_ONE, CommandLineParser
 from utils.run_files import (ALPHAS_PICTURE, ARCHITECTURE, CELL_PICTURES, CURVES_PICTURE, EVALUATION, FINAL_PARAMS,
                              SUMMARY)
 
@@ -27,7 +29,8 @@ SEARCH_EPOCHS = 10
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                               ranges={"search_epochs": AT_LEAST_ONE, "train_epochs": AT_LEAST_ONE})
     parser.add_argument("--out", default="runs/demo", help="where everything goes")
     parser.add_argument("--search-epochs", type=int, default=SEARCH_EPOCHS)
     parser.add_argument("--train-epochs", type=int, default=20)
@@ -46,12 +49,13 @@ def main(argv=None):
           f"alphas' {' '.join(SEARCH_ALPHA_FLAGS)}", flush=True)
     darts_search.main(common + ["--seed", "0", "--epoch", str(args.search_epochs), "--num-cells", "3",
                                 "--output-filter", "8", *SEARCH_ALPHA_FLAGS,
-                                "--monitor-path", search_dir, "--model-arch-name", arch_path])
+                                "--monitor-path", search_dir, "--model-arch-name", arch_path, "--restart"])
 
     print(f"== 2/3 train: the found cells in a 5-cell network, C=16, {args.train_epochs} epochs", flush=True)
     network = ["--model-arch-name", arch_path, "--num-cells", "5", "--output-filter", "16",
                "--additional-filters-on-retrain", "0"]
-    darts_train.main(common + network + ["--seed", "0", "--epoch", str(args.train_epochs), "--monitor-path", train_dir])
+    darts_train.main(common + network + ["--seed", "0", "--epoch", str(args.train_epochs), "--monitor-path", train_dir,
+                                         "--restart"])
 
     print("== 3/3 evaluate the saved parameters on the test set", flush=True)
     test_error = darts_train.main(common + network + ["--monitor-path", train_dir, "--evaluate",

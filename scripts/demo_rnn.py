@@ -5,7 +5,8 @@
 3. its test perplexity printed next to the unigram perplexity of the same test text.
 
 The sizes (hidden size, batch, sequence length, light dropout) are chosen to finish in a few minutes on
-two cores; the paper's are in the README.
+two cores; the paper's are in the README. Run again, the demo starts over: its earlier search and training
+are moved aside (--restart), not deleted.
 """
 import argparse
 import os
@@ -13,11 +14,15 @@ import os
 import darts_search
 import darts_train
 from utils.data.text import load_corpus, unigram_perplexity
+from utils.run.command_line import AT_LEAST_ONE, CommandLineParser, Range
 from utils.run_files import CELL_PICTURES, CURVES_PICTURE
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ranges = {"search_epochs": AT_LEAST_ONE, "train_epochs": AT_LEAST_ONE, "search_nhid": AT_LEAST_ONE,
+              "nhid": AT_LEAST_ONE, "batch_size": AT_LEAST_ONE, "bptt": Range(2)}
+    parser = CommandLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                               ranges=ranges)
     parser.add_argument("--out", default="runs/demo-rnn", help="where everything goes")
     parser.add_argument("--dataset", default="pydoc", help="text corpus (pydoc needs no file)")
     parser.add_argument("--data-dir", default="~/nnabla_data")
@@ -42,12 +47,12 @@ def main(argv=None):
     print(f"== 1/2 search: first order, nhid {args.search_nhid}, {args.search_epochs} epoch(s)", flush=True)
     darts_search.main(common + ["--nhid", str(args.search_nhid), "-b", str(2 * args.batch_size),
                                 "--epoch", str(args.search_epochs), "--monitor-path", search_dir,
-                                "--model-arch-name", cell_path])
+                                "--model-arch-name", cell_path, "--restart"])
 
     print(f"== 2/2 train the found cell: nhid {args.nhid}, {args.train_epochs} epochs", flush=True)
     summary = darts_train.main(common + ["--nhid", str(args.nhid), "-b", str(args.batch_size),
                                          "--epoch", str(args.train_epochs), "--monitor-path", train_dir,
-                                         "--model-arch-name", cell_path])
+                                         "--model-arch-name", cell_path, "--restart"])
 
     corpus = load_corpus(args.dataset, args.data_dir)
     unigram = unigram_perplexity(corpus.train, corpus.test, len(corpus.vocabulary))

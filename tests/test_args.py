@@ -126,7 +126,7 @@ def test_search_defaults():
     assert args.seed == 0
     assert args.resume is False
     assert args.monitor_path == "search.monitor"
-    assert args.model_arch_name == "DARTS_arch.json"
+    assert args.model_arch_name is None  # the search writes DARTS_arch.json in its monitor path
     assert args.model_save_path is None
     assert args.second_order is False
     assert args.train_portion == 0.5
@@ -387,9 +387,10 @@ def test_imagenet_alone_takes_the_imagenet_recipe_and_config_yaml_records_it(tmp
 
 def test_a_flag_or_a_yaml_key_wins_over_the_imagenet_recipe(tmp_path):
     # Values equal to the CIFAR defaults too: given, they are not the recipe's to replace.
-    args = parse_args(train_parser(), ["--dataset", "imagenet", "--lr", "0.05", "--epoch", "600", "--cutout", "true"])
-    assert (args.lr, args.epoch, args.cutout) == (0.05, 600, True)
-    assert settings(args, IMAGENET_RECIPE) == dict(IMAGENET_RECIPE, lr=0.05, epoch=600, cutout=True)
+    args = parse_args(train_parser(), ["--dataset", "imagenet", "--lr", "0.05", "--epoch", "600",
+                                       "--drop-path-prob", "0.2"])
+    assert (args.lr, args.epoch, args.drop_path_prob) == (0.05, 600, 0.2)
+    assert settings(args, IMAGENET_RECIPE) == dict(IMAGENET_RECIPE, lr=0.05, epoch=600, drop_path_prob=0.2)
     path = write_yaml(tmp_path, "dataset: imagenet\nweight_decay: 3e-4\nlr_schedule: cosine\n")
     args = parse_args(train_parser(), ["--config", path, "--batch-size", "32"])
     assert settings(args, IMAGENET_RECIPE) == dict(IMAGENET_RECIPE, weight_decay=3e-4, lr_schedule="cosine",

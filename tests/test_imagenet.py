@@ -417,12 +417,13 @@ def test_a_missing_tree_and_cutout_are_one_line_errors(tmp_path, capsys):
     import darts_train
     base = ["--dataset", "imagenet", "--model-arch-name", "DARTS_V2", "--num-cells", "3", "-f", "0",
             "-m", str(tmp_path / "run"), "--num-workers", "0", "--image-size", "32", "--batch-size", "2"]
-    for extra, message in ((["--data-dir", str(tmp_path / "absent")], "no folder"),
-                           (["--data-dir", str(tmp_path / "tree"), "--cutout", "true"], "cutout")):
+    # Cutout is refused with the flags (exit 2), before the tree is read.
+    for extra, message, code in ((["--data-dir", str(tmp_path / "absent")], "no folder", 1),
+                                 (["--data-dir", str(tmp_path / "tree"), "--cutout", "true"], "cutout", 2)):
         if "--cutout" in extra:
             write_tree(tmp_path / "tree", np.random.default_rng(6))
         with pytest.raises(SystemExit) as exit_info:
             darts_train.main(base + extra)
-        assert exit_info.value.code == 1
+        assert exit_info.value.code == code
         err = capsys.readouterr().err.strip()
         assert message in err and "\n" not in err

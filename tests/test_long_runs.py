@@ -7,9 +7,10 @@ import yaml
 
 import darts_search
 from utils.data.datasets import load_dataset
-from utils.run.checkpoint import CheckpointError
+from utils.run.checkpoint import CheckpointError, save_checkpoint
 from utils.run.context import ContextError, check_precision
 from utils.run.run import Progress, Run, RunClock, keep_last_files
+from utils.run_files import series_file
 
 SERIES = ("Training loss", "Epoch time")
 
@@ -88,18 +89,24 @@ def open_settings(tmp_path, **changes):
             "force_resume": False, "batch_size": 64, "config": "run.yaml", **changes}
 
 
-def test_opening_a_run_writes_its_settings_and_refuses_a_resume_that_changes_them(tmp_path):
+def test_a_run_writes_its_settings_when_it_starts_and_refuses_a_resume_that_changes_them(tmp_path):
     settings = open_settings(tmp_path)
     run = Run.open(settings, SERIES)
     assert (run.monitor_path, run.save_dir, run.epochs) == (str(tmp_path), str(tmp_path), 3)
+    assert os.listdir(tmp_path) == []  # opened, not started: a setup that fails now leaves nothing behind
+    run.start({}, {}, resume=False)
     saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert saved == {k: v for k, v in settings.items() if k != "config"}  # --config is the file itself
-    (tmp_path / "checkpoint.npz").write_bytes(b"")  # only its existence matters here
+    save_checkpoint(str(tmp_path / "checkpoint.npz"), {}, {}, {"epoch": 1})  # and the series of its epoch:
+    for name in SERIES:
+        (tmp_path / series_file(name)).write_text("1 0.5\n")
     with pytest.raises(CheckpointError, match="batch_size"):
         Run.open(open_settings(tmp_path, resume=True, batch_size=32), SERIES)
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["batch_size"] == 64
-    Run.open(open_settings(tmp_path, resume=True, epoch=5), SERIES)  # a longer schedule resumes
-    Run.open(open_settings(tmp_path, resume=True, batch_size=32, force_resume=True), SERIES)
+    longer = Run.open(open_settings(tmp_path, resume=True, epoch=5), SERIES)  # a longer schedule resumes
+    assert longer.start_epoch == 1  # read when the run opens, for the loaders built before start()
+    forced = Run.open(open_settings(tmp_path, resume=True, batch_size=32, force_resume=True), SERIES)
+    forced.start({}, {}, resume=True)
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["batch_size"] == 32
 
 

@@ -122,16 +122,21 @@ def test_adam_unscales_and_skips_like_sgd(half_context):
 
 
 # nnabla's cpu convolutions in fp16 are about 100 times slower than in float: the smallest network.
-TRAIN = ["--dataset", "digits", "--num-cells", "2", "--output-filter", "4", "-f", "0", "-b", "100",
+# Batch 32: at 100, the half-precision batch norm of nnabla's kernels overflows a running variance to inf in
+# the first epoch (its sum of squares over 100 x 8 x 8 values passes float16's 65504), which the training
+# refuses as a divergence.
+TRAIN = ["--dataset", "digits", "--num-cells", "2", "--output-filter", "4", "-f", "0", "-b", "32",
          "--epoch", "1", "--model-arch-name", "DARTS_V2", "--auxiliary", "false", "--type-config", "half"]
 
 
 @pytest.mark.slow
 def test_darts_train_in_half_precision_trains_float_weights_and_logs_the_scale(tmp_path, capsys):
     summary = darts_train.main(TRAIN + ["-m", str(tmp_path)])
-    line = [s for s in capsys.readouterr().out.splitlines() if s.startswith("epoch 1/1")][0]
+    out = capsys.readouterr().out.splitlines()
+    line = [s for s in out if s.startswith("epoch 1/1")][0]
+    steps = int([s for s in out if s.startswith("train epoch 1/1")][-1].split("step ")[1].split("/")[1].split()[0])
     skipped = int(line.split("loss scale ")[1].split("(")[1].split()[0])
-    assert 0 < skipped < 14  # 14 steps: the scale came down from 2**15, and then the weights trained
+    assert 0 < skipped < steps  # the scale came down from 2**15, and then the weights trained
     assert np.isfinite(summary["final_test_error"])
     assert all(v.data.dtype == np.float32 for v in nn.get_parameters(grad_only=True).values())
 

@@ -14,12 +14,12 @@ from args import parse_args, search_parser, train_parser
 from models.recurrent import (EMBEDDING_NAME, EMBEDDING_SCOPE, SEARCH_EMBEDDING, WEIGHT_SCOPE, build_eval_model,
                               build_search_model, create_alpha)
 from models.recurrent_genotype import NAMED_RECURRENT_GENOTYPES, derive_recurrent_genotype, load_recurrent_genotype
+from ops.divergence import DivergedError, check_finite
 from utils.data.text import SPLITS, Batch
 from utils.optim.solvers import SGD, Adam
 from utils.pictures.run_pictures import draw_run
 from utils.recurrent.language_model import GraphCache, feed, forward_backward, stream_loss
 from utils.recurrent.ntasgd import PolyakAverage, should_switch_to_asgd
-from utils.recurrent.search import SearchDivergedError, check_finite
 from utils.recurrent.search_step import RecurrentSearchStep
 
 NTOKEN, NHID, SEQ, BATCH = 7, 4, 3, 4
@@ -483,9 +483,8 @@ def test_search_writes_the_cell_its_history_and_resumes_exactly(corpus_dir, tmp_
     assert cell == load_recurrent_genotype(str(straight / "recurrent_arch.json"))
     assert (straight / "genotype.txt").read_text().startswith("Genotype(recurrent=[")
     assert len(series(straight, "Training perplexity")) == 2
-    darts_search.main(["--space", "recurrent", "-m", str(straight), "--alpha-epoch", "0",
-                       "--model-arch-name", str(tmp_path / "e0.json")])
-    assert load_recurrent_genotype(str(tmp_path / "e0.json")) == derive_recurrent_genotype(history[0])
+    darts_search.main(["--space", "recurrent", "-m", str(straight), "--alpha-epoch", "0"])
+    assert load_recurrent_genotype(str(straight / "arch_alpha_epoch_000.json")) == derive_recurrent_genotype(history[0])
     drawn = {os.path.relpath(path, straight) for path in draw_run(str(straight))}
     assert {"curves.png", "alphas.png"} <= drawn and drawn & {"cells/recurrent.png", "cells/recurrent.dot"}
 
@@ -587,9 +586,9 @@ def test_bad_cells_missing_files_and_divergence_are_one_line_errors(corpus_dir, 
     argv[argv.index("--data-dir") + 1] = str(empty)
     assert "train.txt" in one_line_error(capsys, darts_search.main, argv)
 
-    assert "NaN" in one_line_error(capsys, darts_train.main,
-                                   tiny(corpus_dir, tmp_path / "nan", "--epoch", "1", "--lr", "1e30",
-                                        "--model-arch-name", "DARTS_V2"))
+    assert "training diverged in epoch 1" in one_line_error(
+        capsys, darts_train.main, tiny(corpus_dir, tmp_path / "nan", "--epoch", "1", "--lr", "1e30",
+                                       "--model-arch-name", "DARTS_V2"))
 
 
 class Built(Exception):
@@ -624,7 +623,7 @@ def test_a_diverged_search_stops_with_one_line_and_keeps_the_last_finished_epoch
     cell = tmp_path / "cell.json"
     argv = tiny(corpus_dir, tmp_path, "--bptt", "3", "--epoch", "2", "--model-arch-name", str(cell))
     err = one_line_error(capsys, darts_search.main, argv)
-    assert "diverged in epoch 2 (step 3" in err and "checkpoint of epoch 1 is kept" in err, err
+    assert "search diverged in epoch 2, step 3 (" in err and "checkpoint of epoch 1 is kept" in err, err
 
     history = np.load(tmp_path / "alpha_history.npz")["recurrent"]
     assert history.shape == (2, 36, 5) and np.isfinite(history).all()
@@ -638,14 +637,11 @@ def test_a_diverged_search_stops_with_one_line_and_keeps_the_last_finished_epoch
 
 
 def test_a_search_diverging_in_its_first_epoch_says_nothing_was_saved():
-    alpha = nn.Variable((2,))
-    alpha.d = [0.0, np.nan]
-    with pytest.raises(SearchDivergedError, match=r"epoch 1 \(validation: .*nothing was saved"):
-        check_finite(0, "validation", alpha, 1.0)
-    alpha.d = 0.0
-    check_finite(3, "step 1", alpha, 1.0, 2.0)
-    with pytest.raises(SearchDivergedError, match="checkpoint of epoch 3 is kept"):
-        check_finite(3, "step 1", alpha, 1.0, np.inf)
+    with pytest.raises(DivergedError, match=r"epoch 1, step 4 \(alpha nan at lr 20\); nothing was saved"):
+        check_finite(np.array([0.0, np.nan]), "search", 0, 3, 20.0, "alpha")
+    check_finite(np.zeros(2), "search", 3, 0, 20.0, "alpha")
+    with pytest.raises(DivergedError, match="checkpoint of epoch 3 is kept"):
+        check_finite(np.inf, "search", 3, 0, 20.0)
 
 
 def test_demo_searches_trains_and_compares_with_the_unigram_model(corpus_dir, tmp_path, no_pictures):

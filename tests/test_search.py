@@ -8,16 +8,15 @@ import darts_search
 @pytest.mark.slow
 def test_alpha_epoch_derives_the_architecture_of_that_epoch(tiny_search, tmp_path):
     out = tiny_search(tmp_path / "run", "--epoch", "2")
-    target = tmp_path / "deep" / "er" / "epoch1.json"
-    darts_search.main(["-m", str(out), "--alpha-epoch", "1", "--model-arch-name", str(target)])
-    assert target.read_text() == (out / "arch" / "epoch_001.json").read_text()
+    darts_search.main(["-m", str(out), "--alpha-epoch", "1"])
+    assert (out / "arch_alpha_epoch_001.json").read_text() == (out / "arch" / "epoch_001.json").read_text()
 
 
 @pytest.mark.slow
 def test_alpha_epoch_out_of_range_is_a_one_line_error(tiny_search, tmp_path, capsys):
     out = tiny_search(tmp_path / "run", "--epoch", "1")
     with pytest.raises(SystemExit) as exit_info:
-        darts_search.main(["-m", str(out), "--alpha-epoch", "5", "--model-arch-name", str(tmp_path / "x.json")])
+        darts_search.main(["-m", str(out), "--alpha-epoch", "5"])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip()
     assert "--alpha-epoch 5" in err and "\n" not in err

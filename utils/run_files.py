@@ -16,6 +16,8 @@ ALPHA_HISTORY = "alpha_history.npz"
 TOPK_HISTORY = "topk_history.npz"
 # The architecture a CNN run found (search) or trained (training).
 ARCHITECTURE = "DARTS_arch.json"
+# The cell a recurrent search found (as ARCHITECTURE, by default in its monitor directory: found_architecture).
+RECURRENT_SEARCH_ARCHITECTURE = "DARTS_rnn_arch.json"
 # The recurrent cell of a recurrent run (the latest of a search, the one trained); its presence
 # marks the directory as a recurrent run.
 RECURRENT_ARCHITECTURE = "recurrent_arch.json"
@@ -29,6 +31,9 @@ GENOTYPE = "genotype.txt"
 SEARCH_SUMMARY = "search_summary.json"
 # A training's sizes and errors (utils.training.model_stats.SUMMARY_KEYS), or perplexities (recurrent).
 SUMMARY = "summary.json"
+# What the inspection modes of darts_train.py write (--summary, --evaluate; --export: exported_model), each
+# under a name no run writes, so that inspecting a training never replaces one of its own files.
+NETWORK_SUMMARY = "network_summary.json"
 EVALUATION = "evaluation.json"
 FINAL_PARAMS = "final_params.h5"
 # The parameters of the epoch with the lowest validation error.
@@ -64,6 +69,21 @@ def epoch_architecture(epoch):
 def epoch_cell_pictures_prefix(epoch):
     """The prefix of the cell pictures of one epoch (--draw-every-epoch), in CELL_PICTURES."""
     return f"epoch_{epoch:03d}_"
+
+
+def alpha_epoch_architecture(epoch):
+    """arch_alpha_epoch_NNN.json: the cell darts_search.py --alpha-epoch derives for epoch NNN (0: the initial
+    alphas), a name of its own so that it never replaces the search's final cell or arch/epoch_NNN.json."""
+    return f"arch_alpha_epoch_{epoch:03d}.json"
+
+
+def found_architecture(monitor_path, model_arch_name, space="cnn"):
+    """Where a search writes the cell it found: --model-arch-name if given, else its monitor directory's
+    ARCHITECTURE (--space recurrent: RECURRENT_SEARCH_ARCHITECTURE), beside the run's other files. (A default in
+    the current directory wrote over the repository's DARTS_arch.json, and over the cell of every earlier search.)"""
+    if model_arch_name is not None:
+        return model_arch_name
+    return os.path.join(monitor_path, RECURRENT_SEARCH_ARCHITECTURE if space == "recurrent" else ARCHITECTURE)
 
 
 def epoch_params(epoch):

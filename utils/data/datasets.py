@@ -193,10 +193,11 @@ def _load_cifar(name, source, data_dir):
     folder = os.path.join(data_dir, source.folder)
     if not os.path.isdir(folder):
         archive = os.path.join(data_dir, source.archive.filename)
-        if not os.path.isfile(archive):
+        if os.path.isfile(archive):
+            check_md5(archive, source.archive.md5)
+        else:
             download(name, source.archive, archive,
-                      f"{source.archive.filename} (or the extracted {source.folder}/) in {data_dir}")
-        check_md5(archive, source.archive.md5)
+                     f"{source.archive.filename} (or the extracted {source.folder}/) in {data_dir}")
         _extract_members(archive, source.folder, source.train_files + source.test_files, data_dir)
     return (_read_cifar_files(folder, source.train_files, source.label_offset),
             _read_cifar_files(folder, source.test_files, source.label_offset))
@@ -264,7 +265,6 @@ def _load_idx(name, source, data_dir):
         path = os.path.join(folder, remote.filename)
         if not os.path.isfile(path):
             download(name, remote, path, place)
-            check_md5(path, remote.md5)
         paths.append(path)
     train = _read_idx_pair(paths[0], paths[1])
     test = _read_idx_pair(paths[2], paths[3])
@@ -302,7 +302,8 @@ def _read_idx(path, ndim):
 # ---------------------------------------------------------------- download
 
 def download(name, remote, path, place):
-    """Fetch remote into path; on failure say what to place where, by hand."""
+    """Fetch remote into path, checked against its md5 before it takes the name, so that an interrupted or
+    damaged download leaves nothing under it; on failure say what to place where, by hand."""
     partial = path + ".partial"
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -312,22 +313,35 @@ def download(name, remote, path, place):
                 for chunk in iter(lambda: response.read(1 << 20), b""):
                     out.write(chunk)
                     bar.update(len(chunk))
+            out.flush()
+            os.fsync(out.fileno())
+        actual = file_md5(partial)
+        if actual != remote.md5:
+            raise DataError(f"{path}: md5 {actual} does not match the published {remote.md5}; the download was "
+                            f"damaged and is discarded: run again, or place {place}")
         os.replace(partial, path)
     except (URLError, OSError, ValueError) as error:
         if os.path.exists(partial):
             os.remove(partial)
+        if isinstance(error, DataError):
+            raise
         reason = error.reason if isinstance(error, URLError) else error
         raise DataError(f"{name}: could not download {remote.url} ({reason}); "
                         f"place {place}") from error
 
 
-def check_md5(path, expected):
+def file_md5(path):
     digest = hashlib.md5()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
-    actual = digest.hexdigest()
+    return digest.hexdigest()
+
+
+def check_md5(path, expected):
+    """A file placed by hand must be the published one; one that is not is kept (it may be the only copy, and
+    offline no other can be had) and reported."""
+    actual = file_md5(path)
     if actual != expected:
-        os.remove(path)
-        raise DataError(f"{path}: md5 {actual} does not match the published {expected}; "
-                        f"the file was deleted, download it again")
+        raise DataError(f"{path}: md5 {actual} does not match the published {expected}; the file is kept: replace "
+                        f"it with the official file, or delete it to have it downloaded again")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageEnhance
 
+from ops.atomic_file import atomic_write
 from utils.data.datasets import DataError
 from utils.run_files import CLASS_LIST
 
@@ -110,13 +111,13 @@ def _files_under(folder):
 def write_class_list(classes, directory):
     """Writes the class names, one a line in label order, to directory/classes.txt; returns the path."""
     path = os.path.join(directory, CLASS_LIST)
-    with open(path, "w") as f:
+    with atomic_write(path, "w", encoding="utf-8") as f:
         f.writelines(f"{name}\n" for name in classes)
     return path
 
 
 def read_class_list(path):
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         return tuple(line.rstrip("\n") for line in f)
 
 

@@ -7,9 +7,9 @@ the augmentation of a batch from (seed, epoch, step) alone, never from a random
 state carried over from earlier batches.
 """
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from nnabla.utils.data_iterator import data_iterator
 from nnabla.utils.data_source import DataSource
+from numpy.lib.stride_tricks import sliding_window_view
 
 from utils.data.datasets import DataError
 
@@ -202,9 +202,14 @@ class BatchLoader:
     """Endless shuffled, augmented, normalised training batches: x float32 (B,C,H,W), y int32 (B,1)."""
 
     def __init__(self, images_u8, labels, batch_size, mean, std, *, augment, hflip,
-                 cutout_length, seed, start_epoch=0, vflip=False):
+                 cutout_length, seed, start_epoch=0, vflip=False, batches_drawn=None):
         """augment: None (normalise only), "darts" (crop, horizontal flip if hflip, cutout) or "affine"
-        (random affine, vertical flip if vflip, cutout)."""
+        (random affine, vertical flip if vflip, cutout).
+
+        A resumed run starts at its first epoch not run, start_epoch; or, if it draws fewer batches an epoch
+        than steps_per_epoch (the search, whose two loaders take as many steps as the smaller one has), after
+        the batches_drawn batches the run had drawn, which replaces start_epoch.
+        """
         if len(images_u8) != len(labels):
             raise ValueError(f"{len(images_u8)} images but {len(labels)} labels")
         self.steps_per_epoch = len(images_u8) // batch_size
@@ -221,11 +226,16 @@ class BatchLoader:
         else:
             raise ValueError(f"unknown augmentation {augment!r}; choose from {', '.join(AUGMENTATIONS)} or None")
         self._seed = seed
+        first_step = 0
+        if batches_drawn is not None:
+            start_epoch, first_step = divmod(batches_drawn, self.steps_per_epoch)
         self.epoch = start_epoch
-        self._next_epoch, self._next_step = start_epoch, 0
+        self._next_epoch, self._next_step = start_epoch, first_step
         self._iterator = data_iterator(
             _EpochOrderSource(images_u8, labels, batch_size, seed, start_epoch),
             batch_size, with_memory_cache=False, use_thread=True)
+        for _ in range(first_step):  # the drawn batches of the epoch: unaugmented, their order is all that counts
+            self._iterator.next()
 
     def next(self):
         images_u8, labels = self._iterator.next()

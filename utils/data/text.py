@@ -153,17 +153,17 @@ def _fetch_split_files(name, source, folder):
         # Under its own name until checked, so a <split>.txt is always a verified or hand-placed file.
         downloaded = os.path.join(folder, remote.filename)
         download(name, remote, downloaded, place)
-        check_md5(downloaded, remote.md5)
         os.replace(downloaded, target)
 
 
 def _fetch_zip(name, source, data_dir):
     archive = os.path.join(data_dir, source.archive.filename)
-    if not os.path.isfile(archive):
+    if os.path.isfile(archive):
+        check_md5(archive, source.archive.md5)
+    else:
         download(name, source.archive, archive,
-                  f"{source.archive.filename} (or the folder {source.folder}/ with train.txt, "
-                  f"valid.txt, test.txt) in {data_dir}")
-    check_md5(archive, source.archive.md5)
+                 f"{source.archive.filename} (or the folder {source.folder}/ with train.txt, "
+                 f"valid.txt, test.txt) in {data_dir}")
     _extract_splits(archive, source, data_dir)
 
 

@@ -10,6 +10,7 @@ import sys
 import graphviz
 
 from models.genotype import FIRST_NODE, all_nodes
+from ops.atomic_file import atomic_write
 from ops.operations import OP_NAMES
 from ops.recurrent_ops import RECURRENT_OP_NAMES
 from utils.pictures.node_names import html_node_label
@@ -54,18 +55,6 @@ def cell_graph(cell, title, concat=None):
     return graph
 
 
-def _write_atomically(path, data):
-    # A run redraws these every epoch; a viewer open on them must never read half a file.
-    tmp_path = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.{os.getpid()}.tmp")
-    try:
-        with open(tmp_path, "wb") as f:
-            f.write(data)
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-
-
 def _print_dot_notice(out_dir, fmt):
     global _notice_printed
     if not _notice_printed:
@@ -100,7 +89,8 @@ def _render(graph, out_dir, name, fmt):
         _print_dot_notice(out_dir, fmt)
         data, ext = graph.source.encode("utf-8"), "dot"
     path = os.path.join(out_dir, f"{name}.{ext}")
-    _write_atomically(path, data)
+    with atomic_write(path, "wb") as f:  # a run redraws these every epoch: a viewer never reads half a file
+        f.write(data)
     return path
 
 

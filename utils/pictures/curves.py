@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 
+from ops.atomic_file import atomic_path
 from ops.user_error import UserError
 from utils.run_files import EPOCH_TIME, SERIES_SUFFIX
 
@@ -170,16 +171,8 @@ def _widen_single_index(ax, indices):
 
 
 def save_figure(figure, out_path):
-    """Write through a temporary file, so a viewer never opens a half-written picture mid-run."""
-    directory = os.path.dirname(os.path.abspath(out_path))
-    os.makedirs(directory, exist_ok=True)
-    root, ext = os.path.splitext(os.path.basename(out_path))
-    tmp_path = os.path.join(directory, f".{root}.{os.getpid()}.tmp{ext}")
-    try:
-        figure.savefig(tmp_path, dpi=100)
-        os.replace(tmp_path, out_path)
-    except OSError as error:  # name the picture asked for, not the temporary file
-        raise OSError(error.errno, f"cannot write {out_path}: {error.strerror}") from None
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+    """Write through ops.atomic_file, so a viewer never opens a half-written picture mid-run and a failed
+    write (WriteError, naming the picture) leaves the old one."""
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    with atomic_path(out_path) as temporary:
+        figure.savefig(temporary, dpi=100)

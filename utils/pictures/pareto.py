@@ -3,7 +3,9 @@
 Each run directory holds darts_train.py's summary.json (`params`, `best_test_error_oracle` — the best test error over the epochs, as var_nas reports it — else
 `final_test_error`). A run's group comes from the architecture it trained (`model_arch_name` in its
 config.yaml, else the directory name): `random_*` files (scripts/darts_random.py) are random cells, names
-with `lambda_<λ̃>` (models.extraction) belong to that λ̃, anything else is DARTS.
+with `lambda_<λ̃>` (models.extraction) belong to that λ̃, anything else is DARTS. A run that diverged (its
+summary marked so, ops.divergence) has no test error: it is left out of the picture with a warning, and
+listed in the CSV with where it diverged.
 """
 import csv
 import json
@@ -12,6 +14,9 @@ import re
 
 import yaml
 
+from ops.atomic_file import atomic_write
+from ops.divergence import DIVERGED, describe
+from ops.unreadable_file import describe_read_error
 from ops.user_error import UserError
 from utils.pictures.curves import save_figure
 from utils.run_files import CONFIG, SUMMARY
@@ -22,7 +27,7 @@ GROUP_COLOURS = {RANDOM: "black", DARTS: "grey"}
 # var_nas' colours for λ̃ = 0, .25, .5, .75, 1; further values take matplotlib's cycle.
 LAMBDA_COLOURS = ("tab:red", "tab:orange", "tab:green", "tab:purple", "tab:blue", "tab:brown", "tab:pink",
                   "tab:olive", "tab:cyan")
-CSV_COLUMNS = ("label", "group", "params", "test_accuracy", "directory")
+CSV_COLUMNS = ("label", "group", "params", "test_accuracy", "directory", "diverged")
 
 
 class ParetoError(UserError, ValueError):
@@ -57,26 +62,34 @@ def _arch_name(directory):
     try:
         with open(path, encoding="utf-8") as f:
             config = yaml.safe_load(f) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ParetoError(f"cannot read {path}: {' '.join(str(error).split())}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        raise ParetoError(f"cannot read {path}: {describe_read_error(error)}") from None
     return config.get("model_arch_name") or os.path.basename(os.path.normpath(directory))
 
 
 def read_point(directory):
-    """{label, group, params, test_accuracy, directory} of one trained run."""
+    """{label, group, params, test_accuracy, directory, diverged} of one trained run; a diverged run's
+    test_accuracy is None and `diverged` says where it diverged ('' for a run that did not)."""
     summary_path = os.path.join(directory, SUMMARY)
     summary = _read_json(summary_path)
     if not isinstance(summary, dict) or not isinstance(summary.get("params"), int):
         raise ParetoError(f"{summary_path} has no integer 'params'")
+    arch_name = _arch_name(directory)
+    label = os.path.basename(os.path.normpath(directory))
+    point = {"label": label, "group": run_group(arch_name), "params": summary["params"], "test_accuracy": None,
+             "directory": directory, "diverged": ""}
+    record = summary.get(DIVERGED)
+    if isinstance(record, dict):
+        try:
+            return {**point, "diverged": describe(record)}
+        except (KeyError, TypeError, ValueError):
+            raise ParetoError(f"{summary_path}: '{DIVERGED}' does not say where the run diverged") from None
     error = summary.get("best_test_error_oracle")
     if error is None:
         error = summary.get("final_test_error")
     if not isinstance(error, (int, float)):
         raise ParetoError(f"{summary_path} has no test error yet (best_test_error_oracle and final_test_error are empty)")
-    arch_name = _arch_name(directory)
-    label = os.path.basename(os.path.normpath(directory))
-    return {"label": label, "group": run_group(arch_name), "params": summary["params"],
-            "test_accuracy": 1.0 - float(error), "directory": directory}
+    return {**point, "test_accuracy": 1.0 - float(error)}
 
 
 def group_colours(groups):
@@ -89,17 +102,25 @@ def group_colours(groups):
 
 
 def write_points_csv(points, path):
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_write(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         writer.writerows(points)
 
 
-def plot_pareto(directories, out_path):
-    """Draws the runs' points into out_path and writes them to <out_path stem>.csv; returns both paths."""
+def plot_pareto(directories, out_path, warn=None):
+    """Draws the runs' points into out_path and writes them to <out_path stem>.csv; returns both paths.
+    Runs that diverged are listed in the CSV only, and named to warn(message), if given."""
     if not directories:
         raise ParetoError("no run directories given")
-    points = [read_point(directory) for directory in directories]
+    listed = [read_point(directory) for directory in directories]
+    points = [p for p in listed if not p["diverged"]]
+    diverged = "; ".join(f"{p['directory']} in {p['diverged']}" for p in listed if p["diverged"])
+    if not points:
+        raise ParetoError(f"every run given diverged ({diverged}): there is no test error to plot")
+    if diverged and warn is not None:
+        warn(f"{len(listed) - len(points)} of {len(listed)} runs diverged ({diverged}): left out of the picture, "
+             f"listed in the CSV")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -127,5 +148,5 @@ def plot_pareto(directories, out_path):
     ax.legend()
     save_figure(figure, out_path)
     csv_path = os.path.splitext(out_path)[0] + ".csv"
-    write_points_csv(points, csv_path)
+    write_points_csv(listed, csv_path)
     return [out_path, csv_path]

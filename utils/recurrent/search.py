@@ -5,21 +5,22 @@
 Outputs in the monitor directory: config.yaml; the series of SERIES (perplexities per epoch);
 alpha_history.npz (`recurrent`, (epochs + 1, 36, 5)); after every epoch the cell of the current
 alphas as recurrent_arch.json, arch/epoch_NNN.json and genotype.txt; the checkpoint for --resume;
-at the end the cell as JSON in --model-arch-name.
+at the end the cell as JSON in --model-arch-name (default: DARTS_rnn_arch.json in the monitor directory).
 
-A NaN or infinite loss or alpha stops the search at once with one line (SearchDivergedError), as the CNN
-search stops: nothing of the diverged epoch is written, so the checkpoint and outputs are those of the
-last finished epoch.
+A NaN or infinite loss or alpha stops the search with one line naming the epoch, the step and the learning
+rate (ops.divergence.DivergedError), as the CNN search stops: nothing of the diverged epoch is written,
+so the checkpoint and outputs are those of the last finished epoch. The losses are checked at every step
+(they are read back anyway), the alpha and the validation loss once an epoch.
 """
-import math
 import os
 
 import nnabla as nn
 import numpy as np
 
+from models.genotype import write_text_atomically
 from models.recurrent import ALPHA_NAME, ARCH_SCOPE, WEIGHT_SCOPE, build_search_model, create_alpha
 from models.recurrent_genotype import derive_recurrent_genotype, save_recurrent_genotype, to_genotype_string
-from ops.user_error import UserError
+from ops.divergence import check_finite, check_parameters
 from utils.data.datasets import DataError
 from utils.data.text import Batch, batchify, epoch_batches, get_batch, load_corpus, search_sequence_length
 from utils.optim.solvers import SGD, Adam
@@ -27,24 +28,15 @@ from utils.recurrent.language_model import GraphCache, dropouts_of, perplexity, 
 from utils.recurrent.search_step import RecurrentSearchStep
 from utils.run.context import set_context
 from utils.run.run import EPOCH_TIME, Progress, Run, seed_everything
-from utils.run_files import GENOTYPE, RECURRENT_ARCHITECTURE, epoch_architecture
+from utils.run_files import GENOTYPE, RECURRENT_ARCHITECTURE, epoch_architecture, found_architecture
 from utils.search.alpha_history import write_recurrent_alpha_history
 from utils.training.evaluation import RunningMean
 
 SERIES = ("Training perplexity", "Validation perplexity", EPOCH_TIME)
 
 
-class SearchDivergedError(UserError, ValueError):
-    """A loss or the alpha stopped being finite; one line."""
-
-
-def check_finite(epoch, where, alpha, *losses):
-    """SearchDivergedError unless the losses and the alpha are finite; epoch: 0-based, where: which pass."""
-    if all(math.isfinite(loss) for loss in losses) and np.all(np.isfinite(alpha.d)):
-        return
-    kept = f"the checkpoint of epoch {epoch} is kept (--resume continues from it)" if epoch else "nothing was saved"
-    raise SearchDivergedError(f"the search diverged in epoch {epoch + 1} ({where}: a NaN or infinite loss or alpha); "
-                              f"{kept}; lower --lr or --arch-lr")
+# What a diverged search's line advises.
+SEARCH_ADVICE = "lower --lr or --arch-lr"
 
 
 def scope_parameters(scope, grad_only):
@@ -70,7 +62,8 @@ def search_recurrent(args):
         if rows <= args.bptt + 1:
             raise DataError(f"{args.dataset}: the {name} split gives {rows} rows at batch size {args.batch_size}, "
                             f"too few for --bptt {args.bptt}; lower --batch-size or --bptt")
-    run = Run.open(vars(args), SERIES)
+    run = Run.open(vars(args), SERIES, outputs={"model_arch_name": found_architecture(
+        args.monitor_path, args.model_arch_name, "recurrent")})
 
     nn.clear_parameters()
     rng = seed_everything(args.seed)
@@ -89,6 +82,7 @@ def search_recurrent(args):
                                   dropouts_of(args), args.second_order, args.original_unrolled_step)
 
     history = [alpha.d.copy()]
+    # The run's first write, once its setup has succeeded: a setup that fails leaves an earlier run as it was.
     meta = run.start({**network_state, **alphas}, {"weights": weight_opt.solver, "alphas": alpha_opt.solver},
                      args.resume)
     if meta is not None:
@@ -97,6 +91,7 @@ def search_recurrent(args):
     for epoch in run.remaining_epochs():
         stepper.reset_hidden(args.batch_size, args.nhid)
         train_loss = RunningMean()
+        last = 0, args.lr  # the last step's index and learning rate
         batches = list(epoch_batches(train_data, lambda r: search_sequence_length(r, args.bptt), args.seed, epoch))
         bar = Progress(batches, f"search epoch {epoch + 1}/{args.epoch}", args.progress_every, run.clock, epoch)
         for batch in bar:
@@ -106,11 +101,15 @@ def search_recurrent(args):
                               *validation_window(search_data, batch.position, args.bptt))
             lr = args.lr * batch.seq_len / args.bptt
             nll, val_nll = stepper.step(batch, val_batch, lr, args.seed, epoch)
-            check_finite(epoch, f"step {batch.step + 1}", alpha, nll, val_nll)
+            for quantity, loss in (("alpha-step loss", val_nll), ("training loss", nll)):
+                check_finite(loss, "search", epoch, batch.step, lr, quantity, SEARCH_ADVICE)
             train_loss.add(nll, len(batch.data))
             bar.set_postfix(ppl=f"{perplexity(train_loss.mean):.1f}")
+            last = batch.step, lr
+        # The alpha and the weights, once an epoch.
+        check_parameters({**network_state, **alphas}, "search", epoch, *last, SEARCH_ADVICE)
         valid_loss = stream_loss(eval_graphs, valid_data, args.bptt)
-        check_finite(epoch, "validation", alpha, valid_loss)  # the last weight step may have diverged
+        check_finite(valid_loss, "search", epoch, *last, "validation loss", SEARCH_ADVICE)
         valid_ppl = perplexity(valid_loss)
 
         history.append(alpha.d.copy())
@@ -118,14 +117,15 @@ def search_recurrent(args):
         genotype = derive_recurrent_genotype(alpha.d)
         save_recurrent_genotype(genotype, os.path.join(run.monitor_path, epoch_architecture(epoch + 1)))
         save_recurrent_genotype(genotype, os.path.join(run.monitor_path, RECURRENT_ARCHITECTURE))
-        with open(os.path.join(run.monitor_path, GENOTYPE), "w") as f:
-            f.write(to_genotype_string(genotype) + "\n")
+        write_text_atomically(os.path.join(run.monitor_path, GENOTYPE), to_genotype_string(genotype) + "\n")
         train_ppl = perplexity(train_loss.mean)
         run.end_epoch(epoch, {"Training perplexity": train_ppl, "Validation perplexity": valid_ppl},
                       meta={"arrays": {"recurrent": np.stack(history)}},
                       message=f"train ppl {train_ppl:.2f}  valid ppl {valid_ppl:.2f}")  # the cell: genotype.txt
 
     genotype = derive_recurrent_genotype(history[-1])
-    save_recurrent_genotype(genotype, args.model_arch_name)
-    print(f"recurrent cell written to {args.model_arch_name}: {to_genotype_string(genotype)}")
+    out = found_architecture(run.monitor_path, args.model_arch_name, "recurrent")
+    save_recurrent_genotype(genotype, out)
+    run.close()
+    print(f"recurrent cell written to {out}: {to_genotype_string(genotype)}")
     return genotype

@@ -8,7 +8,9 @@
 SGD with the learning rate scaled by each batch's length, switching to averaged SGD (NT-ASGD,
 utils.recurrent.ntasgd) when the validation loss stops improving; validation then uses the averaged
 weights. The best validated weights are kept (best.npz for rollback, best_params.h5); a NaN loss
-rolls back to them and training goes on with the next epoch's data. At the end the best weights are
+rolls back to them and training goes on with the next epoch's data, with a warning line, and summary.json
+lists every roll-back under "rollbacks" (where the loss diverged); before any validated weights a NaN loss
+ends the run as a divergence (ops.divergence). At the end the best weights are
 tested at batch 1. Outputs in the monitor directory: config.yaml, recurrent_arch.json, the series of
 SERIES, summary.json (SUMMARY_KEYS), the checkpoint for --resume.
 """
@@ -21,7 +23,7 @@ import numpy as np
 
 from models.recurrent import build_eval_model
 from models.recurrent_genotype import save_recurrent_genotype, to_genotype_string
-from ops.user_error import UserError
+from ops.divergence import DIVERGED, DivergedError, check_finite, check_parameters, describe
 from utils.data.text import batchify, epoch_batches, load_corpus, train_sequence_length, vocabulary_size
 from utils.optim.solvers import SGD
 from utils.pictures.run_pictures import draw_run
@@ -32,9 +34,9 @@ from utils.run.checkpoint import load_checkpoint, save_checkpoint
 from utils.run.context import set_context
 from utils.run.monitoring import EpochSeries
 from utils.run.run import EPOCH_TIME, Progress, Run, seed_everything, write_json
-from utils.run_files import BEST_CHECKPOINT, BEST_PARAMS, EVALUATION, RECURRENT_ARCHITECTURE, SUMMARY
+from utils.run_files import BEST_CHECKPOINT, BEST_PARAMS, EVALUATION, NETWORK_SUMMARY, RECURRENT_ARCHITECTURE, SUMMARY
 from utils.training.evaluation import RunningMean
-from utils.training.parameter_files import load_parameter_file
+from utils.training.parameter_files import load_parameter_file, save_parameter_file
 
 SERIES = ("Training perplexity", "Validation perplexity", EPOCH_TIME)
 TEST_SERIES = "Test perplexity"
@@ -42,8 +44,8 @@ SUMMARY_KEYS = ("params", "valid_ppl", "test_ppl")
 TEST_BATCH_SIZE = 1
 
 
-class DivergedError(UserError, ValueError):
-    """The loss became NaN before there was a validated model to roll back to; one line."""
+# What a diverged training's line advises.
+TRAINING_ADVICE = "lower --lr or --grad-clip"
 
 
 def model_graphs(args, genotype, ntoken, batch_size, training, rng=None):
@@ -52,13 +54,14 @@ def model_graphs(args, genotype, ntoken, batch_size, training, rng=None):
 
 
 def summarise_recurrent(args, genotype):
-    """--summary: the parameter count of the language model, without reading the corpus (PTB, WikiText-2)."""
+    """--summary: the parameter count of the language model, without reading the corpus (PTB, WikiText-2), in
+    network_summary.json (never a training's summary.json)."""
     ntoken = vocabulary_size(args.dataset, args.data_dir)
     model_graphs(args, genotype, ntoken, 1, training=False)[1]
     params = int(sum(v.size for v in nn.get_parameters(grad_only=True).values()))
-    summary = {"params": params, "valid_ppl": None, "test_ppl": None}
+    summary = {"params": params}
     os.makedirs(args.monitor_path, exist_ok=True)
-    path = os.path.join(args.monitor_path, SUMMARY)
+    path = os.path.join(args.monitor_path, NETWORK_SUMMARY)
     write_json(path, summary)
     print(f"language model: {to_genotype_string(genotype)}, nhid {args.nhid}, vocabulary {ntoken}")
     print(f"weights: {params:,}")
@@ -86,7 +89,8 @@ def evaluate_recurrent(args, genotype):
 
 def train_epoch(graphs, train_data, optimizer, polyak, args, epoch, clock):
     """One epoch (0-based) of the seed's train() in a run timed by `clock` (a RunClock); returns its mean
-    training loss (nll per word)."""
+    training loss (nll per word). A loss that is not finite raises ops.divergence.DivergedError before
+    its step, a parameter that is not finite at the end of the epoch too."""
     dropouts = dropouts_of(args)
     loss = RunningMean()
     hidden = np.zeros((args.batch_size, args.nhid), dtype=np.float32)
@@ -96,17 +100,19 @@ def train_epoch(graphs, train_data, optimizer, polyak, args, epoch, clock):
         graph = graphs[len(batch.data)]
         draw_masks(graph, mask_rng(args.seed, epoch, batch.step, TRAIN_MASKS), dropouts)
         feed(graph, batch.data, batch.target, hidden)
-        optimizer.set_learning_rate(args.lr * batch.seq_len / args.bptt)
+        lr = args.lr * batch.seq_len / args.bptt
+        optimizer.set_learning_rate(lr)
         optimizer.zero_grad()
         forward_backward(graph.loss)
-        if not math.isfinite(float(graph.loss.d)):
-            return math.nan
+        # Before the step, so that the weights stay those of the last finite loss.
+        check_finite(float(graph.loss.d), "training", epoch, batch.step, lr, advice=TRAINING_ADVICE)
         optimizer.step()
         if polyak is not None:
             polyak.update()
         hidden = graph.last_hidden.d.copy()
         loss.add(float(graph.nll.d), len(batch.data))
         bar.set_postfix(ppl=f"{perplexity(loss.mean):.1f}")
+    check_parameters(nn.get_parameters(grad_only=False), "training", epoch, batch.step, lr, TRAINING_ADVICE)
     return loss.mean
 
 
@@ -118,10 +124,11 @@ class TrainingState:
         self.asgd = meta.get("asgd", False)
         self.val_losses = meta.get("val_losses", [])
         self.best_val_loss = meta.get("best_val_loss", math.inf)
+        self.rollbacks = meta.get("rollbacks", [])  # DivergedError.records of the epochs rolled back
 
     def meta(self, polyak):
         return {"asgd": self.asgd, "val_losses": self.val_losses, "best_val_loss": self.best_val_loss,
-                "polyak_steps": polyak.steps,
+                "rollbacks": self.rollbacks, "polyak_steps": polyak.steps,
                 "arrays": {f"polyak/{name}": a for name, a in polyak.average.items()}}
 
 
@@ -139,7 +146,6 @@ def train_recurrent(args, genotype):
     valid_data = batchify(corpus.valid, args.eval_batch_size)
     test_data = batchify(corpus.test, TEST_BATCH_SIZE)
     run = Run.open(vars(args), SERIES)
-    save_recurrent_genotype(genotype, os.path.join(run.monitor_path, RECURRENT_ARCHITECTURE))
     best_checkpoint = os.path.join(run.save_dir, BEST_CHECKPOINT)
     best_params = os.path.join(run.save_dir, BEST_PARAMS)
 
@@ -155,23 +161,37 @@ def train_recurrent(args, genotype):
     summary = {"params": int(sum(v.size for v in params.values())), "valid_ppl": None, "test_ppl": None}
     print(f"weights: {summary['params']:,}")
 
+    # The run's first write, once its setup has succeeded: a setup that fails leaves an earlier run as it was.
     meta = run.start(params, solvers, args.resume)
+    save_recurrent_genotype(genotype, os.path.join(run.monitor_path, RECURRENT_ARCHITECTURE))
     state = TrainingState(meta)
     if meta is not None:
         restore_polyak(polyak, meta)
         summary["valid_ppl"] = perplexity(state.best_val_loss)
+        if state.rollbacks:
+            summary["rollbacks"] = state.rollbacks
 
     for epoch in run.remaining_epochs():
-        train_loss = train_epoch(graphs, train_data, optimizer, polyak if state.asgd else None, args, epoch,
-                                 run.clock)
-        if math.isnan(train_loss):
-            if not os.path.exists(best_checkpoint):
-                raise DivergedError(f"the training loss became NaN in epoch {epoch + 1}, before any validation; "
-                                    f"lower --lr or --grad-clip")
+        try:
+            train_loss = train_epoch(graphs, train_data, optimizer, polyak if state.asgd else None, args, epoch,
+                                     run.clock)
+        except DivergedError as diverged:
+            if not os.path.exists(best_checkpoint):  # nothing validated to roll back to: the run ends
+                write_json(os.path.join(run.monitor_path, SUMMARY),
+                           {**summary, "valid_ppl": None, "test_ppl": None, DIVERGED: diverged.record})
+                run.close()
+                raise
+            # As the seed does: back to the best validated weights, and on with the training.
+            rollbacks = state.rollbacks + [diverged.record]
             best_meta = load_checkpoint(best_checkpoint, params, solvers)
             state = TrainingState(best_meta)
+            state.rollbacks = rollbacks
             restore_polyak(polyak, best_meta)
-            print(f"epoch {epoch + 1}: NaN loss, rolled back to the best weights (of epoch {best_meta['epoch']})")
+            summary["rollbacks"] = rollbacks
+            train_loss = math.nan
+            print(f"warning: the loss became not finite in {describe(diverged.record)}: rolled back to the best "
+                  f"validated weights (of epoch {best_meta['epoch']}) and going on, as quark0's rnn/train.py does "
+                  f"(summary.json counts the roll-backs; {TRAINING_ADVICE} if they recur)", flush=True)
 
         averaged = polyak.swapped_in() if state.asgd else contextlib.nullcontext()
         with averaged:
@@ -179,7 +199,7 @@ def train_recurrent(args, genotype):
             if val_loss < state.best_val_loss:
                 state.best_val_loss = val_loss
                 save_checkpoint(best_checkpoint, params, solvers, {"epoch": epoch + 1, **state.meta(polyak)})
-                nn.save_parameters(best_params, params)
+                save_parameter_file(best_params, params)
         if not state.asgd:
             if should_switch_to_asgd(val_loss, state.val_losses, args.nonmono):
                 state.asgd = True
@@ -201,5 +221,6 @@ def train_recurrent(args, genotype):
     EpochSeries(run.monitor_path, (TEST_SERIES,)).add(args.epoch - 1, {TEST_SERIES: summary["test_ppl"]})
     draw_run(run.monitor_path)
     write_json(os.path.join(run.monitor_path, SUMMARY), summary)
+    run.close()
     print(f"best valid ppl {summary['valid_ppl']:.2f}  test ppl {summary['test_ppl']:.2f} (best weights, batch 1)")
     return summary

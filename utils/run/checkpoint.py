@@ -1,9 +1,11 @@
 """End-of-epoch checkpoints: parameters, solver states and run metadata in one atomically written file."""
+import io
 import json
-import os
 
 import numpy as np
 
+from ops.atomic_file import atomic_write
+from ops.unreadable_file import reading
 from ops.user_error import UserError
 
 
@@ -26,18 +28,25 @@ def save_checkpoint(path, params, solvers, meta):
             for key, value in state.pstate.items():
                 arrays[f"solver/{solver_name}/{param_name}/{key}"] = value.d
     arrays["meta"] = np.array(json.dumps(meta))
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_npz(path, arrays)
+
+
+def write_npz(path, arrays):
+    """np.savez's file of `arrays` ({name: ndarray}), written through ops.atomic_file. It is made in memory first:
+    numpy leaves its zip file open when a write fails (a full disk), to fail again when it is collected."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    with atomic_write(path, "wb") as f:
+        f.write(buffer.getbuffer())
 
 
 def load_checkpoint(path, params, solvers):
-    """Writes the saved values into `params` and `solvers` in place and returns the metadata."""
-    try:
-        data = np.load(path)
+    """Writes the saved values into `params` and `solvers` in place and returns the metadata.
+
+    A checkpoint that cannot be read (empty, cut short, damaged, of another network) is a CheckpointError.
+    """
+    with reading(path, "checkpoint", CheckpointError, hint="restore it from a copy, or start the run again"), \
+            np.load(path) as data:
         meta = json.loads(str(data["meta"]))
         for name, v in params.items():
             v.d = data[f"param/{name}"]
@@ -49,6 +58,4 @@ def load_checkpoint(path, params, solvers):
                     value.d = data[f"solver/{solver_name}/{param_name}/{key}"]
             solver.set_states(states)
         meta["arrays"] = {k[len("array/"):]: data[k] for k in data.files if k.startswith("array/")}
-    except (OSError, KeyError, ValueError) as err:
-        raise CheckpointError(f"cannot resume from {path}: {err}") from None
     return meta

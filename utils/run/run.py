@@ -14,12 +14,14 @@ import nnabla as nn
 import numpy as np
 from tqdm import tqdm
 
+from ops.atomic_file import atomic_write, remove_stale_temporaries
 from ops.user_error import UserError
 from utils.pictures.run_pictures import draw_run
 from utils.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.run.config_file import refuse_changed_settings, write_config
-from utils.run.monitoring import EpochSeries, series_path
-from utils.run_files import CHECKPOINT, CONFIG, EPOCH_TIME
+from utils.run.monitoring import EpochSeries, check_series, series_path
+from utils.run.run_directory import RunDirectories
+from utils.run_files import CELL_PICTURES, CHECKPOINT, CONFIG, EPOCH_ARCHITECTURES, EPOCH_TIME
 
 
 def seed_everything(seed):
@@ -50,29 +52,43 @@ def caused_by_interrupt(error):
     return False
 
 
+def describe_os_error(error):
+    """An OSError as one line: the path(s) it names, then the system's reason."""
+    reason = error.strerror or " ".join(str(error).split()) or type(error).__name__
+    paths = [os.fspath(p) for p in (error.filename, error.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {reason}" if paths else reason
+
+
 @contextlib.contextmanager
 def fail_cleanly():
-    """Turns the errors a user can cause (ops.user_error.UserError) into one line on stderr and exit status 1,
-    and an interruption (Ctrl-C, SIGINT), however nnabla passes it on, into one line and exit status 130."""
+    """Turns the errors a user can cause (ops.user_error.UserError) and the failures of the file system
+    (OSError: a full disk, a read-only or unwritable path, a file where a directory should be) into one
+    line on stderr and exit status 1, and an interruption (Ctrl-C, SIGINT), however nnabla passes it on,
+    into one line and exit status 130."""
     try:
         yield
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
     except BaseException as err:
-        if not caused_by_interrupt(err):
-            raise
-        print("interrupted: run again with --resume to continue from the last finished epoch", file=sys.stderr)
-        sys.exit(130)
+        if caused_by_interrupt(err):
+            print("interrupted: run again with --resume to continue from the last finished epoch", file=sys.stderr)
+            sys.exit(130)
+        if isinstance(err, OSError):
+            print(f"error: {describe_os_error(err)}", file=sys.stderr)
+            sys.exit(1)
+        raise
 
 
 def write_json(path, data):
-    """Whole file or the old one: a crash mid-write never leaves half a JSON file."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
+    """Whole file or the old one: a crash mid-write never leaves half a JSON file (ops.atomic_file)."""
+    with atomic_write(path, "w", encoding="utf-8") as f:
         json.dump(data, f, indent=2)
         f.write("\n")
-    os.replace(tmp, path)
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
 
 
 class Run:
@@ -80,14 +96,13 @@ class Run:
 
     monitor_path receives the series, pictures and JSON outputs; save_path (default monitor_path)
     the checkpoint and parameter files. series_names are the MonitorSeries written every epoch;
-    EPOCH_TIME among them is filled in by end_epoch. A script opens its run with Run.open.
+    EPOCH_TIME among them is filled in by end_epoch. A script opens its run with Run.open, builds what
+    the run needs, then calls start(), the run's first write.
     """
 
     def __init__(self, monitor_path, save_path, epochs, series_names):
         self.monitor_path = monitor_path
         self.save_dir = save_path or monitor_path
-        os.makedirs(self.monitor_path, exist_ok=True)
-        os.makedirs(self.save_dir, exist_ok=True)
         self.checkpoint_path = os.path.join(self.save_dir, CHECKPOINT)
         self.epochs = epochs
         self.series_names = series_names
@@ -96,41 +111,104 @@ class Run:
         self._state = None
         self._epoch_started = None
         self.clock = None
+        self.settings = None  # written to config.yaml by start(), for a run opened by Run.open
+        self.directories = None  # the RunDirectories of a run opened by Run.open
+        self.outputs = ()
+        self.parent = False
 
     @classmethod
-    def open(cls, settings, series_names):
-        """Every script's first step: the run of `settings` ({name: value}, the script's vars(args)), its
-        settings written to config.yaml.
+    def open(cls, settings, series_names, outputs=None):
+        """Every script's first step, before it reads a checkpoint or builds a graph: the run of `settings`
+        ({name: value}, the script's vars(args)), of which nothing is written before start().
 
-        Its monitor_path, model_save_path, epoch, resume and force_resume settings open the run. A
-        --resume of a checkpoint whose saved config.yaml differs is refused (CheckpointError) before
-        the file is written again, so the refused settings never replace the saved ones.
+        Its monitor_path, model_save_path, epoch, resume, restart and force_resume settings open the run;
+        outputs: {setting name: path} of the files the run writes at its end (the search's model_arch_name and
+        the path it resolves to: utils.run_files.found_architecture), which a resume may change. Checked
+        here, in this order: the directories and outputs can be written, no other process runs there, an
+        earlier run there is continued (--resume), moved aside at start() (--restart) or refused
+        (utils.run.run_directory); a resume's settings are those of the saved config.yaml
+        (config_file.refuse_changed_settings: CheckpointError, --force-resume accepts changed ones) and its
+        checkpoint is readable. start_epoch is then the checkpoint's, for the data loaders built before start().
         """
         run = cls(settings["monitor_path"], settings["model_save_path"], settings["epoch"], series_names)
-        config_path = os.path.join(run.monitor_path, CONFIG)
-        run.check_resume_settings(settings, config_path, settings["force_resume"])
-        write_config(settings, run.monitor_path)
+        run._open(settings, outputs)
         return run
+
+    @classmethod
+    def open_parent(cls, settings, outputs=None):
+        """The directory of a --seeds run, whose runs are its seed_<s> directories (each opened by Run.open):
+        checked, locked and kept as a run's is, its config.yaml written at once (it has no setup of its own),
+        and on --resume its settings compared whenever config.yaml is there, as it has no checkpoint."""
+        run = cls(settings["monitor_path"], settings["model_save_path"], settings["epoch"], ())
+        run.parent = True
+        run._open(settings, outputs)
+        run._begin()
+        return run
+
+    def _open(self, settings, outputs):
+        resume = bool(settings.get("resume"))
+        directories = [(self.monitor_path, "--monitor-path")]
+        if settings["model_save_path"]:
+            directories.append((self.save_dir, "--model-save-path"))
+        outputs = outputs or {}
+        self.directories = RunDirectories(directories, [(path, _flag(name)) for name, path in outputs.items()],
+                                          resume, bool(settings.get("restart")))
+        self.settings, self.outputs = settings, tuple(outputs)
+        self.check_resume_settings(settings, os.path.join(self.monitor_path, CONFIG), settings["force_resume"])
+        if resume and os.path.exists(self.checkpoint_path):
+            self.start_epoch = load_checkpoint(self.checkpoint_path, {}, {})["epoch"]
+            check_series(self.monitor_path, self.series_names, self.start_epoch)  # each can be kept
+        elif resume:
+            self._refuse_to_truncate_series()
 
     def check_resume_settings(self, settings, saved_config_path, force):
         """Refuses (CheckpointError) to resume a checkpoint with settings that differ from the saved ones.
 
         settings: {name: value} of this run; saved_config_path: the YAML file the first run wrote.
-        Call it before the config file is written again. Settings in config_file.RESUMABLE_CHANGES may
-        change; `force` (--force-resume) accepts any change.
+        Call it before the config file is written again. Settings in config_file.RESUMABLE_CHANGES and
+        WHERE_SETTINGS, the run's outputs and paths that moved with the run directory may change; `force`
+        (--force-resume) accepts any change, naming it in the run's log.
         """
-        if force or not settings.get("resume") or not os.path.exists(self.checkpoint_path):
+        if not settings.get("resume") or not (self.parent or os.path.exists(self.checkpoint_path)):
             return
-        refuse_changed_settings(settings, saved_config_path)
+        refuse_changed_settings(settings, saved_config_path, self.outputs, force)
+
+    def _refuse_to_truncate_series(self):
+        existing = [p for p in (series_path(self.monitor_path, n) for n in self.series_names)
+                    if os.path.exists(p) and os.path.getsize(p) > 0]
+        if existing:
+            raise CheckpointError(f"--resume: no checkpoint at {self.checkpoint_path}, and starting afresh "
+                                  f"would truncate {existing[0]}; move the old run away or drop --resume")
+
+    def _begin(self):
+        """The run's first writes, once its setup has succeeded: an earlier run moved aside (--restart), its
+        directories, config.yaml."""
+        if self.directories is not None:
+            self.directories.begin()
+        os.makedirs(self.monitor_path, exist_ok=True)
+        os.makedirs(self.save_dir, exist_ok=True)
+        if self.settings is not None:
+            write_config(self.settings, self.monitor_path)
+
+    def close(self):
+        """The end of the run: another process may run in its directories (the process's end lets it too)."""
+        if self.directories is not None:
+            self.directories.release()
 
     def start(self, params, solvers, resume):
         """Resumes params ({name: Variable}) and solvers ({name: Solver}) from the checkpoint when
         `resume` is set and one exists; returns the checkpoint's metadata, or None for a fresh start.
 
-        The series files are opened afterwards, cut back to the epochs the checkpoint holds. A
+        The run's first write: a script calls it once its setup (data, graphs, loaders) has succeeded, so that
+        a failed setup leaves an earlier run as it was. --restart moves that run aside here; config.yaml is
+        written, and the series files are opened afterwards, cut back to the epochs the checkpoint holds. A
         resume without a checkpoint says so and starts afresh, unless series files of an earlier
-        run are there: those are never truncated by a resume (CheckpointError instead).
+        run are there: those are never truncated by a resume (CheckpointError instead). Temporary files a
+        killed process left in the run's directories go first.
         """
+        for directory in (self.monitor_path, self.save_dir, os.path.join(self.monitor_path, EPOCH_ARCHITECTURES),
+                          os.path.join(self.monitor_path, CELL_PICTURES)):
+            remove_stale_temporaries(directory)
         self._state = (params, solvers)
         meta = None
         if resume and os.path.exists(self.checkpoint_path):
@@ -138,12 +216,9 @@ class Run:
             self.start_epoch = meta["epoch"]
             print(f"resuming from {self.checkpoint_path} after epoch {self.start_epoch}")
         elif resume:
-            existing = [p for p in (series_path(self.monitor_path, n) for n in self.series_names)
-                        if os.path.exists(p) and os.path.getsize(p) > 0]
-            if existing:
-                raise CheckpointError(f"--resume: no checkpoint at {self.checkpoint_path}, and starting afresh "
-                                      f"would truncate {existing[0]}; move the old run away or drop --resume")
+            self._refuse_to_truncate_series()
             print(f"--resume: no checkpoint at {self.checkpoint_path}; starting from the first epoch")
+        self._begin()
         self.series = EpochSeries(self.monitor_path, self.series_names, first_epoch=self.start_epoch)
         return meta
 

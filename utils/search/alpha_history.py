@@ -8,6 +8,8 @@ import os
 import numpy as np
 
 from models.genotype import ArchitectureError, save_architecture
+from ops.unreadable_file import reading
+from utils.run.checkpoint import write_npz
 from utils.run_files import ALPHA_HISTORY
 
 
@@ -16,10 +18,8 @@ def write_alpha_history(monitor_path, history, name=ALPHA_HISTORY):
 
     name TOPK_HISTORY holds DADARTS's top-k transformed weights in the same layout.
     """
-    path = os.path.join(monitor_path, name)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, normal=np.stack(history["normal"]), reduction=np.stack(history["reduction"]))
-    os.replace(tmp, path)
+    write_npz(os.path.join(monitor_path, name),
+              {"normal": np.stack(history["normal"]), "reduction": np.stack(history["reduction"])})
 
 
 def derive_from_history(history_path, epoch, arch_path, derive):
@@ -27,13 +27,11 @@ def derive_from_history(history_path, epoch, arch_path, derive):
 
     derive({alpha name: (14, 8) array}) gives the architecture (a search variant's derivation).
     """
-    try:
-        history = np.load(history_path)
+    with reading(history_path, "alpha history", ArchitectureError), np.load(history_path) as history:
         normal, reduction = history["normal"], history["reduction"]
-    except (OSError, KeyError, ValueError) as err:
-        raise ArchitectureError(f"cannot read alpha history {history_path}: {err}") from None
     if not 0 <= epoch < len(normal):
-        raise ArchitectureError(f"--alpha-epoch {epoch} is not in {history_path}, which has epochs 0..{len(normal) - 1}")
+        raise ArchitectureError(f"--alpha-epoch {epoch} is not in {history_path}, "
+                                f"which has epochs 0..{len(normal) - 1}")
     arch = derive({"alpha_normal": normal[epoch], "alpha_reduction": reduction[epoch]})
     save_architecture(arch, arch_path)
     return arch
@@ -44,22 +42,17 @@ RECURRENT_KEY = "recurrent"
 
 def write_recurrent_alpha_history(monitor_path, history):
     """history: list of (36, 5) alphas, the initial ones first; stored as `recurrent` (epochs + 1, 36, 5)."""
-    path = os.path.join(monitor_path, ALPHA_HISTORY)
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, **{RECURRENT_KEY: np.stack(history)})
-    os.replace(tmp, path)
+    write_npz(os.path.join(monitor_path, ALPHA_HISTORY), {RECURRENT_KEY: np.stack(history)})
 
 
 def derive_recurrent_from_history(history_path, epoch, cell_path):
     """The recurrent cell the alphas gave after `epoch` epochs (0 = the initial alphas), written to cell_path."""
     from models.recurrent_genotype import derive_recurrent_genotype, save_recurrent_genotype
-    try:
-        with np.load(history_path) as history:
-            alphas = history[RECURRENT_KEY]
-    except (OSError, KeyError, ValueError) as err:
-        raise ArchitectureError(f"cannot read recurrent alpha history {history_path}: {err}") from None
+    with reading(history_path, "recurrent alpha history", ArchitectureError), np.load(history_path) as history:
+        alphas = history[RECURRENT_KEY]
     if not 0 <= epoch < len(alphas):
-        raise ArchitectureError(f"--alpha-epoch {epoch} is not in {history_path}, which has epochs 0..{len(alphas) - 1}")
+        raise ArchitectureError(f"--alpha-epoch {epoch} is not in {history_path}, "
+                                f"which has epochs 0..{len(alphas) - 1}")
     genotype = derive_recurrent_genotype(alphas[epoch])
     save_recurrent_genotype(genotype, cell_path)
     return genotype

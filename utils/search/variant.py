@@ -30,9 +30,11 @@ from utils.run_files import ALPHA_HISTORY
 from utils.search.recalibration import Recalibration, running_statistics
 
 
-def setting(default, help, choices=None, metavar=None):
-    """A field of a variant's Settings: the flag --<name-with-dashes> and the YAML key <name>."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "metavar": metavar})
+def setting(default, help, choices=None, metavar=None, within=None):
+    """A field of a variant's Settings: the flag --<name-with-dashes> and the YAML key <name>. A number
+    without choices gives its range `within` (a utils.run.command_line.Range), which problems() checks."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "metavar": metavar,
+                                                        "within": within})
 
 
 class VariantSettings:
@@ -43,8 +45,25 @@ class VariantSettings:
         return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
 
     def problems(self, args):
-        """Messages of settings that cannot work together (args: the whole run's settings)."""
-        return []
+        """Messages of settings out of their range, that cannot work together, or that would never take effect
+        (args: the whole run's settings). A variant adds its own to these."""
+        return [problem for f in dataclasses.fields(self) if f.metadata.get("within") is not None
+                if (problem := f.metadata["within"].problem(_flag(f.name), getattr(self, f.name)))]
+
+    def changed(self, name):
+        """Whether setting `name` differs from its default: a setting someone chose (on the command line or
+        in --config; a preset sets only switches), which must then take effect."""
+        field = next(f for f in dataclasses.fields(self) if f.name == name)
+        return getattr(self, name) != field.default
+
+    def unused(self, names, because):
+        """The message for those of `names` that were changed but are never read `because` ..., or []."""
+        changed = [_flag(name) for name in names if self.changed(name)]
+        return [f"{' and '.join(changed)} would never take effect: {because}"] if changed else []
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
 
 
 @dataclasses.dataclass(frozen=True)

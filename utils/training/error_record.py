@@ -5,6 +5,8 @@ kept under a name that says it was picked on the test set (an oracle, optimistic
 With a validation split (darts_train.py --train-portion) the epoch with the lowest validation error
 is the honest choice: its test error is reported, and its parameters are the best checkpoint.
 """
+from ops.divergence import DIVERGED
+
 TEST_KEYS = ("final_test_error", "final_test_top5_error", "best_test_error_oracle")
 VALIDATION_KEYS = ("final_valid_error", "best_valid_error", "best_valid_epoch", "test_error_at_best_valid",
                    "test_top5_error_at_best_valid")
@@ -31,6 +33,12 @@ def record_epoch(errors, epoch, test, valid=None):
     errors.update(best_valid_error=valid.error, best_valid_epoch=epoch + 1, test_error_at_best_valid=test.error,
                   test_top5_error_at_best_valid=test.top5_error)
     return True
+
+
+def diverged_summary(summary, record):
+    """The summary of a run that diverged (ops.divergence.DivergedError.record): marked DIVERGED, with no
+    error figure, since none is the run's result (those of the epochs before are in the series)."""
+    return {**summary, **{key: None for key in TEST_KEYS + VALIDATION_KEYS if key in summary}, DIVERGED: record}
 
 
 def error_figures(summary):

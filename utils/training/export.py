@@ -9,6 +9,7 @@ import tempfile
 
 from nnabla.utils.save import save
 
+from ops.atomic_file import atomic_path
 from ops.user_error import UserError
 
 FORMATS = ("nnp", "onnx")
@@ -80,15 +81,18 @@ def nnp_to_onnx(nnp_path, onnx_path):
 
 
 def export_network(x, output, path):
-    """Writes the graph x -> output to `path`, as .nnp or .onnx by its extension."""
+    """Writes the graph x -> output to `path`, as .nnp or .onnx by its extension, whole or not at all (a
+    failed or interrupted export leaves an earlier file of that name as it was)."""
     fmt = os.path.splitext(path)[1].lstrip(".")
     if fmt not in FORMATS:
         raise ExportError(f"cannot export to {path!r}: the file must end in .nnp or .onnx")
-    if fmt == "nnp":
-        save_nnp(x, output, path)
-        return
-    _onnx_exporter()  # fails before any work when the packages are missing
-    with tempfile.TemporaryDirectory() as tmp:
-        nnp_path = os.path.join(tmp, "network.nnp")
-        save_nnp(x, output, nnp_path)
-        nnp_to_onnx(nnp_path, path)
+    if fmt == "onnx":
+        _onnx_exporter()  # fails before any work when the packages are missing
+    with atomic_path(path) as partial:  # keeps the extension, which nnabla's save goes by
+        if fmt == "nnp":
+            save_nnp(x, output, partial)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            nnp_path = os.path.join(tmp, "network.nnp")
+            save_nnp(x, output, nnp_path)
+            nnp_to_onnx(nnp_path, partial)

@@ -15,7 +15,9 @@ from models.eval_network import AUX_SCOPE
 from ops.cpu_kernels import DepthwiseConvolution, PointwiseConvolution
 from utils.training.error_record import TEST_KEYS, empty_errors
 
-SUMMARY_KEYS = ("params", "params_total", "macs") + TEST_KEYS
+# The size of a network (what --summary reports); a training's summary adds its errors.
+SIZE_KEYS = ("params", "params_total", "macs")
+SUMMARY_KEYS = SIZE_KEYS + TEST_KEYS
 
 
 def count_parameters(params, exclude_scope=None):
@@ -62,14 +64,18 @@ def macs_per_image(output):
     return count_macs(output) // output.shape[0]
 
 
-def network_summary(logits, validated=False):
-    """SUMMARY_KEYS of the evaluation network whose parameters are registered and whose logits are given,
-    the errors None (and the validation ones too with `validated`), to be filled in by training."""
+def network_size(logits):
+    """SIZE_KEYS of the evaluation network whose parameters are registered and whose logits are given."""
     weights = nn.get_parameters(grad_only=True)
     return {"params": count_parameters(weights, exclude_scope=AUX_SCOPE),
             "params_total": count_parameters(weights),
-            "macs": macs_per_image(logits),
-            **empty_errors(validated)}
+            "macs": macs_per_image(logits)}
+
+
+def network_summary(logits, validated=False):
+    """SUMMARY_KEYS: network_size and the errors None (and the validation ones too with `validated`), to be
+    filled in by training."""
+    return {**network_size(logits), **empty_errors(validated)}
 
 
 def describe_size(summary):

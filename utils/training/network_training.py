@@ -5,6 +5,7 @@ import numpy as np
 
 from models.eval_network import build_test_graph, build_train_graph
 from models.graph import feed, forward_backward
+from ops.divergence import check_finite, check_parameters
 from utils.data.pipeline import BatchLoader
 from utils.optim.mixed_precision import loss_scale_for
 from utils.optim.solvers import SGD, cosine_lr
@@ -34,9 +35,14 @@ class GraphsBySize:
         return self._graphs[batch_size]
 
 
-def train_epoch(graphs, loader, optimizer, drop_path, seed, epoch, desc, clock, progress_every=50):
+def train_epoch(graphs, loader, optimizer, drop_path, seed, epoch, desc, clock, progress_every=50, run="training",
+                resumable=True):
     """One epoch (0-based `epoch` of a run timed by `clock`, a RunClock) of SGD steps on graphs(batch size)
-    (GraphsBySize); returns the training loss and error, means over the epoch's images."""
+    (GraphsBySize); returns the training loss and error, means over the epoch's images.
+
+    A loss that is not finite raises ops.divergence.DivergedError naming the `run` and the step (the
+    loss is read back every step for the mean anyway), and so does a parameter that is not finite at the
+    end (nnabla's registry: the network's); `resumable`: whether the run keeps checkpoints."""
     loss, error = RunningMean(), RunningMean()
     bar = Progress(loader.steps_per_epoch, desc, progress_every, clock, epoch)
     for step in bar:
@@ -49,9 +55,13 @@ def train_epoch(graphs, loader, optimizer, drop_path, seed, epoch, desc, clock, 
         optimizer.zero_grad()
         forward_backward(graph, optimizer.grad_scale)
         optimizer.step()
-        loss.add(float(graph.loss.d), size)
+        value = float(graph.loss.d)
+        check_finite(value, run, epoch, step, optimizer.lr, resumable=resumable)
+        loss.add(value, size)
         error.add(classification_error(graph.logits.d, batch[1]), size)
         bar.set_postfix(loss=f"{loss.mean:.3f}", acc=f"{1 - error.mean:.3f}")
+    check_parameters(nn.get_parameters(grad_only=False), run, epoch, loader.steps_per_epoch - 1, optimizer.lr,
+                     resumable=resumable)
     return loss.mean, error.mean
 
 
@@ -81,8 +91,8 @@ def brief_training(arch, train_set, held_out_set, settings, desc):
         clock = RunClock(s["epochs"])
         for epoch in range(s["epochs"]):
             optimizer.set_learning_rate(cosine_lr(epoch, s["epochs"], s["lr"], s["lr_min"]))
-            train_epoch(graphs, loader, optimizer, None, s["seed"], epoch,
-                        f"{desc} epoch {epoch + 1}/{s['epochs']}", clock)
+            train_epoch(graphs, loader, optimizer, None, s["seed"], epoch, f"{desc} epoch {epoch + 1}/{s['epochs']}",
+                        clock, run=f"brief training ({desc})", resumable=False)
     finally:
         loader.close()
     held_out_images, held_out_labels, held_out_mean, held_out_std = held_out_set

@@ -1,13 +1,22 @@
-"""Reading the .h5 parameter files that nn.save_parameters writes, with errors a user can act on."""
+"""The .h5 parameter files: written whole by nn.save_parameters, read back with errors a user can act on."""
 import os
 
 import h5py
+import nnabla as nn
 
+from ops.atomic_file import atomic_path
 from utils.run.checkpoint import CheckpointError
 
 
 class ParameterFileError(CheckpointError):
     """A parameter file that cannot be used; a CheckpointError so that fail_cleanly reports it."""
+
+
+def save_parameter_file(path, params):
+    """nn.save_parameters(path, params) through ops.atomic_file: a kill or a full disk leaves the old file or
+    the whole new one, never a part."""
+    with atomic_path(path) as temporary:
+        nn.save_parameters(temporary, params)
 
 
 def read_parameter_file(path):

@@ -8,6 +8,8 @@ import os
 
 import numpy as np
 
+from ops.divergence import DIVERGED, describe
+from utils.run.run import Run
 from utils.run_files import seed_directory
 
 # The error figures aggregated over seeds, when the runs have them (see utils.training.error_record).
@@ -30,6 +32,14 @@ def per_seed_args(args, seed):
     return argparse.Namespace(**values)
 
 
+def open_seeds_run(args, outputs=None):
+    """The directory of a --seeds run, opened before its first seed runs as any run's is (Run.open_parent):
+    checked and locked, an earlier --seeds run there continued (--resume: its settings compared), moved aside
+    (--restart) or refused, its config.yaml written. outputs: as Run.open's (the selection's winner). The
+    caller closes it when the last seed has run."""
+    return Run.open_parent(vars(args), outputs)
+
+
 def statistics(values):
     """mean, sample std (ddof=1; None for one value) and n of a list of numbers."""
     values = np.asarray(values, dtype=np.float64)
@@ -38,16 +48,33 @@ def statistics(values):
 
 
 def aggregate_runs(summaries):
-    """{seed: summary.json dict} -> aggregate.json: for each error key every run has, its statistics and
-    per-seed values; and the weights (the same network in every run)."""
+    """{seed: summary.json dict} -> aggregate.json: for each error key every finished run has, its statistics
+    and per-seed values; and the weights (the same network in every run). A run that diverged (its summary
+    marked DIVERGED, ops.divergence) has no error to count: it is listed under DIVERGED with where it
+    diverged and left out of the statistics, whose n says how many runs they hold."""
     seeds = list(summaries)
-    params = sorted({summaries[seed]["params"] for seed in seeds})
-    result = {"seeds": seeds, "params": params[0] if len(params) == 1 else params}
+    diverged = {seed: summaries[seed][DIVERGED] for seed in seeds if summaries[seed].get(DIVERGED)}
+    finished = [seed for seed in seeds if seed not in diverged]
+    params = sorted({summaries[seed]["params"] for seed in finished})
+    result = {"seeds": seeds, "params": params[0] if len(params) == 1 else (params or None)}
+    if diverged:
+        result[DIVERGED] = {str(seed): record for seed, record in diverged.items()}
     for key in AGGREGATED_KEYS:
-        values = [summaries[seed].get(key) for seed in seeds]
-        if all(value is not None for value in values):
-            result[key] = {**statistics(values), "per_seed": {str(seed): value for seed, value in zip(seeds, values)}}
+        values = [summaries[seed].get(key) for seed in finished]
+        if finished and all(value is not None for value in values):
+            result[key] = {**statistics(values),
+                           "per_seed": {str(seed): value for seed, value in zip(finished, values)}}
     return result
+
+
+def diverged_seeds_warning(aggregate):
+    """The line that says which runs of `aggregate` diverged and are left out of its statistics, or None."""
+    diverged = aggregate.get(DIVERGED) or {}
+    if not diverged:
+        return None
+    runs = "; ".join(f"seed {seed} in {describe(record)}" for seed, record in diverged.items())
+    return (f"{len(diverged)} of {len(aggregate['seeds'])} runs diverged ({runs}): left out of the mean ± std, "
+            f"which holds {len(aggregate['seeds']) - len(diverged)}")
 
 
 def format_table(aggregate):
@@ -61,9 +88,14 @@ def format_table(aggregate):
         entry = aggregate[key]
         std = "n/a" if entry["std"] is None else f"{100 * entry['std']:.2f}"
         rows.append([key, f"{100 * entry['mean']:.2f} ± {std}", str(entry["n"])]
-                    + [f"{100 * entry['per_seed'][seed]:.2f}" for seed in seeds])
+                    + [f"{100 * entry['per_seed'][seed]:.2f}" if seed in entry["per_seed"] else "diverged"
+                       for seed in seeds])
     widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) for row in [header] + rows]
     params = aggregate["params"]
-    lines.append(f"weights: {params:,}" if isinstance(params, int) else f"weights: {params}")
+    if params is not None:
+        lines.append(f"weights: {params:,}" if isinstance(params, int) else f"weights: {params}")
+    warning = diverged_seeds_warning(aggregate)
+    if warning:
+        lines.append(f"warning: {warning}")
     return "\n".join(lines)

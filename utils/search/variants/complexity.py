@@ -26,6 +26,7 @@ from models.graph import build_graph
 from models.hypernetwork import Hypernetwork, LambdaInput, piecewise_linear_classifier
 from models.mixing import MIXING_MODES, Mixing
 from models.search_network import ALPHA_NAMES
+from utils.run.command_line import ANY
 from utils.run_files import lambda_alpha_history
 from utils.search.variant import SearchVariant, VariantSettings, register_variant, setting
 from utils.training.evaluation import RunningMean
@@ -40,12 +41,12 @@ VALIDATION_LAMBDA = 0.0
 
 @dataclasses.dataclass(frozen=True)
 class ComplexitySettings(VariantSettings):
-    log10_lambda_min: float = setting(-8.0, "log10 of the smallest complexity weight lambda drawn")
-    log10_lambda_max: float = setting(-4.0, "log10 of the largest complexity weight lambda drawn")
+    log10_lambda_min: float = setting(-8.0, "log10 of the smallest complexity weight lambda drawn", within=ANY)
+    log10_lambda_max: float = setting(-4.0, "log10 of the largest complexity weight lambda drawn", within=ANY)
     sampling_mode: str = setting("gumbel", "training passes mix with per-sample Gumbel-softmax samples, "
                                            "softmax(alpha / t) or the raw alphas", MIXING_MODES)
-    temperature_start: float = setting(1.0, "t = start + delta * epoch")
-    temperature_delta: float = setting(-0.016, "the per-epoch change of t")
+    temperature_start: float = setting(1.0, "t = start + delta * epoch", within=ANY)
+    temperature_delta: float = setting(-0.016, "the per-epoch change of t", within=ANY)
     extract_mode: str = setting("simple", "simple: every edge keeps its argmax op ('none' included); "
                                           "DARTS: two edges per node", EXTRACTION_MODES)
     fresh_noise_every_pass: bool = setting(
@@ -54,10 +55,14 @@ class ComplexitySettings(VariantSettings):
                "sample, so their difference measures the Hessian, not the noise (models.mixing)")
 
     def problems(self, args):
+        # The temperature is linear in the epoch, so positive throughout when it is at both ends; naive
+        # mixing reads no temperature.
+        naive = self.sampling_mode == "naive"
         checks = [
             (self.log10_lambda_max - self.log10_lambda_min >= 1,
              "--log10-lambda-max must exceed --log10-lambda-min by at least 1 (one knot per decade)"),
-            (self.temperature_start + self.temperature_delta * (args.epoch - 1) > 0,
+            (naive or self.temperature_start > 0, "--temperature-start must be positive"),
+            (naive or self.temperature_start + self.temperature_delta * (args.epoch - 1) > 0,
              "--temperature-start + --temperature-delta * (epochs - 1) must be positive"),
             (not self.fresh_noise_every_pass or self.sampling_mode == "gumbel",
              "--fresh-noise-every-pass draws Gumbel noise: it needs --sampling-mode gumbel"),
@@ -65,7 +70,9 @@ class ComplexitySettings(VariantSettings):
              "--fresh-noise-every-pass changes the second-order step (a first-order step's two passes read "
              "samples of their own either way): add --second-order"),
         ]
-        return [message for ok, message in checks if not ok]
+        unused = self.unused(("temperature_start", "temperature_delta"),
+                             "--sampling-mode naive mixes with the raw alphas, at no temperature") if naive else []
+        return super().problems(args) + [message for ok, message in checks if not ok] + unused
 
 
 @register_variant

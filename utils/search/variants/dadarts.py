@@ -18,6 +18,7 @@ import nnabla as nn
 from models.discretization import dal_loss_sum, dal_value, hard_discretization, softmax_rows
 from models.search_network import ALPHA_NAMES, softmax_weights
 from ops.topk import TopKError, check_topk_settings, topk_transform_cell
+from utils.run.command_line import NOT_NEGATIVE
 from utils.run_files import TOPK_HISTORY
 from utils.search.variant import DartsSettings, SearchVariant, register_variant, setting
 
@@ -25,44 +26,73 @@ from utils.search.variant import DartsSettings, SearchVariant, register_variant,
 @dataclasses.dataclass(frozen=True)
 class DadartsSettings(DartsSettings):
     hd_on_weights: bool = setting(False, "weight steps and validation run only the kept ops (hard discretization)")
-    hd_start: int = setting(0, "hard discretization from epoch N (0-based)", metavar="N")
+    hd_start: int = setting(0, "hard discretization from epoch N (0-based)", metavar="N", within=NOT_NEGATIVE)
     topk_on_alphas: bool = setting(False, "the alpha step mixes with top-k transformed weights")
     topk_on_weights: bool = setting(False, "the weight step mixes with top-k transformed weights")
     topk_on_virtualstep: bool = setting(False, "the second-order virtual step mixes with top-k transformed weights")
-    topk_k_edge: int = setting(1, "top-k over the ops of each edge (0: none)")
-    topk_k_node: int = setting(2, "top-k over the (edge, op) pairs of each node (0: none)")
+    topk_k_edge: int = setting(1, "top-k over the ops of each edge (0: none)", within=NOT_NEGATIVE)
+    topk_k_node: int = setting(2, "top-k over the (edge, op) pairs of each node (0: none)", within=NOT_NEGATIVE)
     topk_option: int = setting(1, "1: w * p_edge * p_node; 2: w * topk(p_edge)", choices=(1, 2))
     just_topk: bool = setting(False, "mix with the top-k mask alone, without the weights")
     topk_grad: str = setting("exact", "seed: the DADARTS gradient, which lacks the factor T (for comparison only)",
                              choices=("exact", "seed"))
-    topk_temperature: float = setting(1.0, "the top-k temperature T")
+    topk_temperature: float = setting(1.0, "the top-k temperature T", within=NOT_NEGATIVE)
     linear_temperature_increase: bool = setting(
         False, "T = --linear-temperature-max * epoch / epochs (0 in the first epoch)")
-    linear_temperature_max: float = setting(200.0, "the last epoch's T with --linear-temperature-increase")
+    linear_temperature_max: float = setting(200.0, "the last epoch's T with --linear-temperature-increase",
+                                            within=NOT_NEGATIVE)
     dal_on_alphas: bool = setting(False, "add the discretization additional loss to the alpha step")
-    dal_factor: float = setting(1.0, "the DAL's weight in the alpha loss")
-    dal_starting_epoch: int = setting(0, "the first epoch (0-based) with DAL")
+    dal_factor: float = setting(1.0, "the DAL's weight in the alpha loss", within=NOT_NEGATIVE)
+    dal_starting_epoch: int = setting(0, "the first epoch (0-based) with DAL", within=NOT_NEGATIVE)
     linear_dal_factor_increase: bool = setting(False, "DAL factor = --dal-factor-max * epoch / epochs")
-    dal_factor_max: float = setting(1.0, "the last epoch's DAL factor with --linear-dal-factor-increase")
+    dal_factor_max: float = setting(1.0, "the last epoch's DAL factor with --linear-dal-factor-increase",
+                                    within=NOT_NEGATIVE)
     dal_cells: str = setting("both", "normal: regularise the normal cell only, as the DADARTS code does",
                              choices=("both", "normal"))
 
     def problems(self, args):
+        last_epoch = f"--epoch {args.epoch} runs epochs 0 to {args.epoch - 1} (0-based)"
+        preset = " (--dadarts sets it: add --hd-on-weights false)" if getattr(args, "dadarts", False) else ""
         checks = [
-            (self.hd_start >= 0, "--hd-start must not be negative"),
             (self.hd_on_weights or self.hd_start == 0, "--hd-start needs --hd-on-weights"),
-            (self.dal_starting_epoch >= 0, "--dal-starting-epoch must not be negative"),
-            (self.topk_temperature >= 0 and self.linear_temperature_max >= 0,
-             "top-k temperatures must not be negative"),
+            (not self.hd_on_weights or self.hd_start < args.epoch,
+             f"--hd-start {self.hd_start} would never take effect: {last_epoch}"),
+            (not (self.hd_on_weights and self.topk_on_weights),
+             f"--hd-on-weights would never take effect: --topk-on-weights wins over it, as in DADARTS{preset}"),
+            (not self.dal_on_alphas or self.dal_starting_epoch < args.epoch,
+             f"--dal-starting-epoch {self.dal_starting_epoch} would never take effect: {last_epoch}"),
             (args.second_order or not self.topk_on_virtualstep,
              "--topk-on-virtualstep needs --second-order: first order has no virtual step"),
         ]
+        problems = super().problems(args) + [message for ok, message in checks if not ok]
         if self.uses_topk:
             try:
                 check_topk_settings(self.topk_k_edge, self.topk_k_node, self.topk_option, self.topk_grad)
             except TopKError as err:
-                checks.append((False, str(err)))
-        return [message for ok, message in checks if not ok]
+                problems.append(str(err))
+        return problems + self.unused_settings(args)
+
+    def unused_settings(self, args):
+        """Messages of settings that were changed but are never read under the others."""
+        unused = []
+        if not self.uses_topk:
+            # The temperature is the top-k's only; --dadarts switches the linear increase on itself.
+            switch = () if getattr(args, "dadarts", False) else ("linear_temperature_increase",)
+            unused += self.unused(("topk_k_edge", "topk_k_node", "topk_option", "just_topk", "topk_grad",
+                                   "topk_temperature", "linear_temperature_max") + switch,
+                                  "no top-k is on (--topk-on-alphas, --topk-on-weights, --topk-on-virtualstep)")
+        elif self.linear_temperature_increase:
+            unused += self.unused(("topk_temperature",), "--linear-temperature-increase sets the temperature")
+        else:
+            unused += self.unused(("linear_temperature_max",), "it needs --linear-temperature-increase")
+        if not self.dal_on_alphas:
+            unused += self.unused(("dal_factor", "dal_starting_epoch", "linear_dal_factor_increase", "dal_factor_max",
+                                   "dal_cells"), "it needs --dal-on-alphas")
+        elif self.linear_dal_factor_increase:
+            unused += self.unused(("dal_factor",), "--linear-dal-factor-increase sets the DAL factor")
+        else:
+            unused += self.unused(("dal_factor_max",), "it needs --linear-dal-factor-increase")
+        return unused
 
     def topk_on(self, purpose):
         return {"weights": self.topk_on_weights, "virtual": self.topk_on_virtualstep,
