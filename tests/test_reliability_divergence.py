@@ -184,6 +184,7 @@ def test_pareto_leaves_a_diverged_run_out_with_a_warning(small_runs, tmp_path, c
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_a_search_diverging_in_its_second_epoch_keeps_the_first(tmp_path, monkeypatch):
     search = tiny_search_runner(monkeypatch)
     poison_in_epoch(monkeypatch, darts_search, 1, lambda args, epoch: args[-1] == epoch)

@@ -169,6 +169,7 @@ def test_model_arch_name_a_directory_stops_the_search_before_it_runs(tiny_data, 
     assert os.listdir(tmp_path / "run") == []  # not a file of the run written, let alone an epoch run
 
 
+@pytest.mark.slow
 def test_restart_moves_the_old_run_aside_byte_identical_and_starts_over(copy_of, tmp_path, monkeypatch):
     directory = copy_of("search")
     before = snapshot(directory)
@@ -192,6 +193,7 @@ def test_restart_never_reuses_the_name_of_an_earlier_run_moved_aside(tmp_path):
     assert aside_name(str(tmp_path / "run") + "/") == str(tmp_path / "run.previous-2")
 
 
+@pytest.mark.slow
 def test_a_moved_or_copied_run_resumes_without_force_resume(runs, tmp_path):
     moved = tmp_path / "elsewhere" / "search"
     shutil.copytree(runs["search"], moved)
