@@ -27,3 +27,15 @@ def test_the_onnx_extras_are_quoted_in_full():
         installs = quoted_pip_installs(f.read())
     assert any("--no-deps nnabla-converter==1.39.0" in command for command in installs)
     assert any("-r requirements-onnx.txt" in command for command in installs)
+
+
+def test_the_missing_cuda_extension_error_quotes_installs_into_the_venv(monkeypatch):
+    import sys
+
+    from utils.run.context import ContextError, set_context
+    monkeypatch.setitem(sys.modules, "nnabla_ext.cudnn", None)  # import then fails, as without the extension
+    with pytest.raises(ContextError) as error:
+        set_context("cudnn")
+    installs = quoted_pip_installs(str(error.value))
+    assert installs and all(c.startswith("uv pip install --python .venv/bin/python ") for c in installs), installs
+    assert "make env CUDA=120" in str(error.value)

@@ -15,8 +15,10 @@ def set_context(context, device_id="0", type_config="float"):
         try:
             import nnabla_ext.cudnn  # noqa: F401  (only to tell whether the extension is installed)
         except ImportError:
-            raise ContextError("--context cudnn needs the CUDA extension: pip install nnabla-ext-cuda120==1.39.0 "
-                               "(or `make env CUDA=120`), or run with --context cpu") from None
+            # .venv is built by uv and has no pip: make env (or uv pip) installs into it.
+            raise ContextError("--context cudnn needs the CUDA extension: `make env CUDA=120` (or `uv pip install "
+                               "--python .venv/bin/python nnabla-ext-cuda120==1.39.0`), or run with --context cpu"
+                               ) from None
     # cpu accepts half too: nnabla's cpu kernels compute in fp16 there (slowly), which lets the tests
     # exercise the loss scaling that a GPU run depends on.
     from nnabla.ext_utils import get_extension_context
