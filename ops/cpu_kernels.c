@@ -238,16 +238,24 @@ void dw_backward_weight(const float *dy, const float *x, float *dw, int N, int C
     }
 }
 
+/* Below this many elements a batch norm runs on one thread: waking the other threads costs more than they
+ * save there (cpu_kernels.MIN_ELEMENTS is the same size for the layers that keep nnabla's kernels). */
+#define BN_PARALLEL_MIN_ELEMENTS (1L << 17)
+
 /* Batch normalisation over (N, H, W) for each channel, with nnabla's semantics: biased batch variance
  * in the output, running statistics r = decay * r + (1 - decay) * stat with the unbiased variance.
- * The mean and variance are two passes in double: one pass of sums of squares loses float precision when
- * a channel's mean is large against its spread. gamma and beta may be NULL (scale 1, shift 0).
- * batch_mean and batch_var (length C) keep the statistics for the backward pass. */
+ * One pass of sums of squares loses float precision when a channel's mean is large against its spread
+ * (nnabla's does, down to a negative variance), so: a first pass for the mean, then the corrected two-pass
+ * algorithm (Chan, Golub and LeVeque 1983): the deviations d = x - mean give the variance and, through
+ * their sum, the rounding left in the mean. The mean is kept as a pair of floats hi + lo: x - hi is exact
+ * for x near the mean, and (x - hi) - lo keeps the digits a float mean alone would drop when the mean is
+ * large (a float ulp of 1000 is 6e-5). gamma and beta may be NULL (scale 1, shift 0).
+ * batch_mean (length 2C: hi, then lo) and batch_var (length C) keep the statistics for the backward pass. */
 void bn_forward(const float *x, const float *beta, const float *gamma, float *y, float *running_mean,
                 float *running_var, float *batch_mean, float *batch_var, int N, int C, int HW,
                 float decay, float eps) {
     const double M = (double)N * HW;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((long)N * C * HW >= BN_PARALLEL_MIN_ELEMENTS)
     for (int c = 0; c < C; ++c) {
         double sum = 0.0;
         for (int n = 0; n < N; ++n) {
@@ -257,44 +265,51 @@ void bn_forward(const float *x, const float *beta, const float *gamma, float *y,
             for (int i = 0; i < HW; ++i) part += xp[i];
             sum += part;
         }
-        const double mean = sum / M;
-        const float meanf = (float)mean;
-        double squares = 0.0;
+        double mean = sum / M;
+        float hi = (float)mean, lo = (float)(mean - hi);
+        double deviations = 0.0, squares = 0.0;
         for (int n = 0; n < N; ++n) {
             const float *xp = x + ((long)n * C + c) * HW;
-            float part = 0.0f;
-            #pragma omp simd reduction(+:part)
+            float part = 0.0f, part_squares = 0.0f;
+            #pragma omp simd reduction(+:part, part_squares)
             for (int i = 0; i < HW; ++i) {
-                float t = xp[i] - meanf;
-                part += t * t;
+                float t = (xp[i] - hi) - lo;
+                part += t;
+                part_squares += t * t;
             }
-            squares += part;
+            deviations += part;
+            squares += part_squares;
         }
-        const double var = squares / M;
-        batch_mean[c] = meanf;
+        const double var = (squares - deviations * deviations / M) / M;
+        mean += deviations / M;
+        hi = (float)mean;
+        lo = (float)(mean - hi);
+        batch_mean[c] = hi;
+        batch_mean[C + c] = lo;
         batch_var[c] = (float)var;
-        running_mean[c] = decay * running_mean[c] + (1.0f - decay) * meanf;
-        running_var[c] = decay * running_var[c] + (1.0f - decay) * (float)(M > 1 ? var * M / (M - 1) : var);
+        running_mean[c] = (float)(decay * (double)running_mean[c] + (1.0 - decay) * mean);
+        running_var[c] = (float)(decay * (double)running_var[c] + (1.0 - decay) * (M > 1 ? var * M / (M - 1) : var));
         const float scale = (gamma ? gamma[c] : 1.0f) / sqrtf((float)var + eps);
-        const float shift = (beta ? beta[c] : 0.0f) - meanf * scale;
+        const float shift = beta ? beta[c] : 0.0f;
         for (int n = 0; n < N; ++n) {
             const float *xp = x + ((long)n * C + c) * HW;
             float *yp = y + ((long)n * C + c) * HW;
-            for (int i = 0; i < HW; ++i) yp[i] = xp[i] * scale + shift;
+            for (int i = 0; i < HW; ++i) yp[i] = ((xp[i] - hi) - lo) * scale + shift;
         }
     }
 }
 
 /* Gradients of bn_forward's output through the batch statistics:
  * dx = gamma / sqrt(var + eps) * (dy - mean(dy) - xhat * mean(dy * xhat)), dgamma = sum(dy * xhat),
- * dbeta = sum(dy). dx, dgamma and dbeta may be NULL (not wanted); accum_* add instead of overwriting. */
+ * dbeta = sum(dy), with xhat = ((x - hi) - lo) / sqrt(var + eps) from bn_forward's batch_mean pair.
+ * dx, dgamma and dbeta may be NULL (not wanted); accum_* add instead of overwriting. */
 void bn_backward(const float *x, const float *dy, const float *gamma, const float *batch_mean,
                  const float *batch_var, float *dx, float *dgamma, float *dbeta, int N, int C, int HW, float eps,
                  int accum_x, int accum_gamma, int accum_beta) {
     const double M = (double)N * HW;
-    #pragma omp parallel for schedule(static)
+    #pragma omp parallel for schedule(static) if ((long)N * C * HW >= BN_PARALLEL_MIN_ELEMENTS)
     for (int c = 0; c < C; ++c) {
-        const float mean = batch_mean[c];
+        const float hi = batch_mean[c], lo = batch_mean[C + c];
         const float inv = 1.0f / sqrtf(batch_var[c] + eps);
         double sum_dy = 0.0, sum_dy_xhat = 0.0;
         for (int n = 0; n < N; ++n) {
@@ -304,7 +319,7 @@ void bn_backward(const float *x, const float *dy, const float *gamma, const floa
             #pragma omp simd reduction(+:part, part_xhat)
             for (int i = 0; i < HW; ++i) {
                 part += dyp[i];
-                part_xhat += dyp[i] * (xp[i] - mean);
+                part_xhat += dyp[i] * ((xp[i] - hi) - lo);
             }
             sum_dy += part;
             sum_dy_xhat += part_xhat;
@@ -321,7 +336,7 @@ void bn_backward(const float *x, const float *dy, const float *gamma, const floa
             const float *dyp = dy + ((long)n * C + c) * HW;
             float *dxp = dx + ((long)n * C + c) * HW;
             for (int i = 0; i < HW; ++i) {
-                float v = g * (dyp[i] - mean_dy - (xp[i] - mean) * inv * mean_dy_xhat);
+                float v = g * (dyp[i] - mean_dy - ((xp[i] - hi) - lo) * inv * mean_dy_xhat);
                 dxp[i] = accum_x ? dxp[i] + v : v;
             }
         }

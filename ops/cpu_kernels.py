@@ -12,6 +12,7 @@ The library is built by `make kernels` (part of `make env`); `available()` tells
 """
 import ctypes
 import os
+import sys
 
 import numpy as np
 import nnabla as nn
@@ -19,10 +20,13 @@ from nnabla.function import PythonFunction
 
 LIBRARY_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_cpu_kernels.so")
 
-# Below this many input elements nnabla's own kernel is kept: a call through PythonFunction costs about
-# 0.2 ms forward and 0.05 ms backward of fixed overhead (measured with an empty function), more than
-# nnabla's single thread takes on such a small array. At 2**17 (a batch of 64 at 8 x 8 with 32 channels)
-# the two were about even on 2 cores.
+# Below this many input elements the convolutions keep nnabla's own kernels: a call through PythonFunction
+# cost about 0.2 ms forward and 0.05 ms backward of fixed overhead, more than nnabla's single thread takes
+# on such a small array. At 2**17 (a batch of 64 at 8 x 8 with 32 channels) the two were about even on
+# 2 cores. (Since _skip_nnabla_s_failing_import an empty function costs 0.024 ms forward and 0.008 ms
+# backward, down from 0.065 and 0.018: the threshold may now be lower; not re-measured for convolutions.)
+# Batch norm runs here at every size, for its stable variance (ops.operations.batch_norm), on one thread
+# below this size (BN_PARALLEL_MIN_ELEMENTS in cpu_kernels.c).
 MIN_ELEMENTS = 2 ** 17
 
 _library = None
@@ -58,8 +62,17 @@ def library():
         lib.pw_backward_weight.argtypes = [pointer] * 3 + [integer] * 6
         lib.bn_forward.argtypes = [pointer] * 8 + [integer] * 3 + [real] * 2
         lib.bn_backward.argtypes = [pointer] * 8 + [integer] * 3 + [real] + [integer] * 3
+        _skip_nnabla_s_failing_import()
         _library = lib
     return _library
+
+
+def _skip_nnabla_s_failing_import():
+    """nnabla 1.39's PythonFunction wrapper (Cython, implicit relative imports) runs `import nnabla` a dozen
+    times per forward call, each first looking for a module nnabla.nnabla, which does not exist, through the
+    file system: about 0.12 of the 0.2 ms a forward call costs. None in sys.modules makes that lookup fail
+    at once, as Python documents for a name known to be absent; the import then goes on to nnabla itself."""
+    sys.modules.setdefault("nnabla.nnabla", None)
 
 
 # The host context of the arrays the kernels read and write; NdArray.data_ptr in it costs about 2 µs
@@ -202,7 +215,7 @@ class BatchNormalization(_KernelFunction):
     def setup_impl(self, inputs, outputs):
         outputs[0].reset_shape(inputs[0].shape, True)
         channels = inputs[0].shape[1]
-        self.batch_mean = np.zeros(channels, np.float32)
+        self.batch_mean = np.zeros(2 * channels, np.float32)  # the mean as float pairs: hi, then lo (see bn_forward)
         self.batch_var = np.zeros(channels, np.float32)
 
     def _parts(self, inputs):

@@ -28,8 +28,8 @@ class OpMode:
     frozen: the graph reads the same weights but never computes their gradients. A pass that only
     needs the gradient of the alphas (DARTS' first-order alpha step, the two Hessian-vector passes
     of the second-order one) skips a third of its backward work this way.
-    cpu_kernels: the depthwise and 1x1 convolutions and the batch-statistics batch norms run on the
-    multi-threaded kernels of ops/cpu_kernels where their input is large enough to gain (float on
+    cpu_kernels: the depthwise and 1x1 convolutions run on the multi-threaded kernels of ops/cpu_kernels
+    where their input is large enough to gain, the batch-statistics batch norms at every size (float on
     the cpu context only; nnabla's own cpu kernels are single-threaded). The parameters are the same
     either way.
     """
@@ -49,7 +49,10 @@ def parameter(scopes, name, shape, initializer, mode, trainable=True):
 
 
 def batch_norm(x, mode, name="bn"):
-    if not (mode.cpu_kernels and cpu_kernels.worthwhile(x)) or mode.test:
+    # On the cpu kernels at every size (not only where cpu_kernels.worthwhile): their two-pass variance stays
+    # exact where nnabla's one pass loses float precision (a large mean against the spread); the kernel runs
+    # single-threaded on small layers, where it is still as fast as nnabla's for the sizes of a search.
+    if not mode.cpu_kernels or mode.test:
         return PF.batch_normalization(x, batch_stat=not mode.test, no_scale=not mode.affine,
                                       no_bias=not mode.affine, fix_parameters=mode.frozen, name=name)
     shape = (1, x.shape[1], 1, 1)

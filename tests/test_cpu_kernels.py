@@ -1,11 +1,14 @@
 """The multi-threaded cpu kernels against nnabla's own functions, forward and backward, on the shapes,
 strides, dilations and paddings of the DARTS ops (and odd sizes, which stride 2 rounds)."""
+import sys
+
 import nnabla as nn
 import nnabla.functions as F
 import numpy as np
 import pytest
 
 from ops import cpu_kernels
+from ops.operations import OpMode, batch_norm
 from utils.run.context import uses_cpu_kernels
 from utils.training.model_stats import count_macs
 
@@ -126,6 +129,77 @@ def test_batch_statistics_stay_exact_when_the_mean_dwarfs_the_spread():
     assert np.abs(ours.d - exact).max() / np.abs(exact).max() < 2e-6
 
 
+def small_layer_batch_norm(x, mode):
+    """ops.operations.batch_norm on x, below cpu_kernels.MIN_ELEMENTS, in a parameter scope of its own;
+    returns its output and its parameters: beta and gamma (if affine), running mean and variance."""
+    assert x.size < cpu_kernels.MIN_ELEMENTS
+    nn.clear_parameters()
+    y = batch_norm(x, mode)
+    parameters = nn.get_parameters(grad_only=False)
+    nn.clear_parameters()
+    return y, [parameters[f"bn/bn/{name}"] for name in (["beta", "gamma"] if mode.affine else []) + ["mean", "var"]]
+
+
+@needs_library
+def test_a_small_layer_s_batch_norm_is_exact_when_the_mean_dwarfs_the_spread():
+    """Below the size threshold too: forward output and running variance against a float64 two-pass
+    reference on x = 1000 + N(0, 1), where nnabla's one-pass variance loses float precision."""
+    rng = np.random.default_rng(5)
+    x = variable(rng, (16, 16, 16, 16), shift=1000.0)
+    y, (mean, var) = small_layer_batch_norm(x, OpMode(affine=False, test=False, cpu_kernels=True))
+    y.forward()
+    values = x.d.astype(np.float64)
+    deviations = values - values.mean(axis=(0, 2, 3), keepdims=True)
+    exact = deviations / np.sqrt((deviations ** 2).mean(axis=(0, 2, 3), keepdims=True) + 1e-5)
+    assert np.abs(y.d - exact).max() / np.abs(exact).max() < 1e-6
+    # The running statistics start at mean 0 and variance 1 and take a tenth of the batch's.
+    np.testing.assert_allclose(mean.d.ravel(), 0.1 * values.mean(axis=(0, 2, 3)), rtol=1e-6)
+    np.testing.assert_allclose(var.d.ravel(), 0.9 + 0.1 * values.var(axis=(0, 2, 3), ddof=1), rtol=1e-6)
+
+
+@needs_library
+@pytest.mark.parametrize("affine", [False, True])
+def test_a_small_layer_s_batch_norm_equals_nnabla_s_forward_and_backward(affine):
+    """The same layer on nnabla's kernel (cpu kernels off) on moderate data, where its one pass is exact
+    enough: outputs, gradients (accumulated onto non-zero ones) and running statistics."""
+    rng = np.random.default_rng(6 + affine)
+    shape = (8, 16, 8, 8)
+    x = variable(rng, shape, shift=0.5)
+    ours, ours_parameters = small_layer_batch_norm(x, OpMode(affine=affine, test=False, cpu_kernels=True))
+    theirs, theirs_parameters = small_layer_batch_norm(x, OpMode(affine=affine, test=False))
+    assert kernel_calls(ours, ("CpuBatchNormalization",)) == 1 and kernel_calls(theirs) == 0
+    dy = nn.NdArray.from_numpy_array(rng.standard_normal(shape).astype(np.float32))
+    accumulated = [rng.standard_normal(v.shape) for v in [x] + ours_parameters[:-2]]
+    y1, grads1 = forward_backward(ours, dy, [x] + ours_parameters[:-2], accumulated)
+    y2, grads2 = forward_backward(theirs, dy, [x] + theirs_parameters[:-2], accumulated)
+    np.testing.assert_allclose(y1, y2, rtol=1e-4, atol=1e-5)
+    assert len(grads1) == 1 + 2 * affine
+    for g1, g2 in zip(grads1, grads2):
+        np.testing.assert_allclose(g1, g2, rtol=1e-4, atol=1e-4)
+    for ours_statistic, theirs_statistic in zip(ours_parameters[-2:], theirs_parameters[-2:]):
+        np.testing.assert_allclose(ours_statistic.d, theirs_statistic.d, rtol=1e-5, atol=1e-7)
+
+
+@needs_library
+def test_a_kernel_call_looks_for_no_missing_module(monkeypatch):
+    """nnabla's PythonFunction wrapper imports nnabla.nnabla, which does not exist, a dozen times per forward
+    call, through the file system unless loading the library marked that name absent."""
+    looked_up = []
+
+    class Recorder:
+        def find_spec(self, name, path=None, target=None):
+            looked_up.append(name)
+            return None
+    monkeypatch.delitem(sys.modules, "nnabla.nnabla", raising=False)
+    monkeypatch.setattr(cpu_kernels, "_library", None)
+    cpu_kernels.library()
+    x, _, _, _, ours, _ = batch_norm_pair(np.random.default_rng(7), False, (2, 3, 4, 4))
+    monkeypatch.setattr(sys, "meta_path", [Recorder()] + sys.meta_path)
+    ours.forward()
+    ours.backward(clear_buffer=False)
+    assert looked_up == []
+
+
 def test_a_missing_library_is_a_one_line_error(monkeypatch):
     monkeypatch.setattr(cpu_kernels, "LIBRARY_PATH", "/nonexistent/_cpu_kernels.so")
     monkeypatch.setattr(cpu_kernels, "_library", None)
@@ -139,11 +213,12 @@ def every_layer_on_the_kernels(monkeypatch):
     monkeypatch.setattr(cpu_kernels, "MIN_ELEMENTS", 0)
 
 
-def kernel_calls(output):
-    """How many functions of the graph computing `output` run on ops/cpu_kernels."""
+def kernel_calls(output, kinds=("Cpu",)):
+    """How many functions of the graph computing `output` run on ops/cpu_kernels (whose type names start
+    with one of `kinds`)."""
     names = []
     output.visit(lambda f: names.append(f.info.type_name))
-    return sum(name.startswith("Cpu") for name in names)
+    return sum(name.startswith(kinds) for name in names)
 
 
 def gradients_of(loss, params):
@@ -253,13 +328,14 @@ def test_built_first_the_cpu_kernels_create_the_parameters_nnabla_would(network,
         assert ours[name][1] == trainable, name
 
 
-def test_layers_below_the_size_threshold_keep_nnabla_s_kernels(monkeypatch):
+def test_convolutions_below_the_size_threshold_keep_nnabla_s_kernels(monkeypatch):
     from models.search_network import create_alphas, search_network, softmax_weights
 
     def calls(shape, channels):
         nn.clear_parameters()
         alphas = softmax_weights(create_alphas(np.random.RandomState(0)))
-        count = kernel_calls(search_network(nn.Variable(shape), alphas, 10, channels, 3, cpu_kernels=True))
+        count = kernel_calls(search_network(nn.Variable(shape), alphas, 10, channels, 3, cpu_kernels=True),
+                             ("CpuDepthwise", "CpuPointwise"))
         nn.clear_parameters()
         return count
     assert calls((2, 3, 8, 8), 4) == 0
