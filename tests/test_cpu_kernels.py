@@ -1,5 +1,7 @@
 """The multi-threaded cpu kernels against nnabla's own functions, forward and backward, on the shapes,
 strides, dilations and paddings of the DARTS ops (and odd sizes, which stride 2 rounds)."""
+import os
+import subprocess
 import sys
 
 import nnabla as nn
@@ -11,6 +13,8 @@ from ops import cpu_kernels
 from ops.operations import OpMode, batch_norm
 from utils.run.context import uses_cpu_kernels
 from utils.training.model_stats import count_macs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 needs_library = pytest.mark.skipif(not cpu_kernels.available(), reason="make kernels has not run")
 
@@ -343,3 +347,17 @@ def test_convolutions_below_the_size_threshold_keep_nnabla_s_kernels(monkeypatch
     some = calls((8, 3, 32, 32), 16)
     monkeypatch.setattr(cpu_kernels, "MIN_ELEMENTS", 0)
     assert 0 < some < calls((8, 3, 32, 32), 16)
+
+
+@pytest.mark.parametrize("told", [None, "active"])
+def test_the_kernels_load_libgomp_with_a_passive_wait_unless_the_environment_says_otherwise(told):
+    # libgomp reads OMP_WAIT_POLICY once, when the library loads it: a fresh process shows what it reads.
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if told:
+        env["OMP_WAIT_POLICY"] = told
+    code = ("import os, ops.cpu_kernels as k; "
+            "before = 'libgomp' in open('/proc/self/maps').read(); k.library(); "
+            "print(before, 'libgomp' in open('/proc/self/maps').read(), os.environ['OMP_WAIT_POLICY'])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "True", told or "passive"]
