@@ -8,12 +8,13 @@ env: .venv/.requirements.stamp ops/_cpu_kernels.so
 .venv/.requirements.stamp: requirements.txt requirements-dev.txt scripts/setup_env.sh
 	scripts/setup_env.sh $(CUDA)
 
-# The multi-threaded cpu kernels (ops/cpu_kernels.c), built for this machine's cpu; without a C compiler
+# The multi-threaded cpu kernels (ops/*.c, one library), built for this machine's cpu; without a C compiler
 # with OpenMP the runs use nnabla's own kernels, and say so.
+KERNEL_SOURCES := $(wildcard ops/*.c)
 kernels: ops/_cpu_kernels.so
-ops/_cpu_kernels.so: ops/cpu_kernels.c
-	$(CC) -O3 -march=native -fopenmp -shared -fPIC -o $@ $< || \
-		echo "note: ops/cpu_kernels.c did not build; runs will use nnabla's single-threaded cpu kernels"
+ops/_cpu_kernels.so: $(KERNEL_SOURCES) $(wildcard ops/*.h)
+	$(CC) -O3 -march=native -fopenmp -shared -fPIC -o $@ $(KERNEL_SOURCES) || \
+		echo "note: ops/*.c did not build; runs will use nnabla's single-threaded cpu kernels"
 
 ifneq ($(CUDA),)
 .PHONY: .venv/.requirements.stamp

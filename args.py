@@ -98,8 +98,9 @@ def _common_parser(description, datasets=IMAGE_DATASETS):
     add("--type-config", "-t", choices=["float", "half"], default="float",
         help="computation type")
     _add_bool(parser, "--cpu-kernels", True,
-              "with -c cpu in float: run the depthwise convolutions and batch norms on the multi-threaded "
-              "kernels of ops/cpu_kernels (built by `make kernels`); false: nnabla's single-threaded ones")
+              "with -c cpu in float: run the convolutions, batch norms, sums and pooling of the CNN, and the "
+              "matrix products, gates and loss of the recurrent models, on the multi-threaded kernels of ops/ "
+              "(built by `make kernels`); false: nnabla's single-threaded ones")
     add("--seed", type=int, default=0)
     add("--seeds", type=seed_list, default=None, metavar="S1,S2,...",
         help="one run per seed, one after another, into <monitor-path>/seed_<s>/ "
@@ -150,7 +151,7 @@ def _common_parser(description, datasets=IMAGE_DATASETS):
     add("--progress-every", type=int, default=50, metavar="N",
         help="when stderr is not a terminal, print a progress line every N steps")
     _add_recurrent_flags(parser)
-    only_in_space(parser, "cnn", "cpu_kernels", "seeds", "cutout_length", "augment", "num_cells", "output_filter",
+    only_in_space(parser, "cnn", "seeds", "cutout_length", "augment", "num_cells", "output_filter",
                   "lr_min", "momentum")
     for dataset in AFFINE_AUGMENT_DATASETS:
         set_recipe(parser, "dataset", dataset, augment="affine")

@@ -27,7 +27,8 @@ import nnabla.parametric_functions as PF
 import numpy as np
 
 from models.recurrent_genotype import ALPHA_SHAPE, STEPS as SEARCH_STEPS
-from ops.recurrent_ops import ACTIVE_OPS, activation
+from ops import cpu_recurrent
+from ops.recurrent_ops import ACTIVE_OPS, TANH_OP, activation
 
 WEIGHT_SCOPE = "net"
 ARCH_SCOPE = "arch"
@@ -62,41 +63,60 @@ def _gate(ch, nhid):
 
 class _Cell:
     """Node 0, shared by both cells. W0 is one (ninp + nhid, 2 nhid) matrix as in the seed; its x rows
-    are applied to all time steps at once, since m_x does not change over time."""
+    are applied to all time steps at once, since m_x does not change over time.
 
-    def __init__(self, ninp, nhid, steps, rng):
-        self.ninp, self.nhid = ninp, nhid
+    cpu_kernels: the products, masks and gates run on ops.cpu_recurrent's multi-threaded kernels (cpu, float
+    only), which compute the same values."""
+
+    def __init__(self, ninp, nhid, steps, rng, cpu_kernels=False):
+        self.ninp, self.nhid, self.cpu_kernels = ninp, nhid, cpu_kernels
         with nn.parameter_scope("cell"):
             self.w0 = _weight("W0", (ninp + nhid, 2 * nhid), rng)
             self.ws = [_weight(f"W{i + 1}", (nhid, 2 * nhid), rng) for i in range(steps)]
+        # Sliced once per graph, not once per step: each slice is a copy forward and a sum backward.
+        self.w0_x, self.w0_h = self.w0[:ninp], self.w0[ninp:]
+
+    def masked_product(self, x, w, mask):
+        """(x * mask) . w for x (M, K), the mask (R, K) repeated over groups of R rows, or None."""
+        if self.cpu_kernels:
+            return cpu_recurrent.Affine(mask=mask is not None)(x, w, *([] if mask is None else [mask]))
+        if mask is not None and mask.shape[0] == x.shape[0]:
+            x = x * mask
+        elif mask is not None:
+            rows, units = mask.shape
+            x = F.reshape(F.reshape(x, (-1, rows, units)) * F.reshape(mask, (1, rows, units)), x.shape)
+        return F.affine(x, w)
 
     def project_inputs(self, x, x_mask):
         """(T, B, ninp) -> (B, 2 nhid) per step: the x part of node 0's product."""
         steps, batch, ninp = x.shape
-        if x_mask is not None:
-            x = x * F.reshape(x_mask, (1, batch, ninp))
-        projected = F.affine(F.reshape(x, (steps * batch, ninp)), self.w0[:ninp])
+        projected = self.masked_product(F.reshape(x, (steps * batch, ninp)), self.w0_x, x_mask)
         if steps == 1:  # F.split needs two outputs at least
             return [projected]
         return F.split(F.reshape(projected, (steps, batch, 2 * self.nhid)), axis=0)
 
     def init_state(self, x_projected, h_prev, h_mask):
-        masked = h_prev if h_mask is None else h_prev * h_mask
-        c0, h0 = _gate(x_projected + F.affine(masked, self.w0[self.ninp:]), self.nhid)
+        product = self.masked_product(h_prev, self.w0_h, h_mask)
+        if self.cpu_kernels:
+            return cpu_recurrent.Gate(TANH_OP, add=True)(product, h_prev, x_projected)
+        c0, h0 = _gate(x_projected + product, self.nhid)
         return h_prev + c0 * (F.tanh(h0) - h_prev)
 
 
 class EvaluationCell(_Cell):
-    def __init__(self, genotype, ninp, nhid, rng=None):
-        super().__init__(ninp, nhid, genotype.steps, rng)
+    def __init__(self, genotype, ninp, nhid, rng=None, cpu_kernels=False):
+        super().__init__(ninp, nhid, genotype.steps, rng, cpu_kernels)
         self.genotype = genotype
 
     def step(self, x_projected, h_prev, h_mask):
         states = [self.init_state(x_projected, h_prev, h_mask)]
         for w, (op_id, input_node) in zip(self.ws, self.genotype.recurrent):
             s_prev = states[input_node]
-            masked = s_prev if h_mask is None else s_prev * h_mask
-            c, h = _gate(F.affine(masked, w), self.nhid)
+            product = self.masked_product(s_prev, w, h_mask)
+            if self.cpu_kernels:
+                states.append(cpu_recurrent.Gate(op_id)(product, s_prev))
+                continue
+            c, h = _gate(product, self.nhid)
             states.append(s_prev + c * (activation(op_id)(h) - s_prev))
         return _mean([states[node] for node in self.genotype.concat])
 
@@ -104,15 +124,16 @@ class EvaluationCell(_Cell):
 class SearchCell(_Cell):
     """Eval graphs (training=False) normalise with the running statistics, as the seed's model.eval()."""
 
-    def __init__(self, alpha, ninp, nhid, training, rng=None):
-        super().__init__(ninp, nhid, SEARCH_STEPS, rng)
+    def __init__(self, alpha, ninp, nhid, training, rng=None, cpu_kernels=False):
+        super().__init__(ninp, nhid, SEARCH_STEPS, rng, cpu_kernels)
         self.training = training
         # The weights of the ops that are built: every column but 'none' (the first).
         op_weights = F.softmax(alpha, axis=1)[:, 1:]
         self.mixers = []
         offset = 0
         for count in range(1, SEARCH_STEPS + 1):
-            self.mixers.append(_mixer(op_weights[offset:offset + count]))
+            edges = op_weights[offset:offset + count]
+            self.mixers.append(edges if cpu_kernels else _mixer(edges))
             offset += count
 
     def _batch_norm(self, s):
@@ -126,8 +147,11 @@ class SearchCell(_Cell):
         for w, mixer in zip(self.ws, self.mixers):
             count = len(states)
             stacked = F.stack(*states, axis=0)  # (count, B, nhid)
-            masked = stacked if h_mask is None else stacked * F.reshape(h_mask, (1, batch, nhid))
-            ch = F.reshape(F.affine(F.reshape(masked, (count * batch, nhid)), w), (count, batch, 2 * nhid))
+            ch = F.reshape(self.masked_product(F.reshape(stacked, (count * batch, nhid)), w, h_mask),
+                           (count, batch, 2 * nhid))
+            if self.cpu_kernels:
+                states.append(self._batch_norm(cpu_recurrent.Mix()(ch, stacked, mixer)))
+                continue
             c, h = _gate(ch, nhid)
             # sum_op p_op (s + c (op(h) - s)) = P s + c (sum_op p_op op(h) - P s) with P = sum_op p_op: one
             # batched product gives both sums, leaving three elementwise operations instead of twelve.
@@ -193,37 +217,54 @@ def language_model(cell, seq_len, batch_size, ntoken, training, tar_beta=TAR_BET
         bias = nn.parameter.get_parameter_or_create("b", (ntoken,), I.ConstantInitializer(0.0), need_grad=True)
 
     x = F.embed(tokens, embedding)  # (T, B, ninp)
+    x_mask = masks.get("x")
     if training:
         # Dropping word rows of the matrix is scaling each looked-up row by its word's mask entry;
         # looking the mask up too is cheaper than masking all ntoken rows.
-        x = x * F.embed(tokens, masks["embedding"]) * masks["input"]
+        x = x * F.embed(tokens, masks["embedding"])
+        if cell.cpu_kernels:  # both (B, ninp) masks in one, which the product applies: no (T, B, ninp) Mul2
+            x_mask = F.reshape(masks["input"], (batch_size, ninp)) * x_mask
+        else:
+            x = x * masks["input"]
 
     h = hidden
     outputs = []
-    for x_projected in cell.project_inputs(x, masks.get("x")):
+    for x_projected in cell.project_inputs(x, x_mask):
         h = cell.step(x_projected, h, masks.get("h"))
         outputs.append(h)
     raw_output = F.stack(*outputs, axis=0)
-    output = raw_output * masks["output"] if training else raw_output
-
-    logits = F.affine(F.reshape(output, (seq_len * batch_size, ninp)), F.transpose(embedding, (1, 0)), bias)
-    nll = F.mean(F.softmax_cross_entropy(logits, F.reshape(targets, (seq_len * batch_size, 1))))
+    if cell.cpu_kernels:  # the decoder tied to the embedding, with the output's locked dropout mask folded in
+        output_mask = [F.reshape(masks["output"], (batch_size, ninp))] if training else []
+        logits = cpu_recurrent.Affine(transpose_w=True, bias=True, mask=training)(
+            F.reshape(raw_output, (seq_len * batch_size, ninp)), embedding, bias, *output_mask)
+    else:
+        output = raw_output * masks["output"] if training else raw_output
+        logits = F.affine(F.reshape(output, (seq_len * batch_size, ninp)), F.transpose(embedding, (1, 0)), bias)
+    word_ids = F.reshape(targets, (seq_len * batch_size, 1))
+    if cell.cpu_kernels:
+        nll = F.mean(cpu_recurrent.SoftmaxCrossEntropy()(logits, word_ids))
+    else:
+        nll = F.mean(F.softmax_cross_entropy(logits, word_ids))
     loss = nll
     if training and tar_beta and seq_len > 1:
         loss = nll + tar_beta * F.mean(F.squared_error(raw_output[1:], raw_output[:-1]))
     return LanguageModelGraph(tokens, targets, hidden, h, raw_output, nll, loss, masks)
 
 
-def build_eval_model(genotype, seq_len, batch_size, ntoken, nhid, training, tar_beta=TAR_BETA, rng=None):
-    """The language model with an evaluation cell (ninp = nhid, as the seed asserts), in the root scope."""
-    cell = EvaluationCell(genotype, nhid, nhid, rng)
+def build_eval_model(genotype, seq_len, batch_size, ntoken, nhid, training, tar_beta=TAR_BETA, rng=None,
+                     cpu_kernels=False):
+    """The language model with an evaluation cell (ninp = nhid, as the seed asserts), in the root scope.
+    cpu_kernels: see _Cell."""
+    cell = EvaluationCell(genotype, nhid, nhid, rng, cpu_kernels)
     return language_model(cell, seq_len, batch_size, ntoken, training, tar_beta, rng)
 
 
-def build_search_model(alpha, seq_len, batch_size, ntoken, nhid, training, tar_beta=TAR_BETA, rng=None):
-    """The language model with the search cell: weights in WEIGHT_SCOPE, alpha from create_alpha."""
+def build_search_model(alpha, seq_len, batch_size, ntoken, nhid, training, tar_beta=TAR_BETA, rng=None,
+                       cpu_kernels=False):
+    """The language model with the search cell: weights in WEIGHT_SCOPE, alpha from create_alpha. cpu_kernels:
+    see _Cell."""
     with nn.parameter_scope(WEIGHT_SCOPE):
-        cell = SearchCell(alpha, nhid, nhid, training, rng)
+        cell = SearchCell(alpha, nhid, nhid, training, rng, cpu_kernels)
         return language_model(cell, seq_len, batch_size, ntoken, training, tar_beta, rng)
 
 

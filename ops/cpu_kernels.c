@@ -1,35 +1,22 @@
 /* Multi-threaded cpu kernels for the layers that dominate a DARTS step on nnabla's single-threaded cpu
- * backend: depthwise and 1x1 convolution and batch normalisation with batch statistics (NCHW, float32).
+ * backend: depthwise and 1x1 convolution and batch normalisation with batch statistics (NCHW, float32);
+ * the other C files of ops/ hold the other layers.
  * ops/cpu_kernels.py wraps them as nnabla functions; tests/test_cpu_kernels.py checks every one against
  * nnabla's own function, forward and backward.
  *
- * Built by `make kernels` on the machine that runs them: cc -O3 -march=native -fopenmp -shared -fPIC.
+ * Built by `make kernels` on the machine that runs them, with the other C files of ops/ into one library:
+ * cc -O3 -march=native -fopenmp -shared -fPIC.
  * The `omp simd reduction` loops let the compiler vectorise float sums (it may reorder them; the
  * partial sums are gathered in double).
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
-/* Output columns ox whose input column ox * s - p + kd lies inside [0, W): [first_col, end_col). */
-static inline int first_col(int p, int kd, int s) {
-    int t = p - kd;
-    return t <= 0 ? 0 : (t + s - 1) / s;
-}
+#include <omp.h>
 
-static inline int end_col(int p, int kd, int s, int W, int Wo) {
-    int t = W - 1 + p - kd;
-    if (t < 0) return 0;
-    int e = t / s + 1;
-    return e < Wo ? e : Wo;
-}
-
-/* The input plane, or its ReLU in `scratch` (H * W floats) when relu is set: the ReLU that precedes every
- * depthwise convolution of the DARTS ops is fused into it, which saves a pass over memory each way. */
-static inline const float *input_plane(const float *xp, int relu, float *scratch, int HW) {
-    if (!relu) return xp;
-    for (int i = 0; i < HW; ++i) scratch[i] = xp[i] > 0.0f ? xp[i] : 0.0f;
-    return scratch;
-}
+#include "depthwise.h"
+#include "sgemm.h"
 
 /* Stride 1 runs on padded planes laid out flat: with the input zero-padded to Hp x Wp and the output
  * kept at row stride Wp, every tap (ky, kx) is one long loop over the flat arrays at the offset
@@ -63,7 +50,8 @@ static void widen_plane(const float *plane, float *wide, int Ho, int Wo, int Wp)
 }
 
 /* y[n,c,oy,ox] = sum_{ky,kx} w[c,ky,kx] r(x)[n,c,oy*s-p+ky*d, ox*s-p+kx*d], r the identity or ReLU;
- * one (n, c) plane per task. */
+ * one (n, c) plane per task. Stride 1 here, stride 2 in strided_depthwise_kernels.c (the only strides of the
+ * DARTS ops; cpu_kernels.py's DepthwiseConvolution takes no other). */
 void dw_forward(const float *x, const float *w, float *y, int N, int C, int H, int W, int Ho, int Wo,
                 int K, int s, int p, int d, int relu) {
     if (s == 1) {
@@ -85,28 +73,7 @@ void dw_forward(const float *x, const float *w, float *y, int N, int C, int H, i
         }
         return;
     }
-    #pragma omp parallel for schedule(static)
-    for (long nc = 0; nc < (long)N * C; ++nc) {
-        float scratch[relu ? H * W : 1];
-        const float *xp = input_plane(x + nc * H * W, relu, scratch, H * W);
-        const float *wp = w + (nc % C) * K * K;
-        float *yp = y + nc * Ho * Wo;
-        memset(yp, 0, sizeof(float) * Ho * Wo);
-        for (int oy = 0; oy < Ho; ++oy) {
-            float *yr = yp + oy * Wo;
-            for (int ky = 0; ky < K; ++ky) {
-                int iy = oy * s - p + ky * d;
-                if (iy < 0 || iy >= H) continue;
-                const float *xr = xp + iy * W;
-                for (int kx = 0; kx < K; ++kx) {
-                    float wv = wp[ky * K + kx];
-                    int off = kx * d - p;
-                    int a = first_col(p, kx * d, s), b = end_col(p, kx * d, s, W, Wo);
-                    for (int ox = a; ox < b; ++ox) yr[ox] += wv * xr[ox * s + off];
-                }
-            }
-        }
-    }
+    dw2_forward(x, w, y, N, C, H, W, Ho, Wo, K, p, d, relu);  /* s == 2 */
 }
 
 /* dx (+)= the transpose of dw_forward applied to dy, times r'(x) (x is read only when relu is set). */
@@ -139,41 +106,11 @@ void dw_backward_data(const float *dy, const float *w, const float *x, float *dx
         }
         return;
     }
-    #pragma omp parallel for schedule(static)
-    for (long nc = 0; nc < (long)N * C; ++nc) {
-        const float *dyp = dy + nc * Ho * Wo;
-        const float *wp = w + (nc % C) * K * K;
-        float scratch[relu || accum ? H * W : 1];
-        float *dxp = relu || accum ? scratch : dx + nc * H * W;
-        memset(dxp, 0, sizeof(float) * H * W);
-        for (int oy = 0; oy < Ho; ++oy) {
-            const float *dyr = dyp + oy * Wo;
-            for (int ky = 0; ky < K; ++ky) {
-                int iy = oy * s - p + ky * d;
-                if (iy < 0 || iy >= H) continue;
-                float *dxr = dxp + iy * W;
-                for (int kx = 0; kx < K; ++kx) {
-                    float wv = wp[ky * K + kx];
-                    int off = kx * d - p;
-                    int a = first_col(p, kx * d, s), b = end_col(p, kx * d, s, W, Wo);
-                    for (int ox = a; ox < b; ++ox) dxr[ox * s + off] += wv * dyr[ox];
-                }
-            }
-        }
-        if (relu || accum) {
-            const float *xp = x + nc * H * W;
-            float *target = dx + nc * H * W;
-            for (int i = 0; i < H * W; ++i) {
-                float v = relu && xp[i] <= 0.0f ? 0.0f : scratch[i];
-                target[i] = accum ? target[i] + v : v;
-            }
-        }
-    }
+    dw2_backward_data(dy, w, x, dx, N, C, H, W, Ho, Wo, K, p, d, relu, accum);
 }
 
 /* dw[c,ky,kx] (+)= sum_{n,oy,ox} dy[n,c,oy,ox] r(x)[n,c,oy*s-p+ky*d, ox*s-p+kx*d]; one channel per task.
- * Each tap's products are summed column-wise into `lanes` (vectorised, no reduction in the inner loop),
- * which are added up once per image and tap, in double across images. */
+ * The products of each tap are summed per image and added up in double across images. */
 void dw_backward_weight(const float *dy, const float *x, float *dw, int N, int C, int H, int W, int Ho, int Wo,
                         int K, int s, int p, int d, int relu, int accum) {
     if (s == 1) {
@@ -203,39 +140,7 @@ void dw_backward_weight(const float *dy, const float *x, float *dw, int N, int C
         }
         return;
     }
-    #pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; ++c) {
-        float scratch[relu ? H * W : 1];
-        float lanes[Wo];
-        double totals[K * K];
-        for (int k = 0; k < K * K; ++k) totals[k] = 0.0;
-        for (int n = 0; n < N; ++n) {
-            const float *xp = input_plane(x + ((long)n * C + c) * H * W, relu, scratch, H * W);
-            const float *dyp = dy + ((long)n * C + c) * Ho * Wo;
-            for (int ky = 0; ky < K; ++ky) {
-                for (int kx = 0; kx < K; ++kx) {
-                    int off = kx * d - p;
-                    int a = first_col(p, kx * d, s), b = end_col(p, kx * d, s, W, Wo);
-                    for (int ox = a; ox < b; ++ox) lanes[ox] = 0.0f;
-                    for (int oy = 0; oy < Ho; ++oy) {
-                        int iy = oy * s - p + ky * d;
-                        if (iy < 0 || iy >= H) continue;
-                        const float *xr = xp + iy * W;
-                        const float *dyr = dyp + oy * Wo;
-                        for (int ox = a; ox < b; ++ox) lanes[ox] += dyr[ox] * xr[ox * s + off];
-                    }
-                    float sum = 0.0f;
-                    #pragma omp simd reduction(+:sum)
-                    for (int ox = a; ox < b; ++ox) sum += lanes[ox];
-                    totals[ky * K + kx] += sum;
-                }
-            }
-        }
-        for (int k = 0; k < K * K; ++k) {
-            float *target = dw + c * K * K + k;
-            *target = accum ? *target + (float)totals[k] : (float)totals[k];
-        }
-    }
+    dw2_backward_weight(dy, x, dw, N, C, H, W, Ho, Wo, K, p, d, relu, accum);
 }
 
 /* Below this many elements a batch norm runs on one thread: waking the other threads costs more than they
@@ -301,16 +206,20 @@ void bn_forward(const float *x, const float *beta, const float *gamma, float *y,
 
 /* Gradients of bn_forward's output through the batch statistics:
  * dx = gamma / sqrt(var + eps) * (dy - mean(dy) - xhat * mean(dy * xhat)), dgamma = sum(dy * xhat),
- * dbeta = sum(dy), with xhat = ((x - hi) - lo) / sqrt(var + eps) from bn_forward's batch_mean pair.
+ * dbeta = sum(dy), with xhat = ((x - hi) - lo) / sqrt(var + eps) from bn_forward's batch_mean pair, or,
+ * when xhat_given (a batch norm without scale and shift, whose output is xhat), xhat = x: the caller then
+ * passes the output, and the input need not be kept for the backward pass.
  * dx, dgamma and dbeta may be NULL (not wanted); accum_* add instead of overwriting. */
 void bn_backward(const float *x, const float *dy, const float *gamma, const float *batch_mean,
                  const float *batch_var, float *dx, float *dgamma, float *dbeta, int N, int C, int HW, float eps,
-                 int accum_x, int accum_gamma, int accum_beta) {
+                 int xhat_given, int accum_x, int accum_gamma, int accum_beta) {
     const double M = (double)N * HW;
     #pragma omp parallel for schedule(static) if ((long)N * C * HW >= BN_PARALLEL_MIN_ELEMENTS)
     for (int c = 0; c < C; ++c) {
-        const float hi = batch_mean[c], lo = batch_mean[C + c];
         const float inv = 1.0f / sqrtf(batch_var[c] + eps);
+        /* xhat = ((x - hi) - lo) * scale */
+        const float hi = xhat_given ? 0.0f : batch_mean[c], lo = xhat_given ? 0.0f : batch_mean[C + c];
+        const float scale = xhat_given ? 1.0f : inv;
         double sum_dy = 0.0, sum_dy_xhat = 0.0;
         for (int n = 0; n < N; ++n) {
             const float *xp = x + ((long)n * C + c) * HW;
@@ -324,7 +233,7 @@ void bn_backward(const float *x, const float *dy, const float *gamma, const floa
             sum_dy += part;
             sum_dy_xhat += part_xhat;
         }
-        sum_dy_xhat *= inv;
+        sum_dy_xhat *= scale;
         if (dbeta) dbeta[c] = accum_beta ? dbeta[c] + (float)sum_dy : (float)sum_dy;
         if (dgamma) dgamma[c] = accum_gamma ? dgamma[c] + (float)sum_dy_xhat : (float)sum_dy_xhat;
         if (!dx) continue;
@@ -336,141 +245,87 @@ void bn_backward(const float *x, const float *dy, const float *gamma, const floa
             const float *dyp = dy + ((long)n * C + c) * HW;
             float *dxp = dx + ((long)n * C + c) * HW;
             for (int i = 0; i < HW; ++i) {
-                float v = g * (dyp[i] - mean_dy - ((xp[i] - hi) - lo) * inv * mean_dy_xhat);
+                float v = g * (dyp[i] - mean_dy - ((xp[i] - hi) - lo) * scale * mean_dy_xhat);
                 dxp[i] = accum_x ? dxp[i] + v : v;
             }
         }
     }
 }
 
-/* Pointwise (1x1, stride 1) convolution as per-image matrix products: out[n] = A (M x K) . in[n] (K x HW),
- * with A[m][k] = coef[m * stride_m + k * stride_k], so that the backward pass reuses it with the weight
- * transposed. Blocks of 8 output channels by 8 pixels stay in registers across the whole sum over k
- * (each input vector is loaded once for 8 outputs). relu: the input is ReLU(in). */
-#define BLOCK 8
-typedef float vec8 __attribute__((vector_size(32)));  /* GCC/Clang vectors: AVX on x86-64, pairs of NEON on arm */
-typedef int ivec8 __attribute__((vector_size(32)));
+/* Pointwise (1x1, stride 1) convolution: per image a matrix product, y[n] (Co x HW) = w (Co x Ci) . x[n]
+ * (Ci x HW), by OpenBLAS's sgemm (ops/blas.py hands over its address once, set_sgemm). The images are
+ * spread over the OpenMP threads, one single-threaded sgemm each. relu: the input is ReLU(x), made in a
+ * buffer of one image per thread. */
+sgemm_fn sgemm = 0;
 
-/* One block of mb <= 8 output channels by hb <= 8 pixels. A[m][k] is packed[k * M + m], M a multiple of
- * 8 (zero rows past the real ones). A block of 8 pixels keeps its eight rows in vector registers over
- * the whole sum (and stores the mb real ones); a narrower one, at the end of a row of pixels, takes
- * the plain loop. */
-static inline void pointwise_block(const float *inp, const float *packed, float *outp, int K, int M, int HW, int m0,
-                                   int mb, int h, int hb, int relu) {
-    if (hb == BLOCK) {
-        vec8 acc[BLOCK];
-        const vec8 zero = {0};
-        for (int m = 0; m < BLOCK; ++m) acc[m] = zero;
-        for (int k = 0; k < K; ++k) {
-            vec8 v;
-            memcpy(&v, inp + (long)k * HW + h, sizeof v);
-            if (relu) v = (vec8)((ivec8)v & (v > zero));
-            const float *a = packed + (long)k * M + m0;
-            #pragma GCC unroll 8
-            for (int m = 0; m < BLOCK; ++m) acc[m] += a[m] * v;
-        }
-        for (int m = 0; m < mb; ++m) memcpy(outp + (long)m * HW + h, &acc[m], sizeof acc[m]);
-        return;
-    }
-    float acc[BLOCK][BLOCK] = {{0.0f}};
-    for (int k = 0; k < K; ++k) {
-        const float *src = inp + (long)k * HW + h;
-        for (int m = 0; m < mb; ++m) {
-            const float am = packed[(long)k * M + m0 + m];
-            for (int j = 0; j < hb; ++j) acc[m][j] += am * (relu && src[j] < 0.0f ? 0.0f : src[j]);
-        }
-    }
-    for (int m = 0; m < mb; ++m)
-        for (int j = 0; j < hb; ++j) outp[(long)m * HW + h + j] = acc[m][j];
+void set_sgemm(void *address) { sgemm = (sgemm_fn)address; }
+
+/* The image x[n] (size floats), or its ReLU written into `buffer`. */
+static inline const float *relu_image(const float *xn, float *buffer, long size, int relu) {
+    if (!relu) return xn;
+    for (long e = 0; e < size; ++e) buffer[e] = xn[e] > 0.0f ? xn[e] : 0.0f;
+    return buffer;
 }
 
-/* out[n] = A . r(in[n]) for every image, A[m][k] = coef[m * stride_m + k * stride_k] (M x K). */
-static void pointwise_products(const float *in, const float *coef, long stride_m, long stride_k, float *out,
-                               int N, int K, int M, int HW, int relu) {
-    const int M8 = (M + BLOCK - 1) / BLOCK * BLOCK;
-    float packed[K * M8];
-    for (int k = 0; k < K; ++k)
-        for (int m = 0; m < M8; ++m) packed[k * M8 + m] = m < M ? coef[m * stride_m + k * stride_k] : 0.0f;
-    #pragma omp parallel for collapse(2) schedule(static)
-    for (int n = 0; n < N; ++n) {
-        for (int m0 = 0; m0 < M; m0 += BLOCK) {
-            const int mb = M - m0 < BLOCK ? M - m0 : BLOCK;
-            const float *inp = in + (long)n * K * HW;
-            float *outp = out + ((long)n * M + m0) * HW;
-            for (int h = 0; h < HW; h += BLOCK)
-                pointwise_block(inp, packed, outp, K, M8, HW, m0, mb, h, HW - h < BLOCK ? HW - h : BLOCK, relu);
-        }
-    }
-}
-
-/* y[n,o] = sum_i w[o,i] r(x)[n,i]; w is (Co, Ci). */
 void pw_forward(const float *x, const float *w, float *y, int N, int Ci, int Co, int HW, int relu) {
-    pointwise_products(x, w, Ci, 1, y, N, Ci, Co, HW, relu);
-}
-
-/* dx[n,i] (+)= r'(x[n,i]) sum_o w[o,i] dy[n,o]; `scratch` holds N * Ci * HW floats when accum (else unused). */
-void pw_backward_data(const float *dy, const float *w, const float *x, float *dx, float *scratch, int N, int Ci,
-                      int Co, int HW, int relu, int accum) {
-    float *target = accum ? scratch : dx;
-    pointwise_products(dy, w, 1, Ci, target, N, Co, Ci, HW, 0);
-    if (!(relu || accum)) return;
-    const long size = (long)N * Ci * HW;
-    #pragma omp parallel for schedule(static)
-    for (long e = 0; e < size; ++e) {
-        float v = relu && x[e] <= 0.0f ? 0.0f : target[e];
-        dx[e] = accum ? dx[e] + v : v;
+    const long in = (long)Ci * HW, out = (long)Co * HW;
+    #pragma omp parallel
+    {
+        float *buffer = relu ? malloc(in * sizeof(float)) : 0;
+        #pragma omp for schedule(static)
+        for (int n = 0; n < N; ++n)
+            sgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, Co, HW, Ci, 1.0f, w, Ci, relu_image(x + n * in, buffer, in, relu),
+                  HW, 0.0f, y + n * out, HW);
+        free(buffer);
     }
 }
 
-/* dw[o,i] (+)= sum_{n,hw} dy[n,o,hw] r(x)[n,i,hw]: one BO x BI block of (o, i) per task, its sums kept
- * as vectors of 8 pixels over each image (4 x 4 measured best on AVX2 among 2 x 4, 3 x 4, 4 x 3, 2 x 6;
- * edge rows are clamped and their sums dropped), gathered in double across images. */
+/* dx[n] (+)= r'(x[n]) * (w^T . dy[n]); without ReLU the product accumulates in place (beta 1), with it the
+ * product goes through a buffer and only where x > 0. */
+void pw_backward_data(const float *dy, const float *w, const float *x, float *dx, int N, int Ci, int Co, int HW,
+                      int relu, int accum) {
+    const long in = (long)Ci * HW, out = (long)Co * HW;
+    #pragma omp parallel
+    {
+        float *buffer = relu && accum ? malloc(in * sizeof(float)) : 0;
+        #pragma omp for schedule(static)
+        for (int n = 0; n < N; ++n) {
+            float *dxn = dx + n * in;
+            const float *xn = x ? x + n * in : 0;
+            float *target = buffer ? buffer : dxn;
+            sgemm(ROW_MAJOR, TRANS, NO_TRANS, Ci, HW, Co, 1.0f, w, Ci, dy + n * out, HW,
+                  accum && !relu ? 1.0f : 0.0f, target, HW);
+            if (relu)
+                for (long e = 0; e < in; ++e) {
+                    const float v = xn[e] > 0.0f ? target[e] : 0.0f;
+                    dxn[e] = buffer ? dxn[e] + v : v;
+                }
+        }
+        free(buffer);
+    }
+}
+
+/* dw (+)= sum_n dy[n] . r(x[n])^T: each thread sums its images into its own (Co x Ci) part, and the parts are
+ * added in thread order, so the result does not depend on timing. */
 void pw_backward_weight(const float *dy, const float *x, float *dw, int N, int Ci, int Co, int HW, int relu,
                         int accum) {
-    enum { BO = 4, BI = 4 };
-    const int blocks_i = (Ci + BI - 1) / BI, blocks = ((Co + BO - 1) / BO) * blocks_i, wide = HW - HW % BLOCK;
-    #pragma omp parallel for schedule(static)
-    for (int t = 0; t < blocks; ++t) {
-        const int o0 = (t / blocks_i) * BO, i0 = (t % blocks_i) * BI;
-        const int ob = Co - o0 < BO ? Co - o0 : BO, ib = Ci - i0 < BI ? Ci - i0 : BI;
-        double totals[BO][BI] = {{0.0}};
-        for (int n = 0; n < N; ++n) {
-            const float *d[BO], *v[BI];
-            for (int a = 0; a < BO; ++a) d[a] = dy + ((long)n * Co + o0 + (a < ob ? a : ob - 1)) * HW;
-            for (int b = 0; b < BI; ++b) v[b] = x + ((long)n * Ci + i0 + (b < ib ? b : ib - 1)) * HW;
-            const vec8 zero = {0};
-            vec8 acc[BO][BI];
-            for (int a = 0; a < BO; ++a)
-                for (int b = 0; b < BI; ++b) acc[a][b] = zero;
-            for (int e = 0; e < wide; e += BLOCK) {
-                vec8 xv[BI];
-                #pragma GCC unroll 8
-                for (int b = 0; b < BI; ++b) {
-                    memcpy(&xv[b], v[b] + e, sizeof xv[b]);
-                    if (relu) xv[b] = (vec8)((ivec8)xv[b] & (xv[b] > zero));
-                }
-                #pragma GCC unroll 8
-                for (int a = 0; a < BO; ++a) {
-                    vec8 dv;
-                    memcpy(&dv, d[a] + e, sizeof dv);
-                    #pragma GCC unroll 8
-                    for (int b = 0; b < BI; ++b) acc[a][b] += dv * xv[b];
-                }
-            }
-            for (int a = 0; a < ob; ++a) {
-                for (int b = 0; b < ib; ++b) {
-                    float sum = 0.0f;
-                    for (int j = 0; j < BLOCK; ++j) sum += acc[a][b][j];
-                    for (int e = wide; e < HW; ++e) sum += d[a][e] * (relu && v[b][e] < 0.0f ? 0.0f : v[b][e]);
-                    totals[a][b] += sum;
-                }
-            }
-        }
-        for (int a = 0; a < ob; ++a) {
-            for (int b = 0; b < ib; ++b) {
-                float *target = dw + (long)(o0 + a) * Ci + i0 + b;
-                *target = accum ? *target + (float)totals[a][b] : (float)totals[a][b];
-            }
-        }
+    const long in = (long)Ci * HW, out = (long)Co * HW, size = (long)Co * Ci;
+    const int threads = omp_get_max_threads();
+    float *parts = calloc((size_t)threads * size, sizeof(float));
+    #pragma omp parallel num_threads(threads)
+    {
+        float *buffer = relu ? malloc(in * sizeof(float)) : 0;
+        float *part = parts + omp_get_thread_num() * size;
+        #pragma omp for schedule(static)
+        for (int n = 0; n < N; ++n)
+            sgemm(ROW_MAJOR, NO_TRANS, TRANS, Co, Ci, HW, 1.0f, dy + n * out, HW,
+                  relu_image(x + n * in, buffer, in, relu), HW, 1.0f, part, Ci);
+        free(buffer);
     }
+    for (long e = 0; e < size; ++e) {
+        float total = accum ? dw[e] : 0.0f;
+        for (int t = 0; t < threads; ++t) total += parts[t * size + e];
+        dw[e] = total;
+    }
+    free(parts);
 }

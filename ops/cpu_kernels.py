@@ -8,7 +8,8 @@ on the host, from the same parameters (ops.operations creates them as nnabla's p
 would). They are for the cpu context in float only: on a GPU, or in half precision, nnabla's kernels
 are used.
 
-The library is built by `make kernels` (part of `make env`); `available()` tells whether it was.
+The library is built by `make kernels` (part of `make env`); its 1x1 convolutions are OpenBLAS's matrix
+products (ops/blas.py). `available()` tells whether the library was built and OpenBLAS is installed.
 """
 import ctypes
 import os
@@ -18,16 +19,16 @@ import numpy as np
 import nnabla as nn
 from nnabla.function import PythonFunction
 
+from ops import blas
+
 LIBRARY_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_cpu_kernels.so")
 
-# Below this many input elements the convolutions keep nnabla's own kernels: a call through PythonFunction
-# cost about 0.2 ms forward and 0.05 ms backward of fixed overhead, more than nnabla's single thread takes
-# on such a small array. At 2**17 (a batch of 64 at 8 x 8 with 32 channels) the two were about even on
-# 2 cores. (Since _skip_nnabla_s_failing_import an empty function costs 0.024 ms forward and 0.008 ms
-# backward, down from 0.065 and 0.018: the threshold may now be lower; not re-measured for convolutions.)
-# Batch norm runs here at every size, for its stable variance (ops.operations.batch_norm), on one thread
-# below this size (BN_PARALLEL_MIN_ELEMENTS in cpu_kernels.c).
-MIN_ELEMENTS = 2 ** 17
+# Below this many input elements the convolutions keep nnabla's own kernels, whose single thread beats a call's
+# fixed cost there. bench/kernel_threshold.py, forward and backward with the ReLU before, nnabla's against ours
+# (ms, 2 cores): 2,048 elements depthwise 0.06 / 0.10, 1x1 0.03 / 0.11; 8,192 depthwise 0.21 / 0.13, 1x1
+# 0.08 / 0.12; 32,768 depthwise 0.90 / 0.24, 1x1 0.42 / 0.19. Batch norm runs here at every size, for its
+# stable variance (ops.operations.batch_norm), on one thread below BN_PARALLEL_MIN_ELEMENTS (cpu_kernels.c).
+MIN_ELEMENTS = 2 ** 13
 
 _library = None
 
@@ -36,8 +37,18 @@ class KernelsMissing(Exception):
     """The kernel library was not built; the message is one line."""
 
 
+def missing():
+    """Why the kernels cannot run, in one line (the library not built, or the OpenBLAS it calls not installed);
+    None when they can."""
+    if not os.path.exists(LIBRARY_PATH):
+        return f"the cpu kernels are not built ({LIBRARY_PATH} is missing): run `make kernels`"
+    if not blas.installed():
+        return f"{blas.MISSING}"
+    return None
+
+
 def available():
-    return os.path.exists(LIBRARY_PATH)
+    return missing() is None
 
 
 def worthwhile(x):
@@ -49,8 +60,7 @@ def library():
     global _library  # loaded once per process, like any shared library
     if _library is None:
         if not available():
-            raise KernelsMissing(f"the cpu kernels are not built ({LIBRARY_PATH} is missing): run `make kernels`, "
-                                 f"or pass --cpu-kernels false")
+            raise KernelsMissing(f"{missing()}, or pass --cpu-kernels false")
         _wait_passively_unless_told()
         lib = ctypes.CDLL(LIBRARY_PATH)  # loads libgomp, which reads OMP_WAIT_POLICY once, now
         pointer, integer, real = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
@@ -59,13 +69,32 @@ def library():
         lib.dw_backward_data.argtypes = [pointer] * 4 + conv_sizes + [integer] * 2
         lib.dw_backward_weight.argtypes = [pointer] * 3 + conv_sizes + [integer] * 2
         lib.pw_forward.argtypes = [pointer] * 3 + [integer] * 5
-        lib.pw_backward_data.argtypes = [pointer] * 5 + [integer] * 6
+        lib.pw_backward_data.argtypes = [pointer] * 4 + [integer] * 6
         lib.pw_backward_weight.argtypes = [pointer] * 3 + [integer] * 6
         lib.bn_forward.argtypes = [pointer] * 8 + [integer] * 3 + [real] * 2
-        lib.bn_backward.argtypes = [pointer] * 8 + [integer] * 3 + [real] + [integer] * 3
+        lib.bn_backward.argtypes = [pointer] * 8 + [integer] * 3 + [real] + [integer] * 4
+        lib.dwpw_forward.argtypes = [pointer] * 4 + conv_sizes + [integer] * 2
+        lib.dwpw_backward.argtypes = [pointer] * 7 + conv_sizes + [integer] * 5
+        lib.set_sgemm.argtypes = [pointer]
+        lib.set_sgemm(blas.sgemm_address())
         _skip_nnabla_s_failing_import()
         _library = lib
     return _library
+
+
+def library_declaring(declare):
+    """library() for a module of kernels in the same library (ops/cpu_pooling, ops/cpu_sums, ...): this module's
+    library() with declare(lib), the ctypes argument types of the module's C functions, applied once to each
+    library object it returns."""
+    declared_on = [None]
+
+    def declared_library():
+        lib = library()
+        if declared_on[0] is not lib:
+            declare(lib)
+            declared_on[0] = lib
+        return lib
+    return declared_library
 
 
 # OpenMP's wait policy when the user sets none. libgomp's default spins a waiting thread for a while, and on a
@@ -204,17 +233,62 @@ class PointwiseConvolution(_Convolution):
         relu = int(self.relu_input)
         if propagate_down[0]:
             x = _read(inputs[0].data) if relu else None
-            scratch = np.empty(inputs[0].shape, np.float32) if accum[0] else None
-            library().pw_backward_data(dy, _read(inputs[1].data), x, _write(inputs[0].grad, accum[0]),
-                                       None if scratch is None else scratch.ctypes.data, *sizes, relu, int(accum[0]))
+            library().pw_backward_data(dy, _read(inputs[1].data), x, _write(inputs[0].grad, accum[0]), *sizes, relu,
+                                       int(accum[0]))
         if propagate_down[1]:
             library().pw_backward_weight(dy, _read(inputs[0].data), _write(inputs[1].grad, accum[1]), *sizes, relu,
                                          int(accum[1]))
 
 
+class DepthwisePointwise(_KernelFunction):
+    """inputs (x: (N, C, H, W), wd: (C, K, K), wp: (Co, C, 1, 1)) -> the 1x1 convolution by wp of the
+    depthwise convolution by wd of ReLU(x) (of x when not relu_input), with multiplier 1 and no biases.
+
+    The depthwise output is not kept for the backward pass, which computes it again image by image
+    (separable_kernels.c): only x is kept, where the two functions apart keep x and the depthwise output."""
+    NAME = "CpuDepthwisePointwise"
+
+    def __init__(self, stride, pad, dilation, relu_input=True):
+        super().__init__()
+        self.stride, self.pad, self.dilation, self.relu_input = stride, pad, dilation, relu_input
+
+    def grad_depends_input_data(self, i, j):
+        return True  # every gradient goes through the recomputed depthwise output, which needs x, wd and wp
+
+    def setup_impl(self, inputs, outputs):
+        n, c, h, w = inputs[0].shape
+        k = inputs[1].shape[-1]
+        assert inputs[1].shape == (c, k, k) and inputs[2].shape[1:] == (c, 1, 1), "a depthwise, then a 1x1 kernel"
+        outputs[0].reset_shape((n, inputs[2].shape[0], output_size(h, k, self.stride, self.pad, self.dilation),
+                                output_size(w, k, self.stride, self.pad, self.dilation)), True)
+
+    def _sizes(self, inputs, outputs):
+        n, c, h, w = inputs[0].shape
+        return ((n, c, h, w) + outputs[0].shape[2:] + (inputs[1].shape[-1], self.stride, self.pad, self.dilation)
+                + (outputs[0].shape[1], int(self.relu_input)))
+
+    def forward_impl(self, inputs, outputs):
+        library().dwpw_forward(_read(inputs[0].data), _read(inputs[1].data), _read(inputs[2].data),
+                               _write(outputs[0].data), *self._sizes(inputs, outputs))
+
+    def backward_impl(self, inputs, outputs, propagate_down, accum):
+        if not any(propagate_down):
+            return
+
+        def grad(index):
+            return _write(inputs[index].grad, accum[index]) if propagate_down[index] else None
+        library().dwpw_backward(_read(outputs[0].grad), _read(inputs[0].data), _read(inputs[1].data),
+                                _read(inputs[2].data), grad(0), grad(1), grad(2), *self._sizes(inputs, outputs),
+                                *(int(a) for a in accum))
+
+
 class BatchNormalization(_KernelFunction):
     """inputs (x, [beta, gamma,] running mean, running var) -> y, as F.batch_normalization(axes=[1],
-    batch_stat=True); the running statistics are updated in place by the forward pass."""
+    batch_stat=True); the running statistics are updated in place by the forward pass.
+
+    Without scale and shift (the search network's) the output is the normalised input itself, from which the
+    backward pass computes: x is then not kept for it, and the convolution or pooling output before each such
+    batch norm is freed after the forward pass (y is kept anyway, for whatever reads it next)."""
     NAME = "CpuBatchNormalization"
 
     def __init__(self, affine, decay_rate, eps):
@@ -222,7 +296,10 @@ class BatchNormalization(_KernelFunction):
         self.affine, self.decay_rate, self.eps = affine, decay_rate, eps
 
     def grad_depends_input_data(self, i, j):
-        return j == 0 or (self.affine and j == 2)  # x, and gamma for dx
+        return (j == 0 and self.affine) or (self.affine and j == 2)  # x, and gamma for dx
+
+    def grad_depends_output_data(self, i, o):
+        return not self.affine
 
     def setup_impl(self, inputs, outputs):
         outputs[0].reset_shape(inputs[0].shape, True)
@@ -253,6 +330,8 @@ class BatchNormalization(_KernelFunction):
         dbeta, dgamma = (grad(1), grad(2)) if self.affine else (None, None)
         if dx is None and dbeta is None and dgamma is None:
             return
-        library().bn_backward(_read(x.data), _read(outputs[0].grad), _read(_data(gamma)), self.batch_mean.ctypes.data,
-                              self.batch_var.ctypes.data, dx, dgamma, dbeta, *sizes,
-                              self.eps, int(accum[0]), int(self.affine and accum[2]), int(self.affine and accum[1]))
+        xhat_given = not self.affine
+        library().bn_backward(_read(outputs[0].data if xhat_given else x.data), _read(outputs[0].grad),
+                              _read(_data(gamma)), self.batch_mean.ctypes.data, self.batch_var.ctypes.data, dx, dgamma,
+                              dbeta, *sizes, self.eps, int(xhat_given), int(accum[0]), int(self.affine and accum[2]),
+                              int(self.affine and accum[1]))

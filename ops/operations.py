@@ -16,7 +16,7 @@ import nnabla.functions as F
 import nnabla.initializer as I
 import nnabla.parametric_functions as PF
 
-from ops import cpu_kernels
+from ops import cpu_kernels, cpu_pooling, cpu_reduce
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,11 @@ class OpMode:
     frozen: the graph reads the same weights but never computes their gradients. A pass that only
     needs the gradient of the alphas (DARTS' first-order alpha step, the two Hessian-vector passes
     of the second-order one) skips a third of its backward work this way.
-    cpu_kernels: the depthwise and 1x1 convolutions run on the multi-threaded kernels of ops/cpu_kernels
-    where their input is large enough to gain, the batch-statistics batch norms at every size (float on
-    the cpu context only; nnabla's own cpu kernels are single-threaded). The parameters are the same
-    either way.
+    cpu_kernels: the depthwise and 1x1 convolutions (ops/cpu_kernels; at stride 1 a conv op's ReLU, depthwise and
+    1x1 convolution as one function), the pooling ops (ops/cpu_pooling; max pooling at stride 1 only) and
+    FactorizedReduce (ops/cpu_reduce) run on the multi-threaded kernels where their input is large enough to
+    gain, the batch-statistics batch norms at every size (float on the cpu context only; nnabla's own cpu
+    kernels are single-threaded). The parameters are the same either way.
     """
     affine: bool
     test: bool
@@ -102,9 +103,28 @@ def relu_depthwise_conv(x, kernel, stride, pad, dilation, mode, name):
     if mode.cpu_kernels and cpu_kernels.worthwhile(x):
         w = parameter((name, "depthwise_conv"), "W", (x.shape[1], kernel, kernel), init, mode)
         return cpu_kernels.DepthwiseConvolution(stride, pad, dilation, relu_input=True)(x, w)
-    return PF.depthwise_convolution(relu(x), (kernel, kernel), pad=(pad, pad), stride=(stride, stride),
+    # With the cpu kernels x is a kernel batch norm's output, which its backward pass reads (ops.cpu_kernels:
+    # BatchNormalization), and nnabla's recomputation loses a recomputed function's input before that: the
+    # ReLU's output is kept there instead (a small layer's, below the kernels' size threshold).
+    x = F.relu(x) if mode.cpu_kernels else relu(x)
+    return PF.depthwise_convolution(x, (kernel, kernel), pad=(pad, pad), stride=(stride, stride),
                                     dilation=(dilation, dilation), w_init=init,
                                     with_bias=False, fix_parameters=mode.frozen, name=name)
+
+
+def relu_depthwise_pointwise(x, kernel, stride, pad, dilation, c_out, mode, names):
+    """ReLU, depthwise convolution, 1x1 convolution to c_out channels: the convolutions of every DARTS conv op.
+    names: the two convolutions' scopes. At stride 1 the cpu kernels compute the three as one function, which
+    keeps no depthwise output for the backward pass (it computes it again there): one tensor fewer per
+    convolution pair for about the same time. At stride 2 that recomputation cost a third more, so the two
+    stay apart."""
+    if mode.cpu_kernels and cpu_kernels.worthwhile(x) and stride == 1:
+        c_in = x.shape[1]
+        wd = parameter((names[0], "depthwise_conv"), "W", (c_in, kernel, kernel), torch_uniform(kernel * kernel), mode)
+        wp = parameter((names[1], "conv"), "W", (c_out, c_in, 1, 1), torch_uniform(c_in), mode)
+        return cpu_kernels.DepthwisePointwise(stride, pad, dilation)(x, wd, wp)
+    x = relu_depthwise_conv(x, kernel, stride, pad, dilation, mode, name=names[0])
+    return conv(x, c_out, 1, mode, name=names[1])
 
 
 def dense(x, n_out, mode, name="affine"):
@@ -134,6 +154,11 @@ def spatial_slice(x, start, step):
 def factorized_reduce(x, c_out, mode):
     """Halves the resolution without losing every other pixel: two 1x1 stride-2 convs, one shifted by a pixel."""
     assert c_out % 2 == 0, "FactorizedReduce needs an even channel count"
+    if mode.cpu_kernels and cpu_kernels.worthwhile(x):
+        c_in = x.shape[1]
+        w1, w2 = (parameter((name, "conv"), "W", (c_out // 2, c_in, 1, 1), torch_uniform(c_in), mode)
+                  for name in ("conv_1", "conv_2"))
+        return batch_norm(cpu_reduce.FactorizedReduce()(x, w1, w2), mode)
     x = F.relu(x)
     even = conv(x, c_out // 2, 1, mode, stride=2, name="conv_1")
     # The shifted path starts at pixel (1, 1); padding the far edge keeps odd sizes aligned with the even path.
@@ -145,8 +170,7 @@ def factorized_reduce(x, c_out, mode):
 def dil_conv(x, c_out, stride, mode, kernel):
     """ReLU, depthwise conv with dilation 2, pointwise conv, BN."""
     pad = kernel - 1  # dilation 2 keeps the size at stride 1
-    x = relu_depthwise_conv(x, kernel, stride, pad, 2, mode, name="dw")
-    return batch_norm(conv(x, c_out, 1, mode, name="pw"), mode)
+    return batch_norm(relu_depthwise_pointwise(x, kernel, stride, pad, 2, c_out, mode, ("dw", "pw")), mode)
 
 
 def sep_conv(x, c_out, stride, mode, kernel):
@@ -154,8 +178,8 @@ def sep_conv(x, c_out, stride, mode, kernel):
     c_in = x.shape[1]
     pad = kernel // 2
     for i, (channels, s) in enumerate(((c_in, stride), (c_out, 1))):
-        x = relu_depthwise_conv(x, kernel, s, pad, 1, mode, name=f"sep{i}_dw")
-        x = batch_norm(conv(x, channels, 1, mode, name=f"sep{i}_pw"), mode, name=f"sep{i}_bn")
+        x = relu_depthwise_pointwise(x, kernel, s, pad, 1, channels, mode, (f"sep{i}_dw", f"sep{i}_pw"))
+        x = batch_norm(x, mode, name=f"sep{i}_bn")
     return x
 
 
@@ -169,10 +193,15 @@ def conv_7x1_1x7(x, c_out, stride, mode):
 
 
 def max_pool(x, c_out, stride, mode):
+    # Stride 1 only: at stride 2 nnabla's single thread stayed faster than the kernel (README: The cpu kernels).
+    if mode.cpu_kernels and cpu_kernels.worthwhile(x) and stride == 1:
+        return cpu_pooling.MaxPooling(stride)(x)
     return F.max_pooling(x, (3, 3), stride=(stride, stride), pad=(1, 1), ignore_border=True)
 
 
 def avg_pool(x, c_out, stride, mode):
+    if mode.cpu_kernels and cpu_kernels.worthwhile(x):
+        return cpu_pooling.AveragePooling(stride)(x)
     return F.average_pooling(x, (3, 3), stride=(stride, stride), pad=(1, 1), ignore_border=True, including_pad=False)
 
 

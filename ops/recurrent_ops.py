@@ -25,6 +25,7 @@ RECURRENT_OPS = (
 )
 RECURRENT_OP_NAMES = tuple(op.name for op in RECURRENT_OPS)
 NONE_OP = 0
+TANH_OP = 1  # node 0's activation in every cell
 # The ops a search cell mixes: every one but 'none', in id order.
 ACTIVE_OPS = tuple(op.op_id for op in RECURRENT_OPS if op.activation is not None)
 

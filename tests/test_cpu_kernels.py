@@ -9,7 +9,7 @@ import nnabla.functions as F
 import numpy as np
 import pytest
 
-from ops import cpu_kernels
+from ops import blas, cpu_kernels
 from ops.operations import OpMode, batch_norm
 from utils.run.context import uses_cpu_kernels
 from utils.training.model_stats import count_macs
@@ -134,9 +134,10 @@ def test_batch_statistics_stay_exact_when_the_mean_dwarfs_the_spread():
 
 
 def small_layer_batch_norm(x, mode):
-    """ops.operations.batch_norm on x, below cpu_kernels.MIN_ELEMENTS, in a parameter scope of its own;
-    returns its output and its parameters: beta and gamma (if affine), running mean and variance."""
-    assert x.size < cpu_kernels.MIN_ELEMENTS
+    """ops.operations.batch_norm on x, below the size where the kernel's batch norm takes its threads
+    (BN_PARALLEL_MIN_ELEMENTS, 2**17, in cpu_kernels.c), in a parameter scope of its own; returns its output
+    and its parameters: beta and gamma (if affine), running mean and variance."""
+    assert x.size < 2 ** 17
     nn.clear_parameters()
     y = batch_norm(x, mode)
     parameters = nn.get_parameters(grad_only=False)
@@ -185,6 +186,40 @@ def test_a_small_layer_s_batch_norm_equals_nnabla_s_forward_and_backward(affine)
 
 
 @needs_library
+@pytest.mark.parametrize("affine", [False, True])
+def test_the_batch_norm_keeps_for_its_backward_only_what_it_reads(affine):
+    """Between two other functions, run with the forward pass freeing what no backward pass needs (as every
+    step here does): its gradients equal nnabla's. Without scale and shift it declares that it reads its output
+    and not its input, so the input is freed; a kernel that read the freed input would fail this."""
+    rng = np.random.default_rng(11)
+    x = variable(rng, (4, 3, 6, 6))
+    params = [variable(rng, (1, 3, 1, 1)) for _ in range(2 * affine)]
+
+    def loss(kernel):
+        stats = [nn.Variable.from_numpy_array(a) for a in (np.zeros((1, 3, 1, 1)), np.ones((1, 3, 1, 1)))]
+        before = F.mul_scalar(F.sin(x), 2.0)  # an intermediate input, freed unless declared needed
+        if kernel:
+            y = cpu_kernels.BatchNormalization(affine, 0.9, 1e-5)(before, *params, *stats)
+        else:
+            y = F.batch_normalization(before, *(params or [None, None]), *stats, batch_stat=True)
+        return F.sum(F.tanh(y) * F.constant(1.0, y.shape) * nn.Variable.from_numpy_array(rng.random(y.shape))), before
+
+    grads = []
+    for kernel in (True, False):
+        rng = np.random.default_rng(3)
+        total, before = loss(kernel)
+        for v in [x] + params:
+            v.grad.zero()
+        total.forward(clear_no_need_grad=True)
+        total.backward(clear_buffer=True)
+        grads.append([v.g.copy() for v in [x] + params])
+    for ours, theirs in zip(*grads):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+    function = cpu_kernels.BatchNormalization(affine, 0.9, 1e-5)
+    assert function.grad_depends_input_data(0, 0) == affine and function.grad_depends_output_data(0, 0) != affine
+
+
+@needs_library
 def test_a_kernel_call_looks_for_no_missing_module(monkeypatch):
     """nnabla's PythonFunction wrapper imports nnabla.nnabla, which does not exist, a dozen times per forward
     call, through the file system unless loading the library marked that name absent."""
@@ -202,13 +237,6 @@ def test_a_kernel_call_looks_for_no_missing_module(monkeypatch):
     ours.forward()
     ours.backward(clear_buffer=False)
     assert looked_up == []
-
-
-def test_a_missing_library_is_a_one_line_error(monkeypatch):
-    monkeypatch.setattr(cpu_kernels, "LIBRARY_PATH", "/nonexistent/_cpu_kernels.so")
-    monkeypatch.setattr(cpu_kernels, "_library", None)
-    with pytest.raises(cpu_kernels.KernelsMissing, match="make kernels"):
-        cpu_kernels.library()
 
 
 @pytest.fixture
@@ -298,11 +326,19 @@ def test_the_kernels_serve_the_cpu_in_float_only(monkeypatch, capsys):
     assert capsys.readouterr().out == ""
 
 
-def test_without_the_library_a_run_says_so_in_one_line_and_uses_nnabla_s_kernels(monkeypatch, capsys):
-    monkeypatch.setattr(cpu_kernels, "available", lambda: False)
+@pytest.mark.parametrize("absent,remedy", [("library", "make kernels"), ("openblas", "make env")])
+def test_without_the_library_or_its_openblas_a_run_says_so_in_one_line_and_uses_nnabla_s_kernels(
+        absent, remedy, monkeypatch, capsys):
+    if absent == "library":
+        monkeypatch.setattr(cpu_kernels, "LIBRARY_PATH", "/nonexistent/_cpu_kernels.so")
+    else:
+        monkeypatch.setattr(blas, "installed", lambda: False)
+    monkeypatch.setattr(cpu_kernels, "_library", None)
     assert not uses_cpu_kernels("cpu", "float", True)
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 1 and "make kernels" in out[0]
+    assert len(out) == 1 and remedy in out[0]
+    with pytest.raises(cpu_kernels.KernelsMissing, match=remedy):
+        cpu_kernels.library()
 
 
 @pytest.mark.parametrize("network", ["search", "evaluation"])
@@ -342,6 +378,7 @@ def test_convolutions_below_the_size_threshold_keep_nnabla_s_kernels(monkeypatch
                              ("CpuDepthwise", "CpuPointwise"))
         nn.clear_parameters()
         return count
+    monkeypatch.setattr(cpu_kernels, "MIN_ELEMENTS", 2 ** 17)  # a threshold the sizes below are derived from
     assert calls((2, 3, 8, 8), 4) == 0
     # 8 images of 32 x 32 with 16 channels: 2**17 elements in the first cell, fewer after the reductions.
     some = calls((8, 3, 32, 32), 16)
@@ -361,3 +398,70 @@ def test_the_kernels_load_libgomp_with_a_passive_wait_unless_the_environment_say
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["False", "True", told or "passive"]
+
+
+@needs_library
+@pytest.mark.parametrize("kernel,stride,pad,dilation", CONVOLUTIONS)
+@pytest.mark.parametrize("size", [6, 7])
+def test_depthwise_then_pointwise_in_one_function_equals_nnabla(kernel, stride, pad, dilation, size):
+    """Outputs and the gradients of x and both weights, from zero and accumulated onto given ones."""
+    rng = np.random.default_rng(kernel * 100 + stride * 10 + dilation + size)
+    x = variable(rng, (3, 4, size, size))
+    wd = variable(rng, (4, kernel, kernel))
+    wp = variable(rng, (5, 4, 1, 1))
+    ours = cpu_kernels.DepthwisePointwise(stride, pad, dilation)(x, wd, wp)
+    theirs = F.convolution(F.depthwise_convolution(F.relu(x), wd, pad=(pad, pad), stride=(stride, stride),
+                                                   dilation=(dilation, dilation)), wp)
+    assert ours.shape == theirs.shape
+    dy = nn.NdArray.from_numpy_array(rng.standard_normal(ours.shape).astype(np.float32))
+    inputs = [x, wd, wp]
+    for accumulate in (False, True):
+        start = [rng.standard_normal(v.shape) if accumulate else np.zeros(v.shape) for v in inputs]
+        y1, grads1 = forward_backward(ours, dy, inputs, start)
+        y2, grads2 = forward_backward(theirs, dy, inputs, start)
+        np.testing.assert_allclose(y1, y2, rtol=1e-5, atol=1e-5)
+        for g1, g2 in zip(grads1, grads2):
+            np.testing.assert_allclose(g1, g2, rtol=1e-4, atol=1e-4)
+
+
+@needs_library
+@pytest.mark.parametrize("wanted", [(True, False, False), (False, True, False), (False, False, True)])
+def test_depthwise_then_pointwise_computes_only_the_gradients_wanted(wanted):
+    """One input at a time needs a gradient: it gets nnabla's, and the others' gradients stay untouched."""
+    rng = np.random.default_rng(17)
+    x, wd, wp = variable(rng, (2, 3, 5, 5)), variable(rng, (3, 3, 3)), variable(rng, (4, 3, 1, 1))
+    inputs = [x, wd, wp]
+    for v, need in zip(inputs, wanted):
+        v.need_grad = need
+        v.grad.data[...] = 7.0
+    ours = cpu_kernels.DepthwisePointwise(1, 1, 1)(x, wd, wp)
+    ours.forward()
+    ours.backward(clear_buffer=False)
+    for v, need in zip(inputs, wanted):
+        assert np.any(v.g != 7.0) == need
+
+
+@needs_library
+def test_a_small_depthwise_convolution_after_a_kernel_batch_norm_leaves_the_batch_norm_its_output(monkeypatch):
+    """Below the size threshold a conv op's ReLU and depthwise convolution are nnabla's, after a batch norm on the
+    kernels, which reads its own output in its backward pass: run freeing every buffer it can, with the freed
+    memory reused in between, the gradient equals the one computed keeping every buffer."""
+    from ops.operations import relu_depthwise_conv
+    monkeypatch.setattr(cpu_kernels, "MIN_ELEMENTS", 2 ** 40)
+
+    def gradient(clear):
+        nn.clear_parameters()
+        nn.random.seed(4)  # the depthwise weights' initialiser draws from nnabla's generator
+        rng = np.random.default_rng(4)
+        x = variable(rng, (4, 3, 6, 6))
+        mode = OpMode(affine=False, test=False, cpu_kernels=True)
+        y = relu_depthwise_conv(batch_norm(F.mul_scalar(F.sin(x), 2.0), mode), 3, 1, 1, 1, mode, "dw")
+        loss = F.sum(y * nn.Variable.from_numpy_array(rng.standard_normal(y.shape).astype(np.float32)))
+        x.grad.zero()
+        loss.forward(clear_no_need_grad=clear)
+        reused = [nn.NdArray.from_numpy_array(np.full(x.shape, 1e3, np.float32)) for _ in range(10)]  # freed memory
+        loss.backward(clear_buffer=clear)
+        del reused
+        nn.clear_parameters()
+        return x.g.copy()
+    np.testing.assert_allclose(gradient(True), gradient(False), rtol=1e-5, atol=1e-6)

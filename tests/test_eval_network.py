@@ -134,6 +134,61 @@ def test_drop_path_at_zero_is_the_network_without_it_and_above_zero_is_not():
     assert not np.allclose(dropped.d, plain.d)
 
 
+ODD_EDGES = Architecture(  # nodes of one, two and three edges, identities, a zero op, stride-2 skips
+    normal={2: [(6, 0)], 3: [(2, 1), (0, 2), (7, 0)], 4: [(4, 3)], 5: [(5, 4), (6, 1)]},
+    reduction={2: [(6, 0), (6, 1)], 3: [(3, 2)], 4: [(1, 0)], 5: [(7, 1)]})
+
+
+@pytest.mark.parametrize("arch", [DARTS_V2, ODD_EDGES])
+def test_drop_path_and_the_node_sums_on_the_cpu_kernels_equal_them_on_nnabla_s(arch, monkeypatch):
+    """The same masks drop the same paths: equal loss and gradients, with the nodes summed by CpuScaledSum; and
+    the masks do drop paths there (the gradients differ from those at p = 0)."""
+    from ops import cpu_kernels, cpu_sums
+    monkeypatch.setattr(cpu_kernels, "MIN_ELEMENTS", 0)  # the network is tiny
+    monkeypatch.setattr(cpu_sums, "MIN_ELEMENTS", 0)
+    monkeypatch.setattr(cpu_sums, "PLAIN_MIN_ELEMENTS", 0)
+    rng = np.random.default_rng(9)
+    # The initial weights from a seed of their own, not from whatever earlier tests drew: with some of them a
+    # batch norm over the auxiliary head's 8 values per channel saw a variance near eps, where nnabla's one-pass
+    # variance and the kernel's two passes differ by percents.
+    nn.random.seed(0)
+    x, labels = rng.standard_normal((8, 1, 8, 8)), rng.integers(0, CLASSES, (8, 1))
+    drop_paths = {}
+
+    def loss(cpu_kernels):
+        drop_paths[cpu_kernels] = DropPath()
+        graph = build_train_graph(arch, x.shape, CLASSES, 4, 3, auxiliary=True, aux_weight=0.4,
+                                  drop_path=drop_paths[cpu_kernels], cpu_kernels=cpu_kernels)
+        graph.x.d, graph.y.d = x, labels
+        return graph.loss
+    theirs, ours = loss(False), loss(True)
+    names = []
+    ours.visit(lambda f: names.append(f.info.type_name))
+    assert names.count("CpuScaledSum") >= 3 * 3 and "BatchMatmul" not in names
+    params = weights()
+    for p in params.values():
+        p.d = p.d + 0.1 * rng.standard_normal(p.shape)
+
+    def run(graph_loss, prob):
+        for drop_path in drop_paths.values():
+            drop_path.set_prob(prob)
+            drop_path.resample(np.random.default_rng(10))
+        for p in params.values():
+            p.grad.zero()
+        graph_loss.forward()
+        graph_loss.backward()
+        return float(graph_loss.d), {name: p.g.copy() for name, p in params.items()}
+    expected_loss, expected = run(theirs, 0.5)
+    assert any((noise.d < 0.5).any() for noise in drop_paths[True].noise)  # some sample's path is dropped
+    got_loss, got = run(ours, 0.5)
+    assert got_loss == pytest.approx(expected_loss, rel=1e-5)
+    for name in params:
+        scale = np.abs(expected[name]).max()
+        np.testing.assert_allclose(got[name], expected[name], rtol=1e-3, atol=1e-4 * scale, err_msg=name)
+    undropped = run(ours, 0.0)[1]
+    assert any(not np.allclose(undropped[name], got[name], rtol=1e-2, atol=1e-6) for name in params)
+
+
 def test_auxiliary_head_adds_weights_and_its_weighted_loss():
     shape = (4, 1, 8, 8)
     build(DARTS_V2, shape, auxiliary=False)

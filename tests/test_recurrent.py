@@ -3,6 +3,7 @@ of quark0/darts' rnn/model.py and model_search.py equations, at tiny sizes."""
 import json
 
 import nnabla as nn
+import nnabla.functions as F
 import numpy as np
 import pytest
 
@@ -12,10 +13,14 @@ from models.recurrent import (ALPHA_SHAPE, ARCH_SCOPE, MASK_NAMES, WEIGHT_SCOPE,
 from models.recurrent_genotype import (EDGES, NAMED_RECURRENT_GENOTYPES, RecurrentGenotype,
                                        derive_recurrent_genotype, from_json_value,
                                        load_recurrent_genotype, save_recurrent_genotype, to_json_value)
-from ops.recurrent_ops import RECURRENT_OP_NAMES, activation, recurrent_op
+from ops import cpu_kernels, cpu_recurrent
+from ops.recurrent_ops import ACTIVE_OPS, RECURRENT_OP_NAMES, activation, recurrent_op
 
 NTOKEN, NHID, SEQ, BATCH = 13, 4, 3, 2
 DROPOUTS = {"embedding": 0.3, "input": 0.3, "x": 0.5, "h": 0.4, "output": 0.5}
+needs_library = pytest.mark.skipif(not cpu_kernels.available(), reason="the cpu kernels are not built (make kernels)")
+# The models built on nnabla's functions and on ops/cpu_recurrent's kernels.
+KERNEL_MODES = [False, pytest.param(True, marks=needs_library)]
 
 
 @pytest.fixture(autouse=True)
@@ -135,10 +140,11 @@ def test_op_table_is_the_seeds_primitives_in_order():
     RecurrentGenotype(((3, 0), (2, 1), (4, 1), (1, 2))),
     RecurrentGenotype(((1, 0), (2, 1), (3, 0)), concat=(2, 3)),  # ENAS-style concat, node 1 left out
 ])
-def test_evaluation_model_in_training_matches_numpy(genotype):
+@pytest.mark.parametrize("kernels", KERNEL_MODES)
+def test_evaluation_model_in_training_matches_numpy(genotype, kernels):
     rng = np.random.default_rng(0)
     graph = build_eval_model(genotype, SEQ, BATCH, NTOKEN, NHID, training=True, tar_beta=0.5,
-                             rng=np.random.RandomState(1))
+                             rng=np.random.RandomState(1), cpu_kernels=kernels)
     assert set(graph.masks) == set(MASK_NAMES)
     feed_inputs(graph, rng)
     feed_masks(graph, rng, DROPOUTS)
@@ -147,9 +153,11 @@ def test_evaluation_model_in_training_matches_numpy(genotype):
     check_against_numpy(graph, np_eval_cell(genotype), params64(), masks, beta=0.5)
 
 
-def test_evaluation_model_outside_training_has_no_masks_and_no_tar():
+@pytest.mark.parametrize("kernels", KERNEL_MODES)
+def test_evaluation_model_outside_training_has_no_masks_and_no_tar(kernels):
     genotype = NAMED_RECURRENT_GENOTYPES["DARTS_V2"]
-    graph = build_eval_model(genotype, SEQ, BATCH, NTOKEN, NHID, training=False, rng=np.random.RandomState(1))
+    graph = build_eval_model(genotype, SEQ, BATCH, NTOKEN, NHID, training=False, rng=np.random.RandomState(1),
+                             cpu_kernels=kernels)
     assert graph.masks == {}
     feed_inputs(graph, np.random.default_rng(2))
     check_against_numpy(graph, np_eval_cell(genotype), params64(), ones_masks(), beta=0.0)
@@ -165,12 +173,13 @@ def test_weights_are_initialised_as_the_seed():
         assert np.abs(params[name]).max() > 0.039  # uniform over the whole range, not a narrower one
 
 
-def test_search_model_matches_numpy_with_batch_statistics():
+@pytest.mark.parametrize("kernels", KERNEL_MODES)
+def test_search_model_matches_numpy_with_batch_statistics(kernels):
     rng = np.random.default_rng(3)
     alpha = create_alpha(np.random.RandomState(0))
     alpha.d = rng.normal(0, 1, ALPHA_SHAPE)  # far from uniform, so the mixing weights matter
     graph = build_search_model(alpha, SEQ, BATCH + 2, NTOKEN, NHID, training=True, tar_beta=0.5,
-                               rng=np.random.RandomState(1))
+                               rng=np.random.RandomState(1), cpu_kernels=kernels)
     feed_inputs(graph, rng)
     feed_masks(graph, rng, DROPOUTS)
     masks = {name: mask.d.astype(np.float64) for name, mask in graph.masks.items()}
@@ -209,12 +218,13 @@ def test_search_cell_with_one_hot_alpha_is_the_derived_cell_with_normalised_node
     check_against_numpy(graph, one_hot_reference, params64(WEIGHT_SCOPE), masks, beta=0.0)
 
 
-def test_search_model_alpha_gradient_matches_central_differences_of_the_transcription():
+@pytest.mark.parametrize("kernels", KERNEL_MODES)
+def test_search_model_alpha_gradient_matches_central_differences_of_the_transcription(kernels):
     rng = np.random.default_rng(5)
     alpha = create_alpha(np.random.RandomState(0))
     alpha.d = rng.normal(0, 0.5, ALPHA_SHAPE)
     graph = build_search_model(alpha, 2, 3, NTOKEN, NHID, training=True, tar_beta=0.5,
-                               rng=np.random.RandomState(1))
+                               rng=np.random.RandomState(1), cpu_kernels=kernels)
     feed_inputs(graph, rng)
     feed_masks(graph, rng, DROPOUTS)
     alpha.g = 0
@@ -237,10 +247,12 @@ def test_search_model_alpha_gradient_matches_central_differences_of_the_transcri
         assert alpha.g[row, col] == pytest.approx(numeric, rel=2e-3, abs=1e-7)
 
 
-def test_search_model_evaluation_uses_running_statistics():
+@pytest.mark.parametrize("kernels", KERNEL_MODES)
+def test_search_model_evaluation_uses_running_statistics(kernels):
     alpha = create_alpha(np.random.RandomState(0))
-    train = build_search_model(alpha, SEQ, BATCH + 2, NTOKEN, NHID, training=True, rng=np.random.RandomState(1))
-    test = build_search_model(alpha, SEQ, BATCH + 2, NTOKEN, NHID, training=False)
+    train = build_search_model(alpha, SEQ, BATCH + 2, NTOKEN, NHID, training=True, rng=np.random.RandomState(1),
+                               cpu_kernels=kernels)
+    test = build_search_model(alpha, SEQ, BATCH + 2, NTOKEN, NHID, training=False, cpu_kernels=kernels)
     with nn.parameter_scope(WEIGHT_SCOPE):
         stats = nn.get_parameters(grad_only=False)
     assert stats["cell/bn/mean"].d.shape == (1, NHID) and not stats["cell/bn/mean"].d.any()
@@ -251,6 +263,150 @@ def test_search_model_evaluation_uses_running_statistics():
     feed_inputs(test, np.random.default_rng(6))
     test.loss.forward()
     np.testing.assert_array_equal(stats["cell/bn/mean"].d, mean_after_training)  # eval leaves it
+
+
+# ---------------------------------------------------------------- the cpu kernels (ops/cpu_recurrent)
+
+def variable(rng, shape, scale=1.0):
+    v = nn.Variable.from_numpy_array((rng.standard_normal(shape) * scale).astype(np.float32))
+    v.need_grad = True
+    return v
+
+
+def assert_same_function(ours, theirs, inputs, rng):
+    """Equal outputs, and equal gradients of every input whether they start at zero (written) or not
+    (accumulated)."""
+    assert ours.shape == theirs.shape
+    dy = nn.NdArray.from_numpy_array(rng.standard_normal(ours.shape).astype(np.float32))
+    accumulated = [rng.standard_normal(v.shape) for v in inputs]
+    for start in ([np.zeros(v.shape) for v in inputs], accumulated):
+        results = []
+        for y in (ours, theirs):
+            for v, g in zip(inputs, start):
+                v.grad.data[...] = g
+            y.forward()
+            y.backward(dy, clear_buffer=False)
+            results.append((y.d.copy(), [v.g.copy() for v in inputs]))
+        (y1, grads1), (y2, grads2) = results
+        np.testing.assert_allclose(y1, y2, rtol=1e-5, atol=1e-5)
+        for g1, g2 in zip(grads1, grads2):
+            np.testing.assert_allclose(g1, g2, rtol=1e-4, atol=1e-4)
+
+
+@needs_library
+@pytest.mark.parametrize("transpose_w", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("mask_rows", [None, 12, 4])  # none; one mask row per row of x; repeated 3 times
+def test_affine_kernel_equals_nnabla(transpose_w, bias, mask_rows):
+    rng = np.random.default_rng(0)
+    m, k, n = 12, 37, 53  # column blocks of 16 on each thread, the last one partial
+    x = variable(rng, (m, k))
+    w = variable(rng, (n, k) if transpose_w else (k, n))
+    inputs = [x, w] + ([variable(rng, (n,))] if bias else [])
+    mask = None
+    if mask_rows:
+        mask = nn.Variable.from_numpy_array((rng.random((mask_rows, k)) < 0.6).astype(np.float32) / 0.6)
+    ours = cpu_recurrent.Affine(transpose_w, bias, mask is not None)(*inputs, *([mask] if mask else []))
+    masked = x if mask is None else F.reshape(F.reshape(x, (-1, mask_rows, k)) * F.reshape(mask, (1, mask_rows, k)),
+                                              (m, k))
+    theirs = F.affine(masked, F.transpose(w, (1, 0)) if transpose_w else w, *inputs[2:])
+    assert_same_function(ours, theirs, inputs, rng)
+
+
+@needs_library
+@pytest.mark.parametrize("op_id", ACTIVE_OPS)
+@pytest.mark.parametrize("add", [False, True])
+def test_gate_kernel_equals_nnabla(op_id, add):
+    rng = np.random.default_rng(op_id)
+    batch, units = 5, 19
+    ch, s = variable(rng, (batch, 2 * units), 2.0), variable(rng, (batch, units))
+    inputs = [ch, s] + ([variable(rng, (batch, 2 * units))] if add else [])
+    ours = cpu_recurrent.Gate(op_id, add)(*inputs)
+    summed = ch + inputs[2] if add else ch
+    c, h = F.sigmoid(summed[:, :units]), summed[:, units:]
+    theirs = s + c * (activation(op_id)(h) - s)
+    assert_same_function(ours, theirs, inputs, rng)
+
+
+@needs_library
+@pytest.mark.parametrize("edges", [1, 3])
+def test_mix_kernel_equals_nnabla(edges):
+    rng = np.random.default_rng(edges)
+    batch, units = 6, 21
+    ch, s = variable(rng, (edges, batch, 2 * units), 2.0), variable(rng, (edges, batch, units))
+    p = variable(rng, (edges, len(ACTIVE_OPS)))
+    ours = cpu_recurrent.Mix()(ch, s, p)
+    c, h = F.sigmoid(ch[:, :, :units]), ch[:, :, units:]
+    terms = [F.reshape(p[:, i], (edges, 1, 1)) * (s + c * (activation(op_id)(h) - s))
+             for i, op_id in enumerate(ACTIVE_OPS)]
+    theirs = F.sum(F.add_n(*terms) if len(terms) > 1 else terms[0], axis=0)
+    assert_same_function(ours, theirs, [ch, s, p], rng)
+
+
+@needs_library
+def test_softmax_cross_entropy_kernel_equals_nnabla():
+    rng = np.random.default_rng(0)
+    rows, words = 7, 45
+    x = variable(rng, (rows, words), 3.0)
+    t = nn.Variable.from_numpy_array(rng.integers(0, words, (rows, 1)).astype(np.float32))
+    assert_same_function(cpu_recurrent.SoftmaxCrossEntropy()(x, t), F.softmax_cross_entropy(x, t), [x], rng)
+
+
+def test_the_mix_kernel_s_ops_are_the_active_ops_in_order():
+    """rnn_mix_* hard-code tanh, relu, sigmoid, identity as the columns of p."""
+    assert [RECURRENT_OP_NAMES[i] for i in ACTIVE_OPS] == ["tanh", "relu", "sigmoid", "identity"]
+
+
+def function_types(output):
+    names = []
+    output.visit(lambda f: names.append(f.info.type_name))
+    return names
+
+
+def kernels_graph(search, kernels, rng_seed=0):
+    """A small training graph with its inputs and masks fed, fresh parameters from a fixed seed."""
+    nn.clear_parameters()
+    if search:
+        alpha = create_alpha(np.random.RandomState(0))
+        alpha.d = np.random.default_rng(1).normal(0, 1, ALPHA_SHAPE)
+        graph = build_search_model(alpha, SEQ, BATCH + 2, NTOKEN, NHID, training=True, tar_beta=0.5,
+                                   rng=np.random.RandomState(1), cpu_kernels=kernels)
+    else:
+        graph = build_eval_model(NAMED_RECURRENT_GENOTYPES["DARTS_V2"], SEQ, BATCH, NTOKEN, NHID, training=True,
+                                 tar_beta=0.5, rng=np.random.RandomState(1), cpu_kernels=kernels)
+    rng = np.random.default_rng(rng_seed)
+    feed_inputs(graph, rng)
+    feed_masks(graph, rng, DROPOUTS)
+    return graph
+
+
+@needs_library
+@pytest.mark.parametrize("search", [False, True], ids=["evaluation", "search"])
+def test_the_models_on_the_cpu_kernels_equal_them_on_nnabla_s(search):
+    results = []
+    for kernels in (False, True):
+        graph = kernels_graph(search, kernels)
+        params = nn.get_parameters(grad_only=False)
+        for v in params.values():
+            v.grad.zero()
+        graph.loss.forward()
+        graph.loss.backward()
+        results.append((graph.loss.d.copy(), graph.raw_output.d.copy(),
+                        {k: (v.d.copy(), v.g.copy()) for k, v in params.items()}))
+        types = function_types(graph.loss)
+        if kernels:  # every product, gate and mix runs on the kernels
+            assert "Affine" not in types and "Sigmoid" not in types and "CpuRecurrentAffine" in types
+            assert ("CpuRecurrentMix" if search else "CpuRecurrentGate") in types
+            assert "CpuRecurrentSoftmaxCrossEntropy" in types and "SoftmaxCrossEntropy" not in types
+        else:
+            assert not [t for t in types if t.startswith("Cpu")]
+    (loss1, raw1, params1), (loss2, raw2, params2) = results
+    np.testing.assert_allclose(loss2, loss1, rtol=1e-5)
+    np.testing.assert_allclose(raw2, raw1, rtol=1e-5, atol=1e-6)
+    assert params1.keys() == params2.keys()
+    for name in params1:  # the weights' and alpha's gradients, and the batch norm's running statistics
+        for a, b in zip(params2[name], params1[name]):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6 * np.abs(b).max(), err_msg=name)
 
 
 def test_scopes_hold_weights_and_alpha_apart():

@@ -6,14 +6,17 @@ a line of its own. Each run is --variant <name> with the variant's defaults.
 import dataclasses
 import json
 
+import nnabla as nn
 import numpy as np
 import pytest
 import yaml
 
 import darts_search
 from models.genotype import load_architecture
+from models.graph import feed, forward_backward
 from tests.helpers import series
-from utils.search.variant import declared_settings
+from utils.search.bilevel import build_search_graphs
+from utils.search.variant import SearchSetup, declared_settings
 from utils.search.variants import VARIANTS
 
 NAMES = sorted(VARIANTS)
@@ -128,3 +131,32 @@ def test_a_variant_under_the_recurrent_space_is_refused(tmp_path, capsys, name):
 def test_flags_that_do_not_apply_are_one_line_errors(tmp_path, capsys, argv, message):
     assert message in one_line_error(capsys, argv + ["-m", str(tmp_path / "never")])
     assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_only_the_alpha_step_s_graphs_reach_the_alphas_gradient(name):
+    """The weight step and the virtual step train the weights: their backward passes leave the alphas' gradient
+    as it was (computing it there cost time for nothing), while the alpha step's passes fill it."""
+    nn.clear_parameters()
+    shape = (4, 1, 8, 8)
+    settings = VARIANTS[name].Settings.from_args(
+        darts_search.parse_args(darts_search.search_parser(), ["--variant", name]))
+    # 3 cells: the first is a normal one (2 would both be reductions, leaving the normal alphas unused)
+    variant = VARIANTS[name](settings, SearchSetup(shape, 3, 4, 3, seed=0, rng=np.random.RandomState(0)))
+    graphs = build_search_graphs(variant.network, shape, True, variant.alpha_penalty, True)
+    variant.start_epoch(0, 10)
+    variant.before_alpha_step()
+    rng = np.random.default_rng(0)
+    batch = (rng.standard_normal(shape), rng.integers(0, 3, (shape[0], 1)))
+
+    def alpha_gradients_after(graph):
+        for alpha in variant.alphas.values():
+            alpha.grad.fill(7.0)
+        feed(graph, batch)
+        forward_backward(graph)
+        return [alpha.g.copy() for alpha in variant.alphas.values()]
+    for graph in (graphs.train, graphs.virtual):
+        assert all(np.all(g == 7.0) for g in alpha_gradients_after(graph))
+    for graph in (graphs.val, graphs.hessian):
+        assert all(not np.any(g == 7.0) for g in alpha_gradients_after(graph))
+    nn.clear_parameters()

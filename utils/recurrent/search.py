@@ -26,7 +26,7 @@ from utils.data.text import Batch, batchify, epoch_batches, get_batch, load_corp
 from utils.optim.solvers import SGD, Adam
 from utils.recurrent.language_model import GraphCache, dropouts_of, perplexity, stream_loss
 from utils.recurrent.search_step import RecurrentSearchStep
-from utils.run.context import set_context
+from utils.run.context import set_context, uses_cpu_kernels
 from utils.run.run import EPOCH_TIME, Progress, Run, seed_everything
 from utils.run_files import GENOTYPE, RECURRENT_ARCHITECTURE, epoch_architecture, found_architecture
 from utils.search.alpha_history import write_recurrent_alpha_history
@@ -68,10 +68,12 @@ def search_recurrent(args):
     nn.clear_parameters()
     rng = seed_everything(args.seed)
     alpha = create_alpha(rng)
+    fast = uses_cpu_kernels(args.context, args.type_config, args.cpu_kernels)
     graphs = GraphCache(lambda seq_len: build_search_model(alpha, seq_len, args.batch_size, ntoken, args.nhid,
-                                                           training=True, tar_beta=args.tar_beta, rng=rng))
+                                                           training=True, tar_beta=args.tar_beta, rng=rng,
+                                                           cpu_kernels=fast))
     eval_graphs = GraphCache(lambda seq_len: build_search_model(alpha, seq_len, args.eval_batch_size, ntoken,
-                                                                args.nhid, training=False, rng=rng))
+                                                                args.nhid, training=False, rng=rng, cpu_kernels=fast))
     graphs[args.bptt]  # creates the weights
     weights = scope_parameters(WEIGHT_SCOPE, grad_only=True)
     network_state = scope_parameters(WEIGHT_SCOPE, grad_only=False)

@@ -31,7 +31,7 @@ from utils.recurrent.language_model import (TRAIN_MASKS, GraphCache, draw_masks,
                                             mask_rng, perplexity, stream_loss)
 from utils.recurrent.ntasgd import PolyakAverage, should_switch_to_asgd
 from utils.run.checkpoint import load_checkpoint, save_checkpoint
-from utils.run.context import set_context
+from utils.run.context import set_context, uses_cpu_kernels
 from utils.run.monitoring import EpochSeries
 from utils.run.run import EPOCH_TIME, Progress, Run, seed_everything, write_json
 from utils.run_files import BEST_CHECKPOINT, BEST_PARAMS, EVALUATION, NETWORK_SUMMARY, RECURRENT_ARCHITECTURE, SUMMARY
@@ -49,8 +49,9 @@ TRAINING_ADVICE = "lower --lr or --grad-clip"
 
 
 def model_graphs(args, genotype, ntoken, batch_size, training, rng=None):
+    fast = uses_cpu_kernels(args.context, args.type_config, args.cpu_kernels)
     return GraphCache(lambda seq_len: build_eval_model(genotype, seq_len, batch_size, ntoken, args.nhid, training,
-                                                       tar_beta=args.tar_beta, rng=rng))
+                                                       tar_beta=args.tar_beta, rng=rng, cpu_kernels=fast))
 
 
 def summarise_recurrent(args, genotype):

@@ -44,7 +44,6 @@ def uses_cpu_kernels(context, type_config, requested):
     if not (requested and context == "cpu" and type_config == "float"):
         return False
     if not cpu_kernels.available():
-        print("note: the multi-threaded cpu kernels are not built (run `make kernels`); "
-              "using nnabla's single-threaded ones", flush=True)
+        print(f"note: {cpu_kernels.missing()}; using nnabla's single-threaded kernels", flush=True)
         return False
     return True

@@ -19,6 +19,8 @@ loop (darts_search.py) calls the hooks and knows no variant. The hooks, by pass:
 """
 import dataclasses
 
+import nnabla.functions as F
+
 from models.derivation import DERIVATIONS, derive_by_rule
 from models.discretization import kept_edges, softmax_rows
 from models.genotype import EDGES
@@ -160,8 +162,13 @@ class SearchVariant:
     edge = staticmethod(mixed_op)  # edge(x, edge_weights, channels, stride, mode): one mixed edge
 
     def network(self, x, frozen, purpose, test=False):
-        """The supernet's logits for `x`, mixing as `purpose` says."""
-        return self.supernet(x, self.mixing(purpose), frozen=frozen, test=test)
+        """The supernet's logits for `x`, mixing as `purpose` says. Only the alpha step's graphs carry the
+        alphas' gradient: the weight step and the virtual step train the weights, and what their backward passes
+        would leave in the alphas' gradients is zeroed before every alpha step, so it is not computed."""
+        weights = self.mixing(purpose)
+        if purpose != "alphas":
+            weights = {name: without_gradient(w) for name, w in weights.items()}
+        return self.supernet(x, weights, frozen=frozen, test=test)
 
     def supernet(self, x, weights, frozen=False, test=False):
         return search_network(x, weights, *self.setup.sizes, frozen=frozen, test=test, classifier=self.classifier,
@@ -232,6 +239,13 @@ class SearchVariant:
     def derive(settings, values):
         """The cell of {name: (14, 8) numpy alphas} (alpha_values(), or a recorded epoch's) under `settings`."""
         return derive_by_rule(values["alpha_normal"], values["alpha_reduction"], settings.derivation)
+
+
+def without_gradient(variable):
+    """variable's values, recomputed by every forward pass, through which no backward pass goes."""
+    copy = F.identity(variable)  # a variable of its own: the one given may also serve a graph that needs its gradient
+    copy.need_grad = False
+    return copy
 
 
 def declared_settings(Variant):

@@ -12,7 +12,9 @@ import nnabla as nn
 import numpy as np
 
 from models.eval_network import AUX_SCOPE
-from ops.cpu_kernels import DepthwiseConvolution, PointwiseConvolution
+from ops.cpu_kernels import DepthwiseConvolution, DepthwisePointwise, PointwiseConvolution
+from ops.cpu_reduce import FactorizedReduce
+from ops.cpu_sums import WeightedSum
 from utils.training.error_record import TEST_KEYS, empty_errors
 
 # The size of a network (what --summary reports); a training's summary adds its errors.
@@ -42,10 +44,21 @@ def _function_macs(function):
         # takes size / shape[0] products either way.
         weight = function.inputs[1]
         return int(np.prod(function.outputs[0].shape)) * (weight.size // weight.shape[0])
+    if kind == DepthwisePointwise.NAME:
+        # A depthwise convolution (K * K products per element of its output), then a 1x1 one (one per channel).
+        depthwise, pointwise = function.inputs[1], function.inputs[2]
+        elements = int(np.prod(function.outputs[0].shape[2:])) * function.outputs[0].shape[0]
+        return elements * (depthwise.size + pointwise.size)
+    if kind == FactorizedReduce.NAME:
+        # Its two 1x1 convolutions: each output element takes one product per input channel.
+        return int(np.prod(function.outputs[0].shape)) * function.inputs[0].shape[1]
     if kind == "Affine":
         base_axis = function.info.args.get("base_axis", 1)
         samples = int(np.prod(function.inputs[0].shape[:base_axis]))
         return samples * function.inputs[1].size
+    if kind == WeightedSum.NAME and len(function.inputs[-1].shape) < 3:
+        # The mixed op's sum with weights shared by the batch, counted as the Affine it replaces off the kernels.
+        return function.inputs[-1].size * function.outputs[0].size
     return 0
 
 
