@@ -6,6 +6,7 @@ kernels are such callbacks), whose KeyboardInterrupt then leaves nnabla as a Sys
 The in-process tests deliver a real SIGINT inside such a callback, every time; the subprocess tests send
 it from outside to a running script, as a user's Ctrl-C does.
 """
+import contextlib
 import os
 import signal
 import subprocess
@@ -62,7 +63,20 @@ def interrupt_in_a_kernel(monkeypatch):
             return original(self, *args)
         monkeypatch.setattr(cpu_kernels.BatchNormalization, method, patched)
         return sent
-    return interrupt
+    with python_handles_interrupts():
+        yield interrupt
+
+
+@contextlib.contextmanager
+def python_handles_interrupts():
+    """Python's own SIGINT handler while active, whatever this process inherited (and so SIGINT's default in the
+    processes it starts): a job that a non-interactive shell starts in the background starts with SIGINT ignored,
+    which Python then keeps, and which a child process would inherit."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def ends_interrupted(main, argv, capsys):
@@ -114,7 +128,8 @@ def test_a_search_interrupted_inside_a_step_resumes_exactly(tiny_search, tmp_pat
 def interrupt_a_running_script(script, argv, tmp_path):
     """Starts `script` with argv and --progress-every 1, sends it SIGINT half way through its third step
     (timed from the progress lines of the first two), and returns (exit status, stderr)."""
-    with open(tmp_path / "stderr.txt", "w+") as err:  # a file: a pipe could fill with a long traceback
+    # stderr to a file: a pipe could fill with a long traceback.
+    with open(tmp_path / "stderr.txt", "w+") as err, python_handles_interrupts():
         process = subprocess.Popen([sys.executable, "-u", os.path.join(ROOT, script), *argv, "--progress-every", "1"],
                                    cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
         try:
