@@ -128,8 +128,12 @@ def test_the_networks_pool_and_reduce_on_the_kernels_when_they_are_on(monkeypatc
     evaluation = function_names(build_train_graph(load_architecture("DARTS_V2"), (2, 3, 8, 8), 10, 6, 3,
                                                   auxiliary=False, aux_weight=0.0, cpu_kernels=True).loss)
     nn.clear_parameters()
-    for kind in ("CpuMaxPooling", "CpuAveragePooling", "CpuFactorizedReduce", "CpuDepthwiseConvolution"):
+    for kind in ("CpuMaxPooling", "CpuAveragePooling", "CpuFactorizedReduce", "CpuDepthwiseConvolution",
+                 "CpuDepthwisePointwise"):
         assert kind in search, kind
+    # The conv ops at stride 1 as one function each: no depthwise convolution of nnabla's or ours apart from it
+    # outside the reduction cells' strided edges.
+    assert "CpuDepthwisePointwise" in evaluation and "DepthwiseConvolution" not in search + evaluation
     # Max pooling at stride 1 only (nnabla's stays faster at 2); average pooling at both.
     assert "MaxPooling" in search and "AveragePooling" not in search
     assert "Pad" not in search

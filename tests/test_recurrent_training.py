@@ -10,10 +10,14 @@ import pytest
 
 import darts_search
 import darts_train
+import models.recurrent
+import utils.recurrent.search
+import utils.recurrent.train
 from args import parse_args, search_parser, train_parser
 from models.recurrent import (EMBEDDING_NAME, EMBEDDING_SCOPE, SEARCH_EMBEDDING, WEIGHT_SCOPE, build_eval_model,
                               build_search_model, create_alpha)
 from models.recurrent_genotype import NAMED_RECURRENT_GENOTYPES, derive_recurrent_genotype, load_recurrent_genotype
+from ops import cpu_kernels
 from ops.divergence import DivergedError, check_finite
 from utils.data.text import SPLITS, Batch
 from utils.optim.solvers import SGD, Adam
@@ -654,3 +658,22 @@ def test_demo_searches_trains_and_compares_with_the_unigram_model(corpus_dir, tm
     assert np.isfinite(test_ppl) and test_ppl > 1.0
     # The tiny corpus has 10 words (with <eos>) of which 'det' positions use 2: unigram is well above 2.
     assert 2.0 < unigram < 10.0
+
+
+@pytest.mark.skipif(not cpu_kernels.available(), reason="the cpu kernels are not built")
+@pytest.mark.parametrize("script", ["search", "train"])
+@pytest.mark.parametrize("flag", ["true", "false"])
+def test_the_recurrent_models_run_on_the_cpu_kernels_as_the_flag_says(corpus_dir, tmp_path, no_pictures,
+                                                                       monkeypatch, script, flag):
+    built = []
+    for module, name in ((utils.recurrent.search, "build_search_model"), (utils.recurrent.train, "build_eval_model")):
+        original = getattr(models.recurrent, name)
+
+        def recording(*args, original=original, **kwargs):
+            built.append(kwargs.get("cpu_kernels", False))
+            return original(*args, **kwargs)
+        monkeypatch.setattr(module, name, recording)
+    main = darts_search.main if script == "search" else darts_train.main
+    main(tiny(corpus_dir, tmp_path, "--epoch", "1", "--bptt", "3", "--cpu-kernels", flag,
+              *(["--model-arch-name", "DARTS_V1"] if script == "train" else [])))
+    assert built and set(built) == {flag == "true"}
