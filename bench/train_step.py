@@ -6,8 +6,9 @@ does per batch (auxiliary head, drop path at 0.2, forward, backward, clipped SGD
 batch 32, inference a test-graph forward at batch 64.
 imagenet: the mobile setting, DARTS_V2, C=48, 14 cells, 224x224x3, 1000 classes, label smoothing
 0.1, no drop path; batch 8 for training and 16 for inference on cpu (the recipe's 128 is a GPU's).
-Times are medians over the timed steps. Prints a table, then one JSON line with train_images_per_s,
-inference_images_per_s and peak_rss_mb.
+Times are medians over the timed steps. Prints a table (with --profile true, then the share of one forward
+and backward of the training graph each nnabla function type takes), then one JSON line with
+train_images_per_s, inference_images_per_s and peak_rss_mb (read before profiling).
 """
 import argparse
 import json
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for search_step, imported as a module too
 import nnabla as nn  # noqa: E402
 from nnabla.logger import logger  # noqa: E402
 
@@ -29,6 +31,7 @@ from args import str2bool  # noqa: E402
 from models.eval_network import CIFAR, IMAGENET, DropPath, build_test_graph, build_train_graph  # noqa: E402
 from models.genotype import load_architecture  # noqa: E402
 from models.graph import forward_backward  # noqa: E402
+from search_step import profile_graphs  # noqa: E402  (bench/search_step.py)
 from utils.optim.solvers import SGD  # noqa: E402
 from utils.run.context import set_context  # noqa: E402
 
@@ -78,7 +81,7 @@ def train_step_seconds(arch, setting, rng, warmup, steps, cpu_kernels):
         optimizer.zero_grad()
         forward_backward(graph)
         optimizer.step()
-    return median_seconds(step, warmup, steps)
+    return median_seconds(step, warmup, steps), graph
 
 
 def inference_seconds(arch, setting, rng, warmup, steps, cpu_kernels):
@@ -100,6 +103,8 @@ def build_parser():
     parser.add_argument("--context", choices=["cpu", "cudnn"], default="cpu")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--profile", type=str2bool, default=False,
+                        help="also time each nnabla function type in one forward and backward of the training graph")
     parser.add_argument("--cpu-kernels", type=str2bool, default=True,
                         help="with --context cpu: the multi-threaded depthwise convolution and batch norm of ops/cpu_kernels")
     return parser
@@ -116,7 +121,7 @@ def main(argv=None):
     train_batch, inference_batch = setting.train_batch, setting.inference_batch
 
     cpu_kernels = args.cpu_kernels and args.context == "cpu"
-    train_s = train_step_seconds(arch, setting, rng, args.warmup, args.steps, cpu_kernels)
+    train_s, train_graph = train_step_seconds(arch, setting, rng, args.warmup, args.steps, cpu_kernels)
     inference_s = inference_seconds(arch, setting, rng, args.warmup, args.steps, cpu_kernels)
     rss = peak_rss_mb()
 
@@ -126,6 +131,12 @@ def main(argv=None):
     print(f"{'train':<12}{train_batch:>6}{train_s:>9.3f}{train_batch / train_s:>9.1f}")
     print(f"{'inference':<12}{inference_batch:>6}{inference_s:>9.3f}{inference_batch / inference_s:>9.1f}")
     print(f"peak RSS {rss:.0f} MB")
+    if args.profile:
+        seconds = profile_graphs([train_graph])
+        total = sum(seconds.values())
+        print(f"one forward+backward of the training graph, by function ({total:.2f} s):")
+        for name, share in seconds.most_common():
+            print(f"  {name:<32}{share * 1e3:8.1f} ms {100 * share / total:5.1f} %")
     print(json.dumps({"network": args.network, "train_images_per_s": round(train_batch / train_s, 2),
                       "inference_images_per_s": round(inference_batch / inference_s, 2),
                       "peak_rss_mb": round(rss, 1), "context": args.context, "cpu_kernels": cpu_kernels,
