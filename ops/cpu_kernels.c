@@ -17,6 +17,7 @@
 
 #include "depthwise.h"
 #include "sgemm.h"
+#include "thread_parts.h"
 
 /* Stride 1 runs on padded planes laid out flat: with the input zero-padded to Hp x Wp and the output
  * kept at row stride Wp, every tap (ky, kx) is one long loop over the flat arrays at the offset
@@ -305,8 +306,7 @@ void pw_backward_data(const float *dy, const float *w, const float *x, float *dx
     }
 }
 
-/* dw (+)= sum_n dy[n] . r(x[n])^T: each thread sums its images into its own (Co x Ci) part, and the parts are
- * added in thread order, so the result does not depend on timing. */
+/* dw (+)= sum_n dy[n] . r(x[n])^T, summed in per-thread parts (thread_parts.h). */
 void pw_backward_weight(const float *dy, const float *x, float *dw, int N, int Ci, int Co, int HW, int relu,
                         int accum) {
     const long in = (long)Ci * HW, out = (long)Co * HW, size = (long)Co * Ci;
@@ -322,10 +322,6 @@ void pw_backward_weight(const float *dy, const float *x, float *dw, int N, int C
                   relu_image(x + n * in, buffer, in, relu), HW, 1.0f, part, Ci);
         free(buffer);
     }
-    for (long e = 0; e < size; ++e) {
-        float total = accum ? dw[e] : 0.0f;
-        for (int t = 0; t < threads; ++t) total += parts[t * size + e];
-        dw[e] = total;
-    }
+    add_thread_parts(dw, parts, size, size, threads, accum);
     free(parts);
 }

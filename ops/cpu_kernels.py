@@ -43,7 +43,7 @@ def missing():
     if not os.path.exists(LIBRARY_PATH):
         return f"the cpu kernels are not built ({LIBRARY_PATH} is missing): run `make kernels`"
     if not blas.installed():
-        return f"{blas.MISSING}"
+        return blas.MISSING
     return None
 
 
@@ -296,7 +296,7 @@ class BatchNormalization(_KernelFunction):
         self.affine, self.decay_rate, self.eps = affine, decay_rate, eps
 
     def grad_depends_input_data(self, i, j):
-        return (j == 0 and self.affine) or (self.affine and j == 2)  # x, and gamma for dx
+        return self.affine and j in (0, 2)  # x, and gamma for dx (without them the output serves)
 
     def grad_depends_output_data(self, i, o):
         return not self.affine

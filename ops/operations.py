@@ -49,6 +49,17 @@ def parameter(scopes, name, shape, initializer, mode, trainable=True):
                                                    as_need_grad=(not mode.frozen) if trainable else None)
 
 
+def pointwise_weight(name, c_in, c_out, mode):
+    """The weight of a 1x1 convolution named `name`, as PF.convolution creates it, for the cpu kernels."""
+    return parameter((name, "conv"), "W", (c_out, c_in, 1, 1), torch_uniform(c_in), mode)
+
+
+def depthwise_weight(name, channels, kernel, mode):
+    """The weight of a depthwise convolution named `name`, as PF.depthwise_convolution creates it (one input channel
+    per group: fan_in is the kernel's area), for the cpu kernels."""
+    return parameter((name, "depthwise_conv"), "W", (channels, kernel, kernel), torch_uniform(kernel * kernel), mode)
+
+
 def batch_norm(x, mode, name="bn"):
     # On the cpu kernels at every size (not only where cpu_kernels.worthwhile): their two-pass variance stays
     # exact where nnabla's one pass loses float precision (a large mean against the spread); the kernel runs
@@ -87,7 +98,7 @@ def conv(x, c_out, kernel, mode, stride=1, pad=0, name="conv", relu_input=False)
     """Convolution without bias, of ReLU(x) with relu_input (fused on the cpu kernels for 1x1, stride 1)."""
     if mode.cpu_kernels and cpu_kernels.worthwhile(x) and kernel == 1 and stride == 1:
         c_in = x.shape[1]
-        w = parameter((name, "conv"), "W", (c_out, c_in, 1, 1), torch_uniform(c_in), mode)
+        w = pointwise_weight(name, c_in, c_out, mode)
         return cpu_kernels.PointwiseConvolution(relu_input)(x, w)
     if relu_input:
         x = F.relu(x)
@@ -101,7 +112,7 @@ def relu_depthwise_conv(x, kernel, stride, pad, dilation, mode, name):
     # One input channel per group: fan_in is the kernel's area.
     init = torch_uniform(kernel * kernel)
     if mode.cpu_kernels and cpu_kernels.worthwhile(x):
-        w = parameter((name, "depthwise_conv"), "W", (x.shape[1], kernel, kernel), init, mode)
+        w = depthwise_weight(name, x.shape[1], kernel, mode)
         return cpu_kernels.DepthwiseConvolution(stride, pad, dilation, relu_input=True)(x, w)
     # With the cpu kernels x is a kernel batch norm's output, which its backward pass reads (ops.cpu_kernels:
     # BatchNormalization), and nnabla's recomputation loses a recomputed function's input before that: the
@@ -120,8 +131,7 @@ def relu_depthwise_pointwise(x, kernel, stride, pad, dilation, c_out, mode, name
     stay apart."""
     if mode.cpu_kernels and cpu_kernels.worthwhile(x) and stride == 1:
         c_in = x.shape[1]
-        wd = parameter((names[0], "depthwise_conv"), "W", (c_in, kernel, kernel), torch_uniform(kernel * kernel), mode)
-        wp = parameter((names[1], "conv"), "W", (c_out, c_in, 1, 1), torch_uniform(c_in), mode)
+        wd, wp = depthwise_weight(names[0], c_in, kernel, mode), pointwise_weight(names[1], c_in, c_out, mode)
         return cpu_kernels.DepthwisePointwise(stride, pad, dilation)(x, wd, wp)
     x = relu_depthwise_conv(x, kernel, stride, pad, dilation, mode, name=names[0])
     return conv(x, c_out, 1, mode, name=names[1])
@@ -156,8 +166,7 @@ def factorized_reduce(x, c_out, mode):
     assert c_out % 2 == 0, "FactorizedReduce needs an even channel count"
     if mode.cpu_kernels and cpu_kernels.worthwhile(x):
         c_in = x.shape[1]
-        w1, w2 = (parameter((name, "conv"), "W", (c_out // 2, c_in, 1, 1), torch_uniform(c_in), mode)
-                  for name in ("conv_1", "conv_2"))
+        w1, w2 = (pointwise_weight(name, c_in, c_out // 2, mode) for name in ("conv_1", "conv_2"))
         return batch_norm(cpu_reduce.FactorizedReduce()(x, w1, w2), mode)
     x = F.relu(x)
     even = conv(x, c_out // 2, 1, mode, stride=2, name="conv_1")

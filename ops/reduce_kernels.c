@@ -14,6 +14,7 @@
 #include <omp.h>
 
 #include "sgemm.h"
+#include "thread_parts.h"
 
 /* g (Ci x Ho*Wo) <- r(x)[:, offset::2, offset::2] of one image, zero past the image's edge. */
 static void gather(const float *xn, float *g, int Ci, int H, int W, int Ho, int Wo, int offset) {
@@ -85,8 +86,8 @@ void fr_backward_data(const float *dy, const float *w1, const float *w2, const f
     }
 }
 
-/* dw1 (+)= sum_n dy_even[n] . g_even[n]^T, dw2 likewise; each thread sums its images into its own part, and the
- * parts are added in thread order, so the result does not depend on timing. dw1 or dw2 may be NULL. */
+/* dw1 (+)= sum_n dy_even[n] . g_even[n]^T, dw2 likewise, summed in per-thread parts (thread_parts.h). dw1 or dw2
+ * may be NULL. */
 void fr_backward_weight(const float *dy, const float *x, float *dw1, float *dw2, int N, int Ci, int H, int W, int C1,
                         int C2, int accum1, int accum2) {
     const int Ho = (H + 1) / 2, Wo = (W + 1) / 2, P = Ho * Wo;
@@ -110,13 +111,8 @@ void fr_backward_weight(const float *dy, const float *x, float *dw1, float *dw2,
     for (int half = 0; half < 2; ++half) {
         float *dw = half ? dw2 : dw1;
         if (!dw) continue;
-        const int accum = half ? accum2 : accum1;
-        const long offset = half ? (long)C1 * Ci : 0, count = (long)(half ? C2 : C1) * Ci;
-        for (long e = 0; e < count; ++e) {
-            float total = accum ? dw[e] : 0.0f;
-            for (int t = 0; t < threads; ++t) total += parts[t * size + offset + e];
-            dw[e] = total;
-        }
+        add_thread_parts(dw, parts + (half ? (long)C1 * Ci : 0), (long)(half ? C2 : C1) * Ci, size, threads,
+                         half ? accum2 : accum1);
     }
     free(parts);
 }

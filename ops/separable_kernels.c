@@ -9,6 +9,7 @@
 
 #include "depthwise.h"
 #include "sgemm.h"
+#include "thread_parts.h"
 
 /* y[n] (Co x HoWo) = pw (Co x C) . dw(r(x[n])) (C x HoWo). */
 void dwpw_forward(const float *x, const float *wd, const float *wp, float *y, int N, int C, int H, int W, int Ho,
@@ -28,8 +29,8 @@ void dwpw_forward(const float *x, const float *wd, const float *wp, float *y, in
 }
 
 /* dx (+)= r'(x) dw^T(pw^T dy), dwd (+)= the depthwise weight gradient of pw^T dy, dwp (+)= dy . dw(r(x))^T;
- * any of dx, dwd, dwp may be NULL (not wanted). The weight gradients are summed per thread and added in thread
- * order, so the result does not depend on timing. */
+ * any of dx, dwd, dwp may be NULL (not wanted). The weight gradients are summed in per-thread parts
+ * (thread_parts.h). */
 void dwpw_backward(const float *dy, const float *x, const float *wd, const float *wp, float *dx, float *dwd,
                    float *dwp, int N, int C, int H, int W, int Ho, int Wo, int K, int s, int p, int d, int Co,
                    int relu, int accum_x, int accum_wd, int accum_wp) {
@@ -59,16 +60,8 @@ void dwpw_backward(const float *dy, const float *x, const float *wd, const float
         free(depthwise);
         free(d_depthwise);
     }
-    float *targets[2] = {dwd, dwp}, *parts[2] = {parts_wd, parts_wp};
-    const long sizes[2] = {size_wd, size_wp};
-    const int accums[2] = {accum_wd, accum_wp};
-    for (int g = 0; g < 2; ++g) {
-        if (!targets[g]) continue;
-        for (long e = 0; e < sizes[g]; ++e) {
-            float total = accums[g] ? targets[g][e] : 0.0f;
-            for (int i = 0; i < threads; ++i) total += parts[g][i * sizes[g] + e];
-            targets[g][e] = total;
-        }
-        free(parts[g]);
-    }
+    if (dwd) add_thread_parts(dwd, parts_wd, size_wd, size_wd, threads, accum_wd);
+    if (dwp) add_thread_parts(dwp, parts_wp, size_wp, size_wp, threads, accum_wp);
+    free(parts_wd);
+    free(parts_wp);
 }
