@@ -1,7 +1,7 @@
 PY := .venv/bin/python
 CUDA ?=
 
-.PHONY: env kernels test test-fast demo demo-rnn bench clean
+.PHONY: env kernels test test-fast demo demo-rnn bench gpu-check clean
 
 # Re-runs setup only when a requirements file changed; setup_env.sh itself is quick when nothing did.
 env: .venv/.requirements.stamp ops/_cpu_kernels.so
@@ -27,6 +27,15 @@ test: env
 # The fast lane: everything but the tests marked slow (under a minute).
 test-fast: env
 	$(PY) -m pytest -q -n 2 -m "not slow" tests
+
+# The check a GPU user runs first and reports (scripts/gpu_check.py; README "Several GPUs"), a few minutes on one
+# GPU of an environment made with `make env CUDA=...`; GPUS=N (N > 1) then adds the data-parallel check under
+# `mpirun -n N`. Every check runs, and the target fails if one did.
+GPUS ?= 1
+gpu-check:
+	@status=0; $(PY) scripts/gpu_check.py || status=1; \
+	if [ "$(GPUS)" -gt 1 ]; then mpirun -n $(GPUS) $(PY) scripts/gpu_check.py --comm || status=1; fi; \
+	exit $$status
 
 demo: env
 	$(PY) -m scripts.demo

@@ -12,13 +12,15 @@ import copy
 import dataclasses
 import math
 import os
+import shlex
 
 import yaml
 
 from ops.user_error import UserError
 from utils.run.command_line import (ANY, AT_LEAST_ONE, FRACTION, NOT_NEGATIVE, OPEN_FRACTION, POSITIVE, UNIT,
                                     CommandLineParser, Range)
-from utils.search.variant import declared_settings
+from utils.run_files import COMPARED_SEARCH, COMPARED_TRAINING, compared_run, found_architecture
+from utils.search.variant import declared_settings, epoch_counted_settings
 from utils.search.variants import VARIANTS
 from utils.search.variants.dadarts import DADARTS_PRESET
 
@@ -29,8 +31,9 @@ TEXT_DATASETS = ("ptb", "wikitext-2", "pydoc")
 # The data sets whose seeds (var_nas, DADARTS) augment with a random affine map (S-D2).
 AFFINE_AUGMENT_DATASETS = ("mnist", "fashion-mnist")
 # The flags whose value brings defaults for other flags (set_recipe), in the order they are applied: a
-# --space's recipe may choose the --dataset (recurrent: ptb), whose own recipe then applies.
-RECIPE_FLAGS = ("space", "dataset")
+# --space's recipe may choose the --dataset (recurrent: ptb), whose own recipe then applies; a search
+# --variant's (its original's batch size and learning rates, SearchVariant.recipe) comes last.
+RECIPE_FLAGS = ("space", "dataset", "variant")
 
 _TRUE_WORDS = ("true", "1", "yes")
 _FALSE_WORDS = ("false", "0", "no")
@@ -97,6 +100,13 @@ def _common_parser(description, datasets=IMAGE_DATASETS):
         help="GPU to use; only used with -c cudnn")
     add("--type-config", "-t", choices=["float", "half"], default="float",
         help="computation type")
+    _add_bool(parser, "--comm", False,
+              "one process of `mpirun -n N` with -c cudnn, through nnabla's data-parallel communicator (NCCL): "
+              "each rank trains on its shard of every --batch-size batch (the global batch) and on the GPU of its "
+              "local rank; with --seeds, rank r runs the seeds r, r + N, ... on its own GPU")
+    _add_bool(parser, "--scale-lr", False,
+              "with --comm, data parallel: the weights' --lr and --lr-min times N, the linear scaling rule for a "
+              "--batch-size grown N times (the alphas' --arch-lr stays)")
     _add_bool(parser, "--cpu-kernels", True,
               "with -c cpu in float: run the convolutions, batch norms, sums and pooling of the CNN, and the "
               "matrix products, gates and loss of the recurrent models, on the multi-threaded kernels of ops/ "
@@ -152,12 +162,12 @@ def _common_parser(description, datasets=IMAGE_DATASETS):
         help="when stderr is not a terminal, print a progress line every N steps")
     _add_recurrent_flags(parser)
     only_in_space(parser, "cnn", "seeds", "cutout_length", "augment", "num_cells", "output_filter",
-                  "lr_min", "momentum")
+                  "lr_min", "momentum", "comm", "scale_lr")
     for dataset in AFFINE_AUGMENT_DATASETS:
         set_recipe(parser, "dataset", dataset, augment="affine")
     run_only(parser, "epoch", "lr", "lr_min", "momentum", "weight_decay", "grad_clip", "resume", "force_resume",
              "restart", "cutout_length", "augment", "progress_every", "seed", "seeds", "dropout", "dropouth",
-             "dropoutx", "dropouti", "dropoute", "tar_beta")
+             "dropoutx", "dropouti", "dropoute", "tar_beta", "comm", "scale_lr")
     return parser
 
 
@@ -211,9 +221,9 @@ def _add_recurrent_flags(parser):
 
 
 def set_recipe(parser, flag, value, **defaults):
-    """Defaults of other flags when `flag` (one of RECIPE_FLAGS) is `value`: the recipe of a --space or a
-    --dataset. A value from the command line or --config wins over the recipe, the recipe over the parser's
-    defaults (_apply_recipes)."""
+    """Defaults of other flags when `flag` (one of RECIPE_FLAGS) is `value`: the recipe of a --space, a
+    --dataset or a --variant. A value from the command line or --config wins over the recipe, the recipe over
+    the parser's defaults (_apply_recipes)."""
     if flag not in RECIPE_FLAGS:
         raise ValueError(f"a recipe is keyed on one of {RECIPE_FLAGS}, not {flag!r}")
     if not hasattr(parser, "recipes"):
@@ -222,8 +232,8 @@ def set_recipe(parser, flag, value, **defaults):
 
 
 def _apply_recipes(parser, args, given):
-    """The recipes of the chosen --space, then of the --dataset (which the space's may have chosen), for every
-    flag not in `given`."""
+    """The recipes of the chosen --space, then of the --dataset (which the space's may have chosen), then of
+    the --variant, for every flag not in `given`."""
     recipes = getattr(parser, "recipes", {})
     for flag in RECIPE_FLAGS:
         for dest, value in recipes.get((flag, getattr(args, flag, None)), {}).items():
@@ -295,6 +305,8 @@ def _add_variants(parser):
                              "steps train and validate, how the cell is derived")
     parser.variant_flags = {}  # dest -> the variant that declares it
     for variant in VARIANTS.values():
+        if variant.recipe:
+            set_recipe(parser, "variant", variant.name, **variant.recipe)
         group = parser.add_argument_group(variant.title)
         for field in declared_settings(variant):
             parser.variant_flags[field.name] = variant.name
@@ -357,6 +369,15 @@ def train_parser():
              "<monitor-path>/model.<format>")
     add("--format", choices=["nnp", "onnx"], default="nnp",
         help="file format of --export")
+    add("--import-weights", type=str, default=None, metavar="MODEL.pt",
+        help="only convert a PyTorch checkpoint of quark0/darts' network (a state dict, a training checkpoint or "
+             "a whole pickled model; read without torch) to <monitor-path>/imported_params.h5 for --evaluate, "
+             "--export, --init-params; the network is the one the other flags describe")
+    add("--init-params", type=str, default=None, metavar="PARAMS.h5",
+        help="fine-tune: start the training from these parameters (--import-weights' imported_params.h5, a "
+             "final_params.h5 or params_epoch_NNN.h5 of the same network: every parameter, batch-norm statistics "
+             "included) instead of random ones; the optimiser starts afresh; --resume continues from the run's "
+             "own checkpoint without reading this file again")
     add("--nonmono", type=int, default=5,
         help="recurrent: switch to averaged SGD when the validation loss is worse than the best of "
              "all but the last NONMONO epochs")
@@ -368,8 +389,9 @@ def train_parser():
     instead_of_the_run(parser, "summary")
     instead_of_the_run(parser, "evaluate")
     instead_of_the_run(parser, "export", "format")
+    instead_of_the_run(parser, "import_weights")
     run_only(parser, "model_save_path", "cutout", "drop_path_prob", "drop_path_delta", "label_smoothing", "lr_schedule",
-             "lr_decay", "save_interval", "keep_last", "train_portion", "nonmono")
+             "lr_decay", "save_interval", "keep_last", "train_portion", "nonmono", "init_params")
     parser.set_defaults(epoch=600, batch_size=96, num_cells=20, lr_min=0.0,
                         monitor_path="result.monitor", nhid=850, dropoute=0.1)
     # quark0's rnn/train.py; its epochs (8000) are an upper limit.
@@ -382,6 +404,163 @@ def train_parser():
                weight_decay=3e-5, grad_clip=5.0, label_smoothing=0.1, auxiliary=True, auxiliary_weight=0.4,
                drop_path_prob=0.0, cutout=False)
     return parser
+
+
+def variant_list(text):
+    """"darts,dadarts" as ["darts", "dadarts"]: the variants darts_compare.py compares, each a registered
+    --variant (dadarts: the --dadarts preset), each once."""
+    names = [part.strip() for part in str(text).split(",")]
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown variant {unknown[0]!r} in {text!r} "
+                                         f"(registered: {', '.join(VARIANTS)})")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a variant is given twice in {text!r}")
+    return names
+
+
+# darts_compare.py compares every registered variant but these by default: a complexity-controlled search learns
+# cells over a range of complexity budgets, not one cell (--variants complexity compares its cell at λ̃ = 0).
+NOT_COMPARED_BY_DEFAULT = ("complexity",)
+# What darts_compare.py gives every search alike, as darts_search.py's flags: the budget and the optimisers. A
+# variant's recipe for any other shared flag is replaced by plain DARTS's value (compared_runs).
+COMPARISON_SEARCH_FLAGS = {"epoch": "search_epochs", "batch_size": "batch_size", "num_cells": "search_cells",
+                           "output_filter": "search_channels", "lr": "lr", "arch_lr": "arch_lr"}
+
+
+def compare_parser():
+    """Parser for darts_compare.py (the search variants, each searched and its cell trained at one budget)."""
+    parser = CommandLineParser(
+        description="Compare search variants at one budget: for each variant and seed a search, its cell trained "
+                    "briefly from scratch and tested; then comparison.json, comparison.md and comparison.png.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter, allow_abbrev=False,
+        ranges={"seeds": SEED_RANGE, "search_epochs": AT_LEAST_ONE, "train_epochs": AT_LEAST_ONE,
+                "batch_size": AT_LEAST_ONE, "search_cells": AT_LEAST_ONE, "search_channels": AT_LEAST_ONE,
+                "train_cells": AT_LEAST_ONE, "train_channels": AT_LEAST_ONE, "lr": POSITIVE, "arch_lr": POSITIVE,
+                "progress_every": AT_LEAST_ONE})
+    add = parser.add_argument
+    add("--config", type=str, default=None, metavar="FILE.yaml",
+        help="YAML file of settings (keys are the long flag names); flags given on the command line override it")
+    add("--context", "-c", choices=["cpu", "cudnn"], default="cpu", help="NNabla extension to run on")
+    add("--device-id", "-d", type=str, default="0", help="GPU to use; only used with -c cudnn")
+    add("--dataset", choices=IMAGE_DATASETS, default="digits")
+    add("--data-dir", type=expanded_path, default="~/nnabla_data", help="where data sets are downloaded and cached")
+    add("--variants", type=variant_list, metavar="V1,V2,...",
+        default=[name for name in VARIANTS if name not in NOT_COMPARED_BY_DEFAULT],
+        help="the variants compared (YAML: a list); dadarts runs the --dadarts preset")
+    add("--seeds", type=seed_list, default=[0, 1, 2], metavar="S1,S2,...",
+        help="one search and one training per variant and seed (YAML: a list)")
+    add("--variant-flags", type=str, default="", metavar="'V: --flag value; ...'",
+        help="a variant's own settings for its searches (its flags, --second-order, --derivation), e.g. "
+             "'dadarts: --second-order false'; the budget and the optimisers stay the comparison's")
+    budget = parser.add_argument_group("the budget, the same for every variant")
+    add = budget.add_argument
+    add("--search-epochs", type=int, default=4)
+    add("--train-epochs", type=int, default=8)
+    add("--batch-size", "-b", type=int, default=64, help="of the searches and the trainings")
+    add("--search-cells", type=int, default=3, help="cells of the search network")
+    add("--search-channels", type=int, default=8, help="initial channel count C of the search network")
+    add("--train-cells", type=int, default=5, help="cells of the network trained from the found cell")
+    add("--train-channels", type=int, default=16, help="its initial channel count C")
+    add("--lr", type=float, default=0.025, help="the weights' initial learning rate, searches and trainings")
+    add("--arch-lr", type=float, default=3e-2,
+        help="the alphas' learning rate (DARTS's 3e-4 is sized for 20,000 alpha steps; a short search takes about "
+             "a hundred)")
+    add = parser.add_argument
+    add("--monitor-path", "-m", type=str, default="runs/compare",
+        help="directory of the comparison: <variant>/seed_<s>/search and train, and its three outputs")
+    _add_bool(parser, "--resume", False, "continue an interrupted comparison: finished runs are kept, an interrupted "
+                                         "one resumes from its last checkpoint")
+    _add_bool(parser, "--restart", False, "start over: the earlier comparison is moved to <monitor-path>.previous-<N>")
+    add("--progress-every", type=int, default=50, metavar="N",
+        help="when stderr is not a terminal, print a progress line every N steps")
+    return parser
+
+
+def parse_compare_args(parser, argv=None):
+    """darts_compare.py's settings (command line, then --config, then the defaults); a bad one exits 2 with one line,
+    and so does a run of the comparison whose command line darts_search.py or darts_train.py would refuse."""
+    args = _parse(parser, argv)[0]
+    if args.resume and args.restart:
+        parser.error("--restart and --resume exclude each other: --resume continues the comparison in --monitor-path, "
+                     "--restart moves it aside and starts over")
+    compared_runs(parser, args)
+    return args
+
+
+def variant_flags(parser, args):
+    """{variant: [flag, value, ...]} of --variant-flags 'V: --flag value; ...': each a compared variant given once,
+    with flags that are its own settings (its Settings' fields, --second-order; dadarts: the preset's switches)."""
+    search, flags = search_parser(), {}
+    for part in filter(str.strip, args.variant_flags.split(";")):
+        name, colon, text = part.partition(":")
+        name = name.strip()
+        if not colon or name not in args.variants:
+            parser.error(f"--variant-flags: {part.strip()!r} must be '<variant>: <flags>' for a variant of --variants "
+                         f"({', '.join(args.variants)})")
+        if name in flags:
+            parser.error(f"--variant-flags gives {name} twice")
+        own = {f.name for f in dataclasses.fields(VARIANTS[name].Settings)} | {"second_order"}
+        own |= set(DADARTS_PRESET) if name == "dadarts" else set()
+        for token in shlex.split(text):
+            action = search._option_string_actions.get(token.split("=")[0]) if token.startswith("-") else None
+            if token.startswith("-") and (action is None or action.dest not in own):
+                parser.error(f"--variant-flags {name}: {token.split('=')[0]} is not a setting of its own (the budget, "
+                             f"the optimisers and the data are the comparison's, the same for every variant)")
+        flags[name] = shlex.split(text)
+    return flags
+
+
+def _flag_value(value):
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def compared_runs(parser, args):
+    """[(variant, seed, the search's settings, the training's settings)] of a comparison, each parsed as
+    darts_search.py and darts_train.py parse their command lines (a refused one is parser.error, naming the run).
+
+    Every search gets COMPARISON_SEARCH_FLAGS from the comparison, plain DARTS's value of any other shared flag
+    that its variant's recipe sets, and its settings counted in epochs of its original's search (PC-DARTS's
+    warm-up, ...: utils.search.variant.epoch_counted_settings) scaled to the search; every training the same flags
+    but the variant's cell. --variant-flags comes last, so it wins."""
+    own_flags = variant_flags(parser, args)
+    place = ["--dataset", args.dataset, "--data-dir", args.data_dir, "--context", args.context,
+             "--progress-every", str(args.progress_every)] + (["--device-id", args.device_id]
+                                                              if args.context == "cudnn" else [])
+    plain = search_parser()
+    plain_defaults = argparse.Namespace(space="cnn", dataset=args.dataset, variant="darts")
+    runs = []
+    for variant in args.variants:
+        recipe = {dest: _run_default(plain, plain_defaults, dest) for dest in VARIANTS[variant].recipe
+                  if dest not in COMPARISON_SEARCH_FLAGS}
+        budget = {**recipe, **{dest: getattr(args, mine) for dest, mine in COMPARISON_SEARCH_FLAGS.items()}}
+        chosen = ["--dadarts"] if variant == "dadarts" else ["--variant", variant]
+        Settings = VARIANTS[variant].Settings
+        defaults = {f.name: f.default for f in dataclasses.fields(Settings)}
+        scaled = [item for name, epochs in epoch_counted_settings(Settings).items()
+                  for item in (_flag(name), str(round(defaults[name] * args.search_epochs / epochs)))]
+        for seed in args.seeds:
+            search_dir = os.path.join(args.monitor_path, compared_run(variant, seed, COMPARED_SEARCH))
+            train_dir = os.path.join(args.monitor_path, compared_run(variant, seed, COMPARED_TRAINING))
+            common = place + ["--seed", str(seed), "--batch-size", str(args.batch_size), "--lr", str(args.lr)] + (
+                ["--resume"] if args.resume else [])
+            search_argv = chosen + common + [item for dest, value in budget.items() if dest not in ("batch_size", "lr")
+                                             for item in (_flag(dest), _flag_value(value))]
+            search_argv += scaled + own_flags.get(variant, []) + ["--monitor-path", search_dir]
+            train_argv = common + ["--epoch", str(args.train_epochs), "--num-cells", str(args.train_cells),
+                                   "--output-filter", str(args.train_channels), "--additional-filters-on-retrain", "0",
+                                   "--model-arch-name", found_architecture(search_dir, None), "--monitor-path",
+                                   train_dir]
+            runs.append((variant, seed, _parse_run(parser, search_parser(), search_argv, f"the {variant} search of "
+                                                                                            f"seed {seed}"),
+                         _parse_run(parser, train_parser(), train_argv, f"the {variant} training of seed {seed}")))
+    return runs
+
+
+def _parse_run(parser, run_parser, argv, run):
+    """parse_args of `run_parser` whose refusal is `parser`'s one line, naming the run."""
+    run_parser.error = lambda message: parser.error(f"{run}: {message}")
+    return parse_args(run_parser, argv)
 
 
 def _config_actions(parser):
@@ -403,8 +582,8 @@ def _convert(action, key, value, path):
         if action.default is None:
             return None
         raise ConfigError(f"{where}: must not be null")
-    if isinstance(value, list) and action.type is seed_list:
-        value = ",".join(map(str, value))  # a YAML list of seeds reads as the flag's "0,1,2"
+    if isinstance(value, list) and action.type in (seed_list, variant_list):
+        value = ",".join(map(str, value))  # a YAML list of seeds (variants) reads as the flag's "0,1,2"
     if isinstance(value, (list, dict)):
         raise ConfigError(f"{where}: expected a single value, got {value!r}")
     if action.type is str2bool:
@@ -566,6 +745,9 @@ def _unused_settings(parser, args, on_command_line):
                            on_command_line)
     if args.force_resume and not args.resume:
         problems.append("--force-resume would never take effect: it needs --resume")
+    if getattr(args, "scale_lr", False) and (not args.comm or args.seeds is not None):
+        problems.append("--scale-lr would never take effect: it scales a data-parallel run's learning rate (--comm "
+                        "without --seeds)")
     if args.restart and args.resume:
         problems.append("--restart and --resume exclude each other: --resume continues the run in --monitor-path, "
                         "--restart moves it aside and starts over")

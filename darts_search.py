@@ -35,11 +35,14 @@ from ops.divergence import DIVERGED, DivergedError, check_finite, check_paramete
 from ops.unreadable_file import reading
 from utils.data.datasets import load_dataset
 from utils.data.pipeline import BatchLoader, split_indices
+from utils.data.shards import rank_shard, shard_size
 from utils.optim.mixed_precision import describe_loss_scale, loss_scale_for
 from utils.optim.solvers import SGD, Adam, cosine_lr
 from utils.pictures.cell_diagram import draw_architecture
 from utils.recurrent.search import search_recurrent
 from utils.run.checkpoint import load_checkpoint
+from utils.run.communicator import (ONE_PROCESS, mean_over_ranks, open_communicator, quiet_unless_first,
+                                    stopping_the_others)
 from utils.run.context import check_precision, set_context, uses_cpu_kernels
 from utils.run.modes import SEARCH, Mode, mode_to_run
 from utils.run.run import EPOCH_TIME, Progress, Run, fail_cleanly, seed_everything, write_json
@@ -50,11 +53,11 @@ from utils.search.alpha_history import AlphaHistory, derive_from_history, derive
 from utils.search.bilevel import BilevelOptimizer, build_search_graphs
 from utils.search.finetune import finetune_discretized
 from utils.search.recalibration import calibration_batches
-from utils.search.selection import search_data_overlap, select_architecture
+from utils.search.selection import others_searches, search_data_overlap, select_architecture
 from utils.search.variant import SearchSetup
 from utils.search.variants import VARIANTS
 from utils.training.evaluation import RunningMean, classification_error, image_set_scores
-from utils.training.protocol import open_seeds_run, per_seed_args
+from utils.training.protocol import open_seeds_run, per_seed_args, seeds_of_rank
 
 # Per epoch: the means over the steps of the weight step's and the alpha step's batches, then one
 # eval-mode pass over the whole alpha half, of the network the weights train (the supernet, or the
@@ -87,26 +90,31 @@ def search_epoch(optimizer, train_loader, val_loader, steps, desc, progress_ever
     return {name: s.mean for name, s in stats.items()}
 
 
-def search(args):
+def search(args, comm=ONE_PROCESS):
+    """comm: the data-parallel communicator (utils.run.communicator); each rank takes its shard of every global
+    batch of --batch-size images, every rank computes the same steps of the averaged gradients, rank 0 writes."""
     check_precision(args.type_config, args.second_order)
-    set_context(args.context, args.device_id, args.type_config)
+    set_context(args.context, comm.device(args.device_id), args.type_config)
+    per_rank = shard_size(args.batch_size, comm.size)
     data = load_dataset(args.dataset, args.data_dir)
     Variant = VARIANTS[args.variant]
     run = Run.open(vars(args), SERIES + Variant.series, outputs={"model_arch_name": found_architecture(
-        args.monitor_path, args.model_arch_name)})
+        args.monitor_path, args.model_arch_name)}, writes=comm.rank == 0)
 
     nn.clear_parameters()  # a run owns the global parameter registry from here on
-    setup = SearchSetup((args.batch_size,) + data.train_x.shape[1:], data.num_classes, args.output_filter,
+    setup = SearchSetup((per_rank,) + data.train_x.shape[1:], data.num_classes, args.output_filter,
                         args.num_cells, args.seed, seed_everything(args.seed),
-                        uses_cpu_kernels(args.context, args.type_config, args.cpu_kernels))
+                        uses_cpu_kernels(args.context, args.type_config, args.cpu_kernels), comm.all_reduce)
     variant = Variant(Variant.Settings.from_args(args), setup)
     graphs = build_search_graphs(variant.network, setup.input_shape, args.second_order, variant.alpha_penalty,
                                  variant.separate_virtual)
     weights = weight_parameters()
-    weight_opt = SGD(weights, args.lr, args.momentum, args.weight_decay, args.grad_clip,
-                     loss_scale=loss_scale_for(args.type_config))
+    all_reduce = comm.all_reduce if comm.size > 1 else None  # both steps see the global batch's gradients
+    lr_factor = comm.size if args.scale_lr else 1  # the linear scaling rule, only when asked
+    weight_opt = SGD(weights, args.lr * lr_factor, args.momentum, args.weight_decay, args.grad_clip,
+                     loss_scale=loss_scale_for(args.type_config), all_reduce=all_reduce)
     alpha_opt = Adam(alpha_parameters(), args.arch_lr, args.arch_beta1, args.arch_beta2, args.arch_weight_decay,
-                     loss_scale=loss_scale_for(args.type_config))
+                     loss_scale=loss_scale_for(args.type_config), all_reduce=all_reduce)
     loss_scales = {name: opt.loss_scale for name, opt in (("weights", weight_opt), ("alphas", alpha_opt))
                    if opt.loss_scale is not None}
     optimizer = BilevelOptimizer(graphs, weights, all_weight_state(), alpha_parameters(), weight_opt, alpha_opt,
@@ -120,16 +128,18 @@ def search(args):
     steps = min(len(weights_idx), len(arch_idx)) // args.batch_size
 
     def loader(idx, seed):
-        return BatchLoader(data.train_x[idx], data.train_y[idx], args.batch_size, data.mean, data.std,
-                           augment=args.augment, hflip=data.hflip, vflip=data.vflip, cutout_length=cutout,
-                           seed=seed, batches_drawn=run.start_epoch * steps)
+        return rank_shard(BatchLoader(data.train_x[idx], data.train_y[idx], args.batch_size, data.mean, data.std,
+                                      augment=args.augment, hflip=data.hflip, vflip=data.vflip,
+                                      cutout_length=cutout, seed=seed, batches_drawn=run.start_epoch * steps),
+                          comm.rank, comm.size)
 
+    # Every rank validates on the whole alpha half (the same network, so the same figures and decisions).
     def validate(graph):
-        return image_set_scores(graph, data.train_x[arch_idx], data.train_y[arch_idx], args.batch_size,
+        return image_set_scores(graph, data.train_x[arch_idx], data.train_y[arch_idx], per_rank,
                                 data.mean, data.std)
 
     def calibration():  # what the discretized network's batch-norm statistics are computed on
-        return calibration_batches(data.train_x[weights_idx], args.batch_size, data.mean, data.std)
+        return calibration_batches(data.train_x[weights_idx], per_rank, data.mean, data.std)
 
     def validation_summary():
         validation, discretized = variant.validation_scores(validate, calibration)
@@ -146,11 +156,17 @@ def search(args):
                 if name in loss_scales:
                     loss_scales[name].load_state(state)
             history.resume(meta["arrays"])
+        comm.broadcast([v.data for v in {**all_weight_state(), **alpha_parameters()}.values()])
+        # Each rank's batch norms see its shard's statistics (nnabla's distributed examples); their running
+        # statistics are averaged once an epoch, before the validation every rank runs alike.
+        running_statistics = [v.data for v in all_weight_state().values() if not v.need_grad]
         for epoch in run.remaining_epochs():
-            weight_opt.set_learning_rate(cosine_lr(epoch, args.epoch, args.lr, args.lr_min))
+            weight_opt.set_learning_rate(cosine_lr(epoch, args.epoch, args.lr, args.lr_min) * lr_factor)
             variant.start_epoch(epoch, args.epoch)
             values = search_epoch(optimizer, train_loader, val_loader, steps,
                                   f"search epoch {epoch + 1}/{args.epoch}", args.progress_every, run.clock, epoch)
+            values = dict(zip(values, mean_over_ranks(comm, list(values.values()))))
+            comm.all_reduce(running_statistics)
             # The alphas and the weights, once an epoch (a ReLU hides a NaN weight from the losses).
             check_parameters(nn.get_parameters(grad_only=False), "search", epoch, steps - 1, weight_opt.lr,
                              SEARCH_ADVICE)
@@ -159,12 +175,13 @@ def search(args):
             values.update({"Validation loss": validation.loss, "Validation error": validation.error,
                            "Discretized validation error": summary["discretized_validation_error"]})
             values.update(variant.epoch_values())
-            history.record(run.monitor_path)
             arch = variant.cell()
-            save_architecture(arch, os.path.join(run.monitor_path, epoch_architecture(epoch + 1)))
-            # the log prints it once, at the end
-            write_text_atomically(os.path.join(run.monitor_path, GENOTYPE), to_genotype_string(arch) + "\n")
-            if args.draw_every_epoch:
+            if run.writes:
+                history.record(run.monitor_path)
+                save_architecture(arch, os.path.join(run.monitor_path, epoch_architecture(epoch + 1)))
+                # the log prints it once, at the end
+                write_text_atomically(os.path.join(run.monitor_path, GENOTYPE), to_genotype_string(arch) + "\n")
+            if args.draw_every_epoch and run.writes:
                 draw_architecture(arch, os.path.join(run.monitor_path, CELL_PICTURES),
                                   prefix=epoch_cell_pictures_prefix(epoch + 1))
             run.end_epoch(epoch, values,
@@ -181,10 +198,12 @@ def search(args):
             _, summary = validation_summary()
         summary.update(finetune_discretized(variant, weight_opt, train_loader, args.finetune_epochs,
                                             validate, calibration))
-        write_json(os.path.join(run.monitor_path, SEARCH_SUMMARY), summary)
+        if run.writes:
+            write_json(os.path.join(run.monitor_path, SEARCH_SUMMARY), summary)
     except DivergedError as diverged:  # the last finished epoch's files stay; the summary says what happened
-        write_json(os.path.join(run.monitor_path, SEARCH_SUMMARY),
-                   {"validation_error": None, "discretized_validation_error": None, DIVERGED: diverged.record})
+        if run.writes:
+            write_json(os.path.join(run.monitor_path, SEARCH_SUMMARY),
+                       {"validation_error": None, "discretized_validation_error": None, DIVERGED: diverged.record})
         run.close()
         raise
     finally:
@@ -193,18 +212,22 @@ def search(args):
 
     arch = variant.cell()
     out = found_architecture(run.monitor_path, args.model_arch_name)
-    save_architecture(arch, out)
+    if run.writes:
+        save_architecture(arch, out)
     run.close()
     print(f"architecture written to {out}: {to_genotype_string(arch)}")
     return arch
 
 
-def search_seeds(args):
-    """--seeds: one search per seed into <monitor>/seed_<s>/; with --select-epochs, the selection."""
+def search_seeds(args, comm=ONE_PROCESS):
+    """--seeds: one search per seed into <monitor>/seed_<s>/; with --select-epochs, the selection. Under --comm
+    rank r searches the seeds r, r + N, ... on its own device, and rank 0 selects once every rank is done."""
     winner_path = found_architecture(args.monitor_path, args.model_arch_name)
-    parent = open_seeds_run(args, outputs={"model_arch_name": winner_path} if args.select_epochs else None)
+    parent = (open_seeds_run(args, outputs={"model_arch_name": winner_path} if args.select_epochs else None)
+              if comm.rank == 0 else None)
+    comm.barrier()  # the directory checked (and an old run moved aside) before any rank writes into it
     arch_files, diverged = {}, {}
-    for seed in args.seeds:
+    for seed in seeds_of_rank(args.seeds, comm):
         seed_args = per_seed_args(args, seed)
         seed_args.model_arch_name = found_architecture(seed_args.monitor_path, None)
         print(f"seed {seed}: searching into {seed_args.monitor_path}", flush=True)
@@ -215,6 +238,10 @@ def search_seeds(args):
             diverged[f"seed_{seed}"] = error.record
             continue
         arch_files[f"seed_{seed}"] = seed_args.model_arch_name
+    comm.barrier()
+    if comm.rank != 0:
+        return None
+    arch_files, diverged = others_searches(args, arch_files, diverged)
     which = "; ".join(f"{name} in {describe(record)}" for name, record in diverged.items())
     if args.select_epochs is None or not arch_files:
         parent.close()
@@ -308,12 +335,16 @@ MODES = (Mode("cell extraction", "extract_lambda", {"cnn": extract}, inspects=SE
          Mode("search", None, {"cnn": search, "recurrent": search_recurrent}))
 
 
-def main(argv=None):
+def main(argv=None, communicator=None):
+    """communicator: a test's stand-in for --comm's (tests/rank_processes.py)."""
     parser = search_parser()
     args = parse_args(parser, argv)
     run_mode = mode_to_run(parser, args, MODES)
     with fail_cleanly():
-        return run_mode(args)
+        comm = communicator or open_communicator(getattr(args, "comm", False), args.type_config)
+        ranks = comm or ONE_PROCESS
+        with stopping_the_others(ranks), quiet_unless_first(ranks, getattr(args, "seeds", None) is None):
+            return run_mode(args) if comm is None else run_mode(args, comm=comm)
 
 
 if __name__ == "__main__":

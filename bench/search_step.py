@@ -1,6 +1,8 @@
-"""Times one DARTS search step (alpha step + weight step) on 32x32 inputs, C=16, 8 cells, on cpu.
+"""Times one search step (alpha step + weight step) of a --variant (DARTS by default) on 32x32 inputs, C=16,
+8 cells, on cpu.
 
     .venv/bin/python bench/search_step.py --batch-size 64 --second-order False
+    .venv/bin/python bench/search_step.py --variant pcdarts --batch-size 256 --profile false
 
 Prints a table, then the share of the step each nnabla function type takes, and as its last line
 JSON with s_per_step (median), images_per_s, host_s_per_step and peak_rss_mb. Peak RSS is read
@@ -24,12 +26,13 @@ import numpy as np  # noqa: E402
 
 import utils.search.bilevel as bilevel  # noqa: E402
 from args import str2bool  # noqa: E402
-from models.search_network import (all_weight_state, alpha_parameters, create_alphas, search_network,  # noqa: E402
-                                   softmax_weights, weight_parameters)
+from models.search_network import all_weight_state, alpha_parameters, weight_parameters  # noqa: E402
 from utils.optim.array_graphs import ArrayGraph, GlobalNorm  # noqa: E402
 from utils.optim.solvers import SGD, Adam  # noqa: E402
 from utils.run.run import seed_everything  # noqa: E402
 from utils.search.bilevel import BilevelOptimizer, build_search_graphs  # noqa: E402
+from utils.search.variant import SearchSetup  # noqa: E402
+from utils.search.variants import VARIANTS  # noqa: E402
 
 
 class FunctionTimer:
@@ -103,6 +106,9 @@ def profile_graphs(graphs):
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--variant", choices=tuple(VARIANTS), default="darts",
+                        help="the search variant whose step is timed, at its settings' defaults (not its recipe: "
+                             "--batch-size is this script's)")
     parser.add_argument("--second-order", type=str2bool, default=False)
     parser.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up step")
     parser.add_argument("--channels", type=int, default=16)
@@ -117,18 +123,18 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
 
     rng = seed_everything(0)
-    alphas = create_alphas(rng)
     shape = (args.batch_size, 3, 32, 32)
-
-    def network(x, frozen, purpose):
-        return search_network(x, softmax_weights(alphas), 10, args.channels, args.num_cells, frozen,
-                              cpu_kernels=args.cpu_kernels)
+    Variant = VARIANTS[args.variant]
+    variant = Variant(Variant.Settings(), SearchSetup(shape, 10, args.channels, args.num_cells, 0, rng,
+                                                      args.cpu_kernels))
     built = time.perf_counter()
-    graphs = build_search_graphs(network, shape, args.second_order)
+    graphs = build_search_graphs(variant.network, shape, args.second_order, variant.alpha_penalty,
+                                 variant.separate_virtual)
     build_seconds = time.perf_counter() - built
     weights = weight_parameters()
     optimizer = BilevelOptimizer(graphs, weights, all_weight_state(), alpha_parameters(),
-                                 SGD(weights, 0.025, 0.9, 3e-4, 5.0), Adam(alpha_parameters(), 3e-4, 0.5, 0.999, 1e-3))
+                                 SGD(weights, 0.025, 0.9, 3e-4, 5.0), Adam(alpha_parameters(), 3e-4, 0.5, 0.999, 1e-3),
+                                 steps=variant)
 
     def batch():
         return rng.randn(*shape).astype(np.float32), rng.randint(0, 10, (args.batch_size, 1))
@@ -146,7 +152,8 @@ def main(argv=None):
     host_s_per_step = statistics.median(host_times)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     s_per_step = statistics.median(times)
-    result = {"batch_size": args.batch_size, "second_order": args.second_order, "cpu_kernels": args.cpu_kernels,
+    result = {"variant": args.variant, "batch_size": args.batch_size, "second_order": args.second_order,
+              "cpu_kernels": args.cpu_kernels,
               "weights": int(sum(w.size for w in weights.values())),
               "s_per_step": round(s_per_step, 3), "images_per_s": round(args.batch_size / s_per_step, 3),
               "host_s_per_step": round(host_s_per_step, 4),

@@ -46,7 +46,7 @@ def _edge_by_edge(ops_of_row):
             for node in NODES}
 
 
-def _top_k_cell(alpha):
+def _top_k_of_weights(weights):
     """The DARTS rule: 'none' is out of both the edge ranking and the op choice, so every node keeps
     its K = 2 strongest edges, each at its strongest other op, strongest first.
 
@@ -55,15 +55,15 @@ def _top_k_cell(alpha):
     strict-greater argmax of quark0/darts and of the NNabla example, ties go to the lower input node
     and the lower op id; with our op ids this is exactly the NNabla example's choice.
     """
-    weights = softmax_rows(alpha)
+    weights = np.array(weights, dtype=np.float64)
     weights[:, ZERO_OP] = 0.0
     return kept_edges(weights)
 
 
-def _top_k_with_none_cell(alpha):
+def _top_k_with_none_of_weights(weights):
     """'none' stays in the ranking: each node's K = 2 edges with the strongest op over all 8 ops (the
     hard discretization's choice); kept edges whose strongest op is 'none' are then dropped."""
-    return _drop_none(kept_edges(softmax_rows(alpha)))
+    return _drop_none(kept_edges(weights))
 
 
 def _best_cell(alpha):
@@ -84,10 +84,9 @@ def _topk_edge_cell(alpha):
     return _drop_none(_edge_by_edge(lambda row: np.argsort(-weights[row], kind="stable")[:K]))
 
 
-def _topk_node_cell(alpha):
+def _topk_node_of_weights(weights):
     """The K = 2 strongest (edge, op) pairs of each node's whole block, 'none' included in the
     ranking, minus the picks that are 'none'."""
-    weights = softmax_rows(alpha)
     cell = {}
     for node in NODES:
         block = weights[node_rows(node)]
@@ -103,9 +102,9 @@ def _simple_cell(alpha):
 
 
 def _darts_extraction_cell(alpha):
-    """_top_k_cell's edges with their ops, and 'none' on every other edge."""
+    """top-k's edges with their ops, and 'none' on every other edge."""
     kept = {node: {input_node: op_id for op_id, input_node in edges}
-            for node, edges in _top_k_cell(alpha).items()}
+            for node, edges in _DERIVATION_CELLS["top-k"](alpha).items()}
     return {node: [(kept[node].get(input_node, ZERO_OP), input_node) for input_node in range(node)]
             for node in NODES}
 
@@ -122,13 +121,28 @@ def _both_cell_types(cell_rule):
     return rule
 
 
+# The rules that rank the edges into a node against each other, as functions of the (14, 8) op weights: a
+# variant that weighs its edges beyond softmax(alpha) (PC-DARTS's edge normalisation) derives with them
+# (derive_from_weights). The other rules choose edge by edge, where a positive factor on a row changes nothing.
+RANKING_RULES = {
+    "top-k": _top_k_of_weights,
+    "top-k_with_none": _top_k_with_none_of_weights,
+    "topk-node": _topk_node_of_weights,
+}
+
+
+def _of_alphas(weight_rule):
+    """The cell rule on alphas of a rule on op weights: the weights are each edge's softmax."""
+    return lambda alpha: weight_rule(softmax_rows(alpha))
+
+
 _DERIVATION_CELLS = {
-    "top-k": _top_k_cell,
-    "top-k_with_none": _top_k_with_none_cell,
+    "top-k": _of_alphas(_top_k_of_weights),
+    "top-k_with_none": _of_alphas(_top_k_with_none_of_weights),
     "best": _best_cell,
     "all": _all_cell,
     "topk-edge": _topk_edge_cell,
-    "topk-node": _topk_node_cell,
+    "topk-node": _of_alphas(_topk_node_of_weights),
 }
 _EXTRACTION_CELLS = {
     "simple": _simple_cell,
@@ -147,6 +161,14 @@ def derive_by_rule(alpha_normal, alpha_reduction, rule):
     if rule not in RULES:
         raise ArchitectureError(f"unknown derivation rule {rule!r}; choose one of {', '.join(RULES)}")
     return RULES[rule](alpha_normal, alpha_reduction)
+
+
+def derive_from_weights(weights_normal, weights_reduction, rule):
+    """The Architecture of both cell types' (14, 8) op weights by one of RANKING_RULES."""
+    if rule not in RANKING_RULES:
+        raise ArchitectureError(f"derivation rule {rule!r} does not rank op weights; choose one of "
+                                f"{', '.join(RANKING_RULES)}")
+    return _both_cell_types(RANKING_RULES[rule])(weights_normal, weights_reduction)
 
 
 def extracted_file_name(lam_tilde, mode):

@@ -9,7 +9,7 @@ from models.graph import feed, forward_backward
 from models.search_network import all_weight_state, create_alphas, search_network, softmax_weights, weight_parameters
 from utils.optim.solvers import SGD, Adam
 from utils.run.run import seed_everything
-from utils.search.bilevel import BilevelOptimizer, build_search_graphs
+from utils.search.bilevel import BilevelOptimizer, PlainSteps, build_search_graphs
 
 BATCH, CLASSES = 8, 4
 # Central differences in float32 on a loss near 1.4: a step of 0.01 keeps the rounding error
@@ -234,3 +234,63 @@ def test_the_weight_step_sees_the_alphas_its_own_alpha_step_just_moved(setup):
     alphas_after = {k: a.d.copy() for k, a in alphas.items()}
     assert train_loss_with(alphas_after) == loss_in_step
     assert train_loss_with(alphas_before) != loss_in_step
+
+
+class ScheduledSteps(PlainSteps):
+    """A variant's step hooks that record what the optimiser hands them and when."""
+
+    def __init__(self, trains_alphas, zero_the_batch=False):
+        self.trains_alphas = trains_alphas
+        self.zero_the_batch = zero_the_batch
+        self.calls = []
+        self.optimizer = None
+
+    def before_alpha_step(self):
+        self.calls.append("before alpha step")
+
+    def before_weight_step(self, train_batch):
+        graph = self.optimizer.weight_graph
+        fed = np.array_equal(graph.x.d, train_batch[0]) and np.array_equal(graph.y.d, train_batch[1])
+        self.calls.append(("before weight step", fed))
+        if self.zero_the_batch:
+            graph.x.d = 0.0  # what the weight step then trains on
+
+
+@pytest.mark.parametrize("second_order", [False, True])
+@pytest.mark.parametrize("trains_alphas", [False, True])
+def test_a_step_without_alpha_step_leaves_the_alphas_and_still_measures_the_validation_loss(setup, trains_alphas,
+                                                                                          second_order):
+    alphas, train_graph, val_graph, weights, optimizer, rng = setup
+    steps = ScheduledSteps(trains_alphas)
+    graphs = (train_graph, train_graph, val_graph, optimizer(0.025).hessian_graph if second_order else None)
+    steps.optimizer = opt = BilevelOptimizer(graphs, weights, all_weight_state(), alphas,
+                                             SGD(weights, 0.025, 0.9, 3e-4, 5.0), Adam(alphas, 3e-3, 0.5, 0.999, 0.0),
+                                             steps=steps)
+    alphas_before = {k: a.d.copy() for k, a in alphas.items()}
+    weights_before = {k: w.d.copy() for k, w in weights.items()}
+    val_batch = (rng.randn(*val_graph.x.shape).astype(np.float32), rng.randint(0, CLASSES, (BATCH, 1)))
+    val_graph.loss.d = -1.0
+    opt.step((train_graph.x.d.copy(), train_graph.y.d.copy()), val_batch)
+    measured = float(val_graph.loss.d)
+    assert [not np.array_equal(a.d, alphas_before[k]) for k, a in alphas.items()] == [trains_alphas] * len(alphas)
+    assert not np.array_equal(weights["cell0/edge0/sep_conv_3x3/sep0_dw/depthwise_conv/W"].d,
+                              weights_before["cell0/edge0/sep_conv_3x3/sep0_dw/depthwise_conv/W"])
+    # the validation loss at the step's start: the alpha step's forward pass, or the forward pass alone (a second-order
+    # alpha step leaves the loss at the virtual step's weights instead)
+    for k, w in weights.items():
+        w.d = weights_before[k]
+    for k, a in alphas.items():
+        a.d = alphas_before[k]
+    if not (second_order and trains_alphas):
+        assert measured == pytest.approx(val_loss(val_graph), rel=1e-6)
+    assert steps.calls == ["before alpha step"] * trains_alphas + [("before weight step", True)]
+
+
+def test_the_weight_step_trains_on_what_before_weight_step_leaves_in_its_graph(setup):
+    alphas, train_graph, val_graph, weights, optimizer, rng = setup
+    steps = ScheduledSteps(trains_alphas=False, zero_the_batch=True)
+    steps.optimizer = opt = BilevelOptimizer((train_graph, train_graph, val_graph, None), weights, all_weight_state(),
+                                             alphas, SGD(weights, 0.025, 0.0, 0.0, 5.0),
+                                             Adam(alphas, 3e-3, 0.5, 0.999, 0.0), steps=steps)
+    opt.step((train_graph.x.d.copy(), train_graph.y.d.copy()), (val_graph.x.d.copy(), val_graph.y.d.copy()))
+    assert not np.any(train_graph.x.d)  # the hook's zeroed batch is what the step's forward pass read

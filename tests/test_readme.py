@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from args import parse_args, search_parser, train_parser
+from args import compare_parser, parse_args, parse_compare_args, search_parser, train_parser
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = open(os.path.join(ROOT, "README.md")).read()
@@ -52,6 +52,8 @@ def parse_script(script, argv):
         return parse_args(search_parser(), argv)
     if script == "darts_train.py":
         return parse_args(train_parser(), argv)
+    if script == "darts_compare.py":
+        return parse_compare_args(compare_parser(), argv)
     return load_script(script).build_parser().parse_args(argv)
 
 

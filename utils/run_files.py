@@ -36,6 +36,8 @@ SUMMARY = "summary.json"
 NETWORK_SUMMARY = "network_summary.json"
 EVALUATION = "evaluation.json"
 FINAL_PARAMS = "final_params.h5"
+# darts_train.py --import-weights: a PyTorch checkpoint of quark0's networks as this project's parameters.
+IMPORTED_PARAMS = "imported_params.h5"
 # The parameters of the epoch with the lowest validation error.
 BEST_PARAMS = "best_params.h5"
 # The recurrent training's checkpoint of its best validated epoch, which a NaN loss rolls back to.
@@ -48,6 +50,12 @@ CLASS_LIST = "classes.txt"
 # --seeds: the ranking of the searches' cells (search), the statistics over the seeds (training).
 SELECTION = "selection.json"
 AGGREGATE = "aggregate.json"
+# darts_compare.py: the per-variant statistics, the same as a markdown table, and as a picture.
+COMPARISON = "comparison.json"
+COMPARISON_TABLE = "comparison.md"
+COMPARISON_PICTURE = "comparison.png"
+# darts_compare.py: the two runs of one variant and seed, in <monitor>/<variant>/seed_<s>/ (compared_run).
+COMPARED_SEARCH, COMPARED_TRAINING = "search", "train"
 
 # nnabla.monitor.MonitorSeries names its file after the series, spaces as '-'.
 SERIES_SUFFIX = ".series.txt"
@@ -110,3 +118,9 @@ def series_file(name):
 def seed_directory(seed):
     """The sub-run of one seed of a --seeds run."""
     return f"seed_{seed}"
+
+
+def compared_run(variant, seed, stage):
+    """<variant>/seed_<s>/<stage>: the search (COMPARED_SEARCH) or the training (COMPARED_TRAINING) of one variant
+    and seed in a darts_compare.py directory."""
+    return os.path.join(variant, seed_directory(seed), stage)

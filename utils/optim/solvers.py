@@ -35,10 +35,12 @@ class SGD:
     Every step is a constant number of nnabla calls: the gradient norm is one graph built once over all
     gradients, the clipping and weight decay are solver-wide calls. With a loss_scale
     (mixed_precision.DynamicLossScale) the gradients arrive scaled by grad_scale; step() unscales
-    them, or skips the step when they overflowed.
+    them, or skips the step when they overflowed. With all_reduce (a data-parallel run's
+    utils.run.communicator all_reduce, one call over a list of arrays) step() first averages the gradients over
+    the ranks, so that the clipping, the overflow check and the update see the global batch's gradient.
     """
 
-    def __init__(self, params, lr, momentum, weight_decay, grad_clip, loss_scale=None):
+    def __init__(self, params, lr, momentum, weight_decay, grad_clip, loss_scale=None, all_reduce=None):
         self.params = params
         self.momentum = momentum
         self.weight_decay = weight_decay
@@ -48,7 +50,9 @@ class SGD:
         with nn.context_scope(float_context()):  # float master weights under --type-config half
             self.solver = S.Momentum(lr, momentum)
         self.solver.set_parameters(params)
-        self.grad_norm = GlobalNorm([p.grad for p in params.values()])
+        self._grads = [p.grad for p in params.values()]
+        self._all_reduce = all_reduce
+        self.grad_norm = GlobalNorm(self._grads)
         self._rescale = None  # built when the learning rate first changes: a run at a fixed rate never needs it
 
     def set_learning_rate(self, lr):
@@ -69,6 +73,11 @@ class SGD:
     def zero_grad(self):
         self.solver.zero_grad()
 
+    def average_gradients(self):
+        """Data parallel: every rank's gradients become their mean over the ranks, all arrays in one call."""
+        if self._all_reduce is not None:
+            self._all_reduce(self._grads)
+
     @property
     def grad_scale(self):
         """What the loss is backpropagated times."""
@@ -87,6 +96,7 @@ class SGD:
     def step(self):
         """Clips the gradients, adds weight decay and updates; returns False when overflowed
         half-precision gradients skipped the step."""
+        self.average_gradients()
         norm = self.grad_norm()
         if self.loss_scale is not None:
             norm = self.loss_scale.unscale(self.solver, norm)
@@ -118,10 +128,10 @@ class Adam:
     sqrt(1 - beta2 ** t) against PyTorch's; for gradients below about 1e-4 the steps then differ by
     up to tens of percent. The solver here only holds the state (its "mean" and "var" arrays and t, so
     that checkpoints save and restore it); the update is one graph built once over those arrays.
-    A loss_scale works as in SGD.
+    A loss_scale and all_reduce work as in SGD.
     """
 
-    def __init__(self, params, lr, beta1, beta2, weight_decay, eps=1e-8, loss_scale=None):
+    def __init__(self, params, lr, beta1, beta2, weight_decay, eps=1e-8, loss_scale=None, all_reduce=None):
         self.lr = lr
         self.beta1 = beta1
         self.beta2 = beta2
@@ -129,7 +139,9 @@ class Adam:
         with nn.context_scope(float_context()):
             self.solver = S.Adam(lr, beta1, beta2, eps)
         self.solver.set_parameters(params)
-        self.grad_norm = GlobalNorm([p.grad for p in params.values()]) if loss_scale is not None else None
+        self._grads = [p.grad for p in params.values()]
+        self._all_reduce = all_reduce
+        self.grad_norm = GlobalNorm(self._grads) if loss_scale is not None else None
         states = self.solver.get_states()
         names = list(states)
         means = [states[n].pstate["mean"].data for n in names]
@@ -143,12 +155,14 @@ class Adam:
                                   scalars=("lr", "correction1", "correction2"))
 
     grad_scale = SGD.grad_scale
+    average_gradients = SGD.average_gradients
 
     def zero_grad(self):
         self.solver.zero_grad()
 
     def step(self):
         """Updates; returns False when overflowed half-precision gradients skipped the step."""
+        self.average_gradients()
         if self.loss_scale is not None and self.loss_scale.unscale(self.solver, self.grad_norm()) is None:
             return False
         states = self.solver.get_states()

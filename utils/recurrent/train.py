@@ -4,15 +4,16 @@
     python darts_train.py --space recurrent --dataset ptb --model-arch-name DARTS_V2 -m runs/rnn-train
     python darts_train.py --space recurrent --model-arch-name DARTS_V2 --summary     # size, reads no data
     python darts_train.py --space recurrent --model-arch-name DARTS_V2 --evaluate runs/rnn-train/best_params.h5
+    python darts_train.py --space recurrent --model-arch-name DARTS_V2 --init-params runs/ptb/imported_params.h5 ...
 
-SGD with the learning rate scaled by each batch's length, switching to averaged SGD (NT-ASGD,
-utils.recurrent.ntasgd) when the validation loss stops improving; validation then uses the averaged
-weights. The best validated weights are kept (best.npz for rollback, best_params.h5); a NaN loss
-rolls back to them and training goes on with the next epoch's data, with a warning line, and summary.json
-lists every roll-back under "rollbacks" (where the loss diverged); before any validated weights a NaN loss
-ends the run as a divergence (ops.divergence). At the end the best weights are
-tested at batch 1. Outputs in the monitor directory: config.yaml, recurrent_arch.json, the series of
-SERIES, summary.json (SUMMARY_KEYS), the checkpoint for --resume.
+From random weights, or (fine-tuning) from --init-params PARAMS.h5. SGD with the learning rate scaled by each
+batch's length, switching to averaged SGD (NT-ASGD, utils.recurrent.ntasgd) when the validation loss stops
+improving; validation then uses the averaged weights. The best validated weights are kept (best.npz for
+rollback, best_params.h5); a NaN loss rolls back to them and training goes on with the next epoch's data, with
+a warning line, and summary.json lists every roll-back under "rollbacks" (where the loss diverged); before any
+validated weights a NaN loss ends the run as a divergence (ops.divergence). At the end the best weights are
+tested at batch 1. Outputs in the monitor directory: config.yaml, recurrent_arch.json, the series of SERIES,
+summary.json (SUMMARY_KEYS), the checkpoint for --resume.
 """
 import contextlib
 import math
@@ -155,6 +156,9 @@ def train_recurrent(args, genotype):
     graphs = model_graphs(args, genotype, ntoken, args.batch_size, training=True, rng=rng)
     graphs[args.bptt]  # creates the weights
     valid_graphs = model_graphs(args, genotype, ntoken, args.eval_batch_size, training=False)
+    if args.init_params is not None and not run.resumes:  # a resumed run's weights are its checkpoint's
+        load_parameter_file(args.init_params, nn.get_parameters(grad_only=False))
+        print(f"fine-tuning: starting from the parameters of {args.init_params}")
     params = nn.get_parameters(grad_only=True)
     optimizer = SGD(params, args.lr, 0.0, args.weight_decay, args.grad_clip)
     solvers = {"weights": optimizer.solver}

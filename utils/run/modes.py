@@ -1,9 +1,10 @@
 """A script's modes: the flag that selects each, what runs it in each space (--space), and which kind of run
 an inspection mode belongs with.
 
-An inspection mode (darts_train.py --summary, --evaluate, --export; darts_search.py --alpha-epoch,
---extract-lambda) reads a finished run and writes files of its own names (utils.run_files) beside it, never
-one the run wrote. It runs only beside its own script's runs: pointed at the other script's directory, or
+An inspection mode (darts_train.py --summary, --evaluate, --export, --import-weights; darts_search.py
+--alpha-epoch, --extract-lambda) reads a finished run, or a file of its own (--import-weights' PyTorch
+checkpoint), and writes files of its own names (utils.run_files) beside it or in a new directory, never one
+the run wrote. It runs only beside its own script's runs: pointed at the other script's directory, or
 at a file inside one, it stops with one line before it reads or writes anything.
 """
 import functools

@@ -107,6 +107,9 @@ class Run:
         self.epochs = epochs
         self.series_names = series_names
         self.start_epoch = 0
+        # Whether start() continues from the checkpoint (--resume, and one exists): the weights are then the
+        # checkpoint's, whatever would set them otherwise (darts_train.py --init-params). Set by Run.open.
+        self.resumes = False
         self.series = None
         self._state = None
         self._epoch_started = None
@@ -115,9 +118,11 @@ class Run:
         self.directories = None  # the RunDirectories of a run opened by Run.open
         self.outputs = ()
         self.parent = False
+        # False on the ranks after the first of a data-parallel run: they read rank 0's checkpoint and write nothing.
+        self.writes = True
 
     @classmethod
-    def open(cls, settings, series_names, outputs=None):
+    def open(cls, settings, series_names, outputs=None, writes=True):
         """Every script's first step, before it reads a checkpoint or builds a graph: the run of `settings`
         ({name: value}, the script's vars(args)), of which nothing is written before start().
 
@@ -129,8 +134,15 @@ class Run:
         (utils.run.run_directory); a resume's settings are those of the saved config.yaml
         (config_file.refuse_changed_settings: CheckpointError, --force-resume accepts changed ones) and its
         checkpoint is readable. start_epoch is then the checkpoint's, for the data loaders built before start().
+        writes=False (the other ranks of a data-parallel run): none of those checks, no lock, no file written;
+        the run resumes from the checkpoint rank 0 resumes from.
         """
         run = cls(settings["monitor_path"], settings["model_save_path"], settings["epoch"], series_names)
+        run.writes = writes
+        if not writes:
+            run.resumes = bool(settings.get("resume")) and os.path.exists(run.checkpoint_path)
+            run.start_epoch = load_checkpoint(run.checkpoint_path, {}, {})["epoch"] if run.resumes else 0
+            return run
         run._open(settings, outputs)
         return run
 
@@ -138,8 +150,9 @@ class Run:
     def open_parent(cls, settings, outputs=None):
         """The directory of a --seeds run, whose runs are its seed_<s> directories (each opened by Run.open):
         checked, locked and kept as a run's is, its config.yaml written at once (it has no setup of its own),
-        and on --resume its settings compared whenever config.yaml is there, as it has no checkpoint."""
-        run = cls(settings["monitor_path"], settings["model_save_path"], settings["epoch"], ())
+        and on --resume its settings compared whenever config.yaml is there, as it has no checkpoint. (A settings
+        without model_save_path, epoch or force_resume, darts_compare.py's, has none of them.)"""
+        run = cls(settings["monitor_path"], settings.get("model_save_path"), settings.get("epoch"), ())
         run.parent = True
         run._open(settings, outputs)
         run._begin()
@@ -148,14 +161,15 @@ class Run:
     def _open(self, settings, outputs):
         resume = bool(settings.get("resume"))
         directories = [(self.monitor_path, "--monitor-path")]
-        if settings["model_save_path"]:
+        if settings.get("model_save_path"):
             directories.append((self.save_dir, "--model-save-path"))
         outputs = outputs or {}
         self.directories = RunDirectories(directories, [(path, _flag(name)) for name, path in outputs.items()],
                                           resume, bool(settings.get("restart")))
         self.settings, self.outputs = settings, tuple(outputs)
-        self.check_resume_settings(settings, os.path.join(self.monitor_path, CONFIG), settings["force_resume"])
-        if resume and os.path.exists(self.checkpoint_path):
+        self.check_resume_settings(settings, os.path.join(self.monitor_path, CONFIG), settings.get("force_resume"))
+        self.resumes = resume and os.path.exists(self.checkpoint_path)
+        if self.resumes:
             self.start_epoch = load_checkpoint(self.checkpoint_path, {}, {})["epoch"]
             check_series(self.monitor_path, self.series_names, self.start_epoch)  # each can be kept
         elif resume:
@@ -204,8 +218,11 @@ class Run:
         written, and the series files are opened afterwards, cut back to the epochs the checkpoint holds. A
         resume without a checkpoint says so and starts afresh, unless series files of an earlier
         run are there: those are never truncated by a resume (CheckpointError instead). Temporary files a
-        killed process left in the run's directories go first.
+        killed process left in the run's directories go first. A run that does not write only resumes.
         """
+        if not self.writes:
+            self._state = (params, solvers)
+            return load_checkpoint(self.checkpoint_path, params, solvers) if self.resumes else None
         for directory in (self.monitor_path, self.save_dir, os.path.join(self.monitor_path, EPOCH_ARCHITECTURES),
                           os.path.join(self.monitor_path, CELL_PICTURES)):
             remove_stale_temporaries(directory)
@@ -235,6 +252,8 @@ class Run:
         log line `message` and the pictures. At most the epoch after this one is lost to an interruption.
         """
         values = {**values, EPOCH_TIME: time.time() - self._epoch_started}
+        if not self.writes:
+            return values
         self.series.add(epoch, values)
         params, solvers = self._state
         save_checkpoint(self.checkpoint_path, params, solvers, {"epoch": epoch + 1, **meta})

@@ -92,13 +92,18 @@ class UnrolledStep:
 
 
 class PlainSteps:
-    """Plain DARTS needs nothing between the two steps, and trains the weights on the supernet."""
+    """Plain DARTS trains the alphas at every step, needs nothing between the two steps, and trains the
+    weights on the supernet."""
+    trains_alphas = True
 
     def before_alpha_step(self):
         pass
 
     def weight_step_graph(self, supernet_graph):
         return supernet_graph
+
+    def before_weight_step(self, train_batch):
+        pass
 
 
 # Three passes, each one forward and backward of a loss that leaves its gradients in the weights' and
@@ -191,9 +196,11 @@ class BilevelOptimizer:
     The graphs are SearchGraphs of build_search_graphs; with a hessian graph the step is second order.
     weights: {name: Variable} trained on the training half; network_state: weights plus batch-norm
     running statistics (everything a virtual step must leave untouched); alphas: {name: Variable}.
-    steps: what a variant does between the steps (PlainSteps' interface): before_alpha_step() feeds
-    what the alpha step's graphs read, weight_step_graph(graphs.train) the graph the weight step runs
-    (DADARTS's hard discretization runs a discrete one).
+    steps: what a variant does between the steps (PlainSteps' interface): trains_alphas says whether this
+    step has an alpha step (PC-DARTS's warm-up has none; the validation loss is still computed, for the
+    series), before_alpha_step() feeds what the alpha step's graphs read, weight_step_graph(graphs.train)
+    the graph the weight step runs (DADARTS's hard discretization runs a discrete one), and
+    before_weight_step(train_batch) runs after that graph is fed (SDARTS perturbs its mixing weights there).
     """
 
     def __init__(self, graphs, weights, network_state, alphas, weight_optimizer, alpha_optimizer, steps=None):
@@ -217,6 +224,21 @@ class BilevelOptimizer:
     def step(self, train_batch, val_batch):
         """One search step; the graphs keep their outputs (loss, logits) for the caller to read."""
         feed(self.val_graph, val_batch)
+        if self.steps.trains_alphas:
+            self.alpha_step(train_batch)
+        else:
+            self.val_graph.loss.forward(clear_no_need_grad=True)
+
+        # The weight step sees the alphas this step's alpha step just moved.
+        self.weight_graph = self.steps.weight_step_graph(self.train_graph)
+        feed(self.weight_graph, train_batch)
+        self.steps.before_weight_step(train_batch)
+        self.weight_optimizer.zero_grad()
+        forward_backward(self.weight_graph, self.weight_optimizer.grad_scale)
+        self.weight_optimizer.step()
+
+    def alpha_step(self, train_batch):
+        """The alpha step on the fed validation batch (second order: also on train_batch)."""
         if self.second_order:
             feed(self.virtual_graph, train_batch)
             feed(self.hessian_graph, train_batch)
@@ -227,13 +249,6 @@ class BilevelOptimizer:
         else:
             forward_backward(self.val_graph, self.alpha_optimizer.grad_scale)
         self.alpha_optimizer.step()
-
-        # The weight step sees the alphas this step's alpha step just moved.
-        self.weight_graph = self.steps.weight_step_graph(self.train_graph)
-        feed(self.weight_graph, train_batch)
-        self.weight_optimizer.zero_grad()
-        forward_backward(self.weight_graph, self.weight_optimizer.grad_scale)
-        self.weight_optimizer.step()
 
     def unrolled_alpha_gradient(self):
         """Leaves dL_val(w', a)/da - xi * (dL_train(w+, a)/da - dL_train(w-, a)/da) / (2 eps) in the alpha grads.
@@ -248,11 +263,16 @@ class BilevelOptimizer:
 
         self.weight_optimizer.zero_grad()
         forward_backward(self.virtual_graph)
+        # Data parallel: every rank moves to the same w', the global batch's virtual step.
+        self.weight_optimizer.average_gradients()
         self.virtual_step(xi)
 
         self.weight_optimizer.zero_grad()
         self.alpha_optimizer.zero_grad()  # the virtual step's backward left training-loss gradients there
         forward_backward(self.val_graph)
+        # The same direction g and eps on every rank; the alpha gradient, linear in what each rank's passes
+        # leave, is averaged by the alpha optimizer's step.
+        self.weight_optimizer.average_gradients()
         val_alpha_grads = snapshot({name: a.grad for name, a in self.alphas.items()})
 
         # The weight gradients now hold the direction g; the frozen Hessian passes leave them alone.

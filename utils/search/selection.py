@@ -10,10 +10,17 @@ selection's split is therefore drawn from a seed no search uses (selection_split
 alpha half holds about the same share of the held-out images. Drawn from --seed as a search's split is,
 it would be exactly the alpha half of the search with that seed, whose cell was picked on those images.
 """
+import json
+import os
+
 import numpy as np
 
+from ops.divergence import DIVERGED
+from ops.unreadable_file import reading
 from utils.data.pipeline import split_indices
+from utils.run_files import SEARCH_SUMMARY, found_architecture
 from utils.training.network_training import brief_training
+from utils.training.protocol import seed_dir
 
 # The selection's split is drawn from the two-word seed (seed, SELECTION_STREAM); a search's split from its
 # one-word seed (below 2**32, as np.random.seed requires), so no search seed gives the selection's split.
@@ -62,3 +69,24 @@ def select_architecture(candidates, images, labels, mean, std, settings, train_p
             "held_out_loss": scores.loss}))
     ranking = [entry for *_, entry in sorted(results, key=lambda r: r[:3])]
     return ranking, {"train_images": int(len(train_idx)), "held_out_images": int(len(held_out_idx))}
+
+
+def others_searches(args, arch_files, diverged):
+    """(arch_files, diverged) of every seed of args.seeds, in their order, as search_seeds keeps them ({"seed_<s>":
+    found cell's path}, {"seed_<s>": divergence record}): this rank's as given, and those of the seeds other ranks
+    searched (--comm) from their seed directories: search_summary.json says whether one diverged."""
+    all_files, all_diverged = {}, {}
+    for seed in args.seeds:
+        name = f"seed_{seed}"
+        if name in arch_files or name in diverged:
+            all_files.update({name: arch_files[name]} if name in arch_files else {})
+            all_diverged.update({name: diverged[name]} if name in diverged else {})
+            continue
+        path = os.path.join(seed_dir(args.monitor_path, seed), SEARCH_SUMMARY)
+        with reading(path, f"seed {seed}'s search summary"), open(path, encoding="utf-8") as f:
+            record = json.load(f).get(DIVERGED)
+        if record:
+            all_diverged[name] = record
+        else:
+            all_files[name] = found_architecture(seed_dir(args.monitor_path, seed), None)
+    return all_files, all_diverged

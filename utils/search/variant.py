@@ -8,9 +8,13 @@ loop (darts_search.py) calls the hooks and knows no variant. The hooks, by pass:
 - the mixing weights: `mixing(purpose)` for the graphs of the weight step ("weights"), the
   second-order virtual step ("virtual", its own graph only when `separate_virtual`) and the alpha step
   with its Hessian passes ("alphas"); `edge` builds one mixed edge from its row of weights;
-- the alpha step: `alpha_penalty()` is added to its loss; `before_alpha_step()` feeds what its graphs
-  read, before every alpha step;
-- the weight step: `weight_step_graph(supernet_graph)` is the graph it trains;
+- the alpha step: `trains_alphas` says whether a step has one (set per epoch); `alpha_penalty()` is added
+  to its loss; `before_alpha_step()` feeds what its graphs read, before every alpha step;
+- the weight step: `weight_step_graph(supernet_graph)` is the graph it trains; `before_weight_step(batch)`
+  runs once that graph is fed with the training batch;
+- the recipe: `recipe`, the original's defaults of the run's shared flags (--batch-size, --lr, ...);
+- the architecture parameters: `create_alphas` (more arrays than the two (14, 8) alphas are recorded,
+  checkpointed and handed to `derive` as well);
 - per epoch: `start_epoch` sets schedules; `validation_graph()` and `discretized_graph(test)` are what
   is validated (`validation_scores` scores both, the discretized network on batch-norm statistics of
   its own); `epoch_values()` fills the variant's `series`; `histories()` names the alpha arrays
@@ -20,6 +24,7 @@ loop (darts_search.py) calls the hooks and knows no variant. The hooks, by pass:
 import dataclasses
 
 import nnabla.functions as F
+import numpy as np
 
 from models.derivation import DERIVATIONS, derive_by_rule
 from models.discretization import kept_edges, softmax_rows
@@ -28,15 +33,26 @@ from models.graph import build_graph
 from models.network import dense_classifier
 from models.search_network import (ALPHA_NAMES, create_alphas, discrete_search_network, mixed_op, search_network,
                                    softmax_weights)
+from ops.operations import ZERO_OP
+from utils.run.communicator import ONE_PROCESS
 from utils.run_files import ALPHA_HISTORY
+from utils.search.bilevel import PlainSteps
 from utils.search.recalibration import Recalibration, running_statistics
 
 
-def setting(default, help, choices=None, metavar=None, within=None):
+def setting(default, help, choices=None, metavar=None, within=None, of_search_epochs=None):
     """A field of a variant's Settings: the flag --<name-with-dashes> and the YAML key <name>. A number
-    without choices gives its range `within` (a utils.run.command_line.Range), which problems() checks."""
+    without choices gives its range `within` (a utils.run.command_line.Range), which problems() checks.
+    of_search_epochs: N when the setting counts epochs of its original's N-epoch search (a warm-up, the end
+    of a decay), which a search of another length may scale (darts_compare.py does)."""
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "metavar": metavar,
-                                                        "within": within})
+                                                        "within": within, "of_search_epochs": of_search_epochs})
+
+
+def epoch_counted_settings(Settings):
+    """{name: N} of Settings' fields that count epochs of an N-epoch search (setting's of_search_epochs)."""
+    return {f.name: f.metadata["of_search_epochs"] for f in dataclasses.fields(Settings)
+            if f.metadata.get("of_search_epochs")}
 
 
 class VariantSettings:
@@ -79,7 +95,11 @@ class DartsSettings(VariantSettings):
 @dataclasses.dataclass(frozen=True)
 class SearchSetup:
     """What every variant is built with: the batch's input shape, the network's size, the run's seed and
-    numpy generator (which creates the alphas), and how graphs are built (ops.operations.OpMode)."""
+    numpy generator (which creates the alphas), and how graphs are built (ops.operations.OpMode).
+    all_reduce: a data-parallel run's (utils.run.communicator), nothing in one process; a variant that computes
+    something from the training batch outside the solvers' steps (SDARTS-ADV's attack) averages it over the
+    ranks with it, one call over a list of NdArrays, so that every rank, holding its shard, takes the same
+    decision as one process on the whole batch."""
     input_shape: tuple
     num_classes: int
     channels: int
@@ -87,6 +107,7 @@ class SearchSetup:
     seed: int
     rng: object
     cpu_kernels: bool = False
+    all_reduce: object = ONE_PROCESS.all_reduce
 
     @property
     def sizes(self):
@@ -102,6 +123,23 @@ def kept_ops_of(values):
         kept[name] = {EDGES.index((input_node, node)): op_id
                       for node, edges in cell.items() for op_id, input_node in edges}
     return kept
+
+
+# How far below an edge's other alphas a left-out column is put: exp(-1000) is 0 in float64.
+_LEFT_OUT = 1000.0
+
+
+def zero_op_left_out(values):
+    """{name: numpy array} with the zero op's column of each alpha array far below its other alphas: a
+    softmax of it gives 'none' weight 0 and the other ops the softmax of their own alphas, and no argmax
+    picks it. For the variants whose original searches without 'none' (FairDARTS, beta-DARTS's space):
+    any derivation rule or hard discretization then chooses among the searched ops only."""
+    left_out = dict(values)
+    for name in ALPHA_NAMES:
+        value = np.array(values[name], dtype=np.float64)
+        value[:, ZERO_OP] = np.delete(value, ZERO_OP, axis=1).min() - _LEFT_OUT
+        left_out[name] = value
+    return left_out
 
 
 class DiscreteGraph:
@@ -126,15 +164,18 @@ class DiscreteGraph:
         return self._graph
 
 
-class SearchVariant:
+class SearchVariant(PlainSteps):
     """Plain DARTS: softmax mixing in every pass, the supernet trained and validated, top-k derivation.
 
     Create it after nn.clear_parameters() and before the graphs: it creates the alphas from setup.rng.
+    The hooks between the two steps (trains_alphas, before_alpha_step, weight_step_graph,
+    before_weight_step) are utils.search.bilevel.PlainSteps'.
     """
     name = "darts"
     title = "DARTS"
     Settings = DartsSettings
     series = ()  # the series a variant adds to the search's (epoch_values() gives their values)
+    recipe = {}  # {flag dest: value}: defaults of the run's shared flags under this variant (its original's)
 
     def __init__(self, settings, setup):
         self.settings = settings
@@ -146,7 +187,8 @@ class SearchVariant:
         self._recalibration = None
 
     def create_alphas(self, rng):
-        """{name: (14, 8) parameter} under the "arch" scope, which the alpha optimizer trains."""
+        """{name: parameter} under the "arch" scope, which the alpha optimizer trains: the two (14, 8) alpha
+        arrays (ALPHA_NAMES), and any array of the variant's own (PC-DARTS's edge betas)."""
         return create_alphas(rng)
 
     # The graphs of the steps.
@@ -178,13 +220,6 @@ class SearchVariant:
         """A scalar Variable added to the alpha step's loss (not to the Hessian passes), or None."""
         return None
 
-    # Between the steps (utils.search.bilevel.BilevelOptimizer calls these).
-    def before_alpha_step(self):
-        pass
-
-    def weight_step_graph(self, supernet_graph):
-        return supernet_graph
-
     # Per epoch.
     def start_epoch(self, epoch, epochs):
         pass
@@ -197,7 +232,7 @@ class SearchVariant:
         return self._supernet_test
 
     def alpha_values(self):
-        """{name: (14, 8) numpy alphas}: what is recorded, derived and discretized."""
+        """{name: numpy array} of every architecture parameter: what is recorded, derived and discretized."""
         return {name: alpha.d.copy() for name, alpha in self.alphas.items()}
 
     def discretized_graph(self, test):
@@ -228,7 +263,7 @@ class SearchVariant:
         return {}
 
     def histories(self):
-        """{file name: function giving {name: (14, 8) array}}: the arrays recorded after every epoch."""
+        """{file name: function giving {name: array}}: the arrays recorded after every epoch."""
         return {ALPHA_HISTORY: self.alpha_values}
 
     def cell(self):
@@ -237,7 +272,7 @@ class SearchVariant:
 
     @staticmethod
     def derive(settings, values):
-        """The cell of {name: (14, 8) numpy alphas} (alpha_values(), or a recorded epoch's) under `settings`."""
+        """The cell of {name: numpy array} (alpha_values(), or a recorded epoch's) under `settings`."""
         return derive_by_rule(values["alpha_normal"], values["alpha_reduction"], settings.derivation)
 
 

@@ -36,13 +36,15 @@ class GraphsBySize:
 
 
 def train_epoch(graphs, loader, optimizer, drop_path, seed, epoch, desc, clock, progress_every=50, run="training",
-                resumable=True):
+                resumable=True, rank=0):
     """One epoch (0-based `epoch` of a run timed by `clock`, a RunClock) of SGD steps on graphs(batch size)
     (GraphsBySize); returns the training loss and error, means over the epoch's images.
 
     A loss that is not finite raises ops.divergence.DivergedError naming the `run` and the step (the
     loss is read back every step for the mean anyway), and so does a parameter that is not finite at the
-    end (nnabla's registry: the network's); `resumable`: whether the run keeps checkpoints."""
+    end (nnabla's registry: the network's); `resumable`: whether the run keeps checkpoints. rank: a data-parallel
+    rank's drop-path noise is its own stream (rank 0's is that of a run on one device)."""
+    rank_key = [rank] if rank else []
     loss, error = RunningMean(), RunningMean()
     bar = Progress(loader.steps_per_epoch, desc, progress_every, clock, epoch)
     for step in bar:
@@ -51,7 +53,7 @@ def train_epoch(graphs, loader, optimizer, drop_path, seed, epoch, desc, clock, 
         graph = graphs(size)
         feed(graph, batch)
         if drop_path is not None:
-            drop_path.resample(np.random.default_rng([seed, DROP_PATH_STREAM, epoch, step]), size)
+            drop_path.resample(np.random.default_rng([seed, DROP_PATH_STREAM, epoch, step] + rank_key), size)
         optimizer.zero_grad()
         forward_backward(graph, optimizer.grad_scale)
         optimizer.step()

@@ -50,8 +50,10 @@ def load_parameter_file(path, params, ignored_scope=None):
                          if name in values and tuple(values[name].shape) != tuple(params[name].shape))
     for problem, names in (("lacks", missing), ("has unknown", unexpected), ("has wrongly shaped", wrong_shape)):
         if names:
+            shapes = (f": {tuple(values[names[0]].shape)} in the file, {tuple(params[names[0]].shape)} in the network"
+                      if names is wrong_shape else "")
             raise ParameterFileError(
                 f"parameter file {path!r} does not fit this network (architecture, --num-cells, channels "
-                f"or data set differ): it {problem} parameters such as {names[0]!r} ({len(names)} in all)")
+                f"or data set differ): it {problem} parameters such as {names[0]!r} ({len(names)} in all){shapes}")
     for name, variable in params.items():
         variable.d = values[name]

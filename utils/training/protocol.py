@@ -4,11 +4,13 @@ The standard deviation is the sample one (ddof=1, numpy's std(ddof=1)); the DART
 2.76 ± 0.09 % over 10 runs does not say which one it used.
 """
 import argparse
+import json
 import os
 
 import numpy as np
 
 from ops.divergence import DIVERGED, describe
+from ops.unreadable_file import reading
 from utils.run.run import Run
 from utils.run_files import seed_directory
 
@@ -30,6 +32,21 @@ def per_seed_args(args, seed):
     if args.model_save_path is not None:
         values["model_save_path"] = seed_dir(args.model_save_path, seed)
     return argparse.Namespace(**values)
+
+
+def seeds_of_rank(seeds, comm):
+    """The seeds rank r of N runs under --comm: r, r + N, ... of the list (all of them in one process)."""
+    return seeds[comm.rank::comm.size]
+
+
+def others_summaries(args, summaries, file_name):
+    """{seed: summary} of every seed of args.seeds, in their order: those given ({seed: summary}, this rank's)
+    and, for the seeds other ranks ran, their seed directory's `file_name` (JSON) as that rank wrote it."""
+    def read(seed):
+        path = os.path.join(seed_dir(args.monitor_path, seed), file_name)
+        with reading(path, f"seed {seed}'s summary"), open(path, encoding="utf-8") as f:
+            return json.load(f)
+    return {seed: summaries[seed] if seed in summaries else read(seed) for seed in args.seeds}
 
 
 def open_seeds_run(args, outputs=None):
