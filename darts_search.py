@@ -181,9 +181,9 @@ def search(args, comm=ONE_PROCESS):
                 save_architecture(arch, os.path.join(run.monitor_path, epoch_architecture(epoch + 1)))
                 # the log prints it once, at the end
                 write_text_atomically(os.path.join(run.monitor_path, GENOTYPE), to_genotype_string(arch) + "\n")
-            if args.draw_every_epoch and run.writes:
-                draw_architecture(arch, os.path.join(run.monitor_path, CELL_PICTURES),
-                                  prefix=epoch_cell_pictures_prefix(epoch + 1))
+                if args.draw_every_epoch:
+                    draw_architecture(arch, os.path.join(run.monitor_path, CELL_PICTURES),
+                                      prefix=epoch_cell_pictures_prefix(epoch + 1))
             run.end_epoch(epoch, values,
                           meta={"weight_lr": weight_opt.lr,
                                 "loss_scales": {name: scale.state() for name, scale in loss_scales.items()},

@@ -12,6 +12,7 @@ import pytest
 from args import parse_args, search_parser
 from models.graph import feed, forward_backward
 from models.search_network import ALPHA_NAMES
+from ops.operations import ZERO_OP
 from utils.search.bilevel import build_search_graphs
 from utils.search.variant import SearchSetup
 from utils.search.variants.beta_darts import BetaDarts, BetaDartsSettings, beta_decay_value
@@ -160,3 +161,16 @@ def test_the_alpha_step_s_loss_and_gradient_add_the_weighted_penalty(fresh, seco
     for i in range(2):
         np.testing.assert_allclose(gradients[i][:, :7] - plain_gradients[i][:, :7], penalty_gradient[i],
                                    rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("none_op", [False, True])
+def test_the_discretized_network_keeps_the_searched_ops_unless_none_is_searched(fresh, none_op):
+    variant = beta_darts(*(["--beta-decay-none-op"] if none_op else []))
+    for alpha in variant.alphas.values():
+        alpha.d = np.random.RandomState(3).randn(*alpha.shape)
+        alpha.d[:, -1] = 10.0  # 'none' strongest on every edge, untrained in the original's space
+    kept = variant.discretized_ops()
+    kept_none = {op_id == ZERO_OP for cell in kept.values() for op_id in cell.values()}
+    # by hand: each node's two edges, each at its strongest op over the columns searched
+    assert kept_none == ({True} if none_op else {False})
+    assert all(len(cell) == 8 for cell in kept.values())  # two edges into each of the 4 nodes

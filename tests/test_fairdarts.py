@@ -6,13 +6,14 @@ import pytest
 
 import darts_search
 from models.derivation import derive_by_rule
+from models.discretization import node_rows
 from models.eval_network import eval_network
 from models.genotype import from_json_dict, to_json_dict
 from models.graph import feed
 from models.search_network import ALPHA_NAMES
 from ops.operations import OP_NAMES, ZERO_OP
 from utils.search.bilevel import build_search_graphs
-from utils.search.variant import SearchSetup
+from utils.search.variant import DiscreteGraph, SearchSetup
 from utils.search.variants.fairdarts import Fairdarts
 
 SHAPE, CLASSES, CHANNELS, CELLS = (4, 1, 8, 8), 3, 4, 3
@@ -214,3 +215,23 @@ def test_the_derivation_rule_without_parse_method_darts_is_refused(capsys, tmp_p
         darts_search.main(["--variant", "fairdarts", "--derivation", "best", "-m", str(tmp_path / "never")])
     assert exit_info.value.code == 2
     assert "--derivation would never take effect" in capsys.readouterr().err
+
+
+def test_the_discretized_network_is_the_derived_cell_not_a_softmax_discretization(variant):
+    v = variant(seed=0)
+    for alpha in v.alphas.values():
+        alpha.d = alpha.d - 2.5  # most real alphas below the untrained 'none' one (0), some sigmoids above 0.85
+    arch = v.cell()
+    kept = v.discretized_ops()
+    for name, cell in zip(ALPHA_NAMES, (arch.normal, arch.reduction)):  # by hand: the derived cell's edges
+        assert kept[name] == {node_rows(node)[j]: op_id for node, pairs in cell.items() for op_id, j in pairs}
+    assert all(op_id != ZERO_OP for cell in kept.values() for op_id in cell.values())
+    # and the validated network is built from them
+    assert function_types(v.discretized_graph(test=True)) == function_types(
+        DiscreteGraph(v.setup, True, v.classifier).graph(kept))
+
+
+def function_types(graph):
+    names = []
+    graph.loss.visit(lambda f: names.append(f.info.type_name))
+    return sorted(names)

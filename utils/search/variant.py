@@ -142,6 +142,13 @@ def zero_op_left_out(values):
     return left_out
 
 
+def cell_ops(arch):
+    """{name: {edge: op_id}} of an Architecture's two cells: the ops kept_ops_of's layout gives a derived cell."""
+    return {name: {EDGES.index((input_node, node)): op_id for node, pairs in cell.items()
+                   for op_id, input_node in pairs}
+            for name, cell in zip(ALPHA_NAMES, (arch.normal, arch.reduction))}
+
+
 class DiscreteGraph:
     """The static graph of a hard discretization, rebuilt only when the kept ops change."""
 
@@ -235,11 +242,15 @@ class SearchVariant(PlainSteps):
         """{name: numpy array} of every architecture parameter: what is recorded, derived and discretized."""
         return {name: alpha.d.copy() for name, alpha in self.alphas.items()}
 
+    def discretized_ops(self):
+        """{name: {edge: op_id}} the discretized network keeps: the hard discretization of alpha_values()."""
+        return kept_ops_of(self.alpha_values())
+
     def discretized_graph(self, test):
-        """The network of the hard discretization of alpha_values(), in training or eval mode."""
+        """The network of discretized_ops(), in training or eval mode."""
         if test not in self._discrete:
             self._discrete[test] = DiscreteGraph(self.setup, test, self.classifier)
-        return self._discrete[test].graph(kept_ops_of(self.alpha_values()))
+        return self._discrete[test].graph(self.discretized_ops())
 
     def discretized_scores(self, score, calibration):
         """score(graph) of the eval-mode discretized network, on batch-norm statistics of its own: their

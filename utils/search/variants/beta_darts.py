@@ -24,7 +24,7 @@ import numpy as np
 
 from models.search_network import ALPHA_NAMES, BUILT_OPS, softmax_weights
 from utils.run.command_line import AT_LEAST_ONE, NOT_NEGATIVE
-from utils.search.variant import (DartsSettings, DiscreteGraph, SearchVariant, kept_ops_of, register_variant, setting,
+from utils.search.variant import (DartsSettings, SearchVariant, kept_ops_of, register_variant, setting,
                                   zero_op_left_out)
 
 # The columns of the ops the original searches: all but the zero op, the last (see beta_decay_none_op).
@@ -101,12 +101,9 @@ class BetaDarts(SearchVariant):
         return {"Beta-decay weight": float(self.weight.d),
                 "Beta-decay loss": beta_decay_value([self.alphas[name].d[:, searched] for name in ALPHA_NAMES])}
 
-    def discretized_graph(self, test):
-        if self.settings.beta_decay_none_op:
-            return super().discretized_graph(test)
-        if test not in self._discrete:
-            self._discrete[test] = DiscreteGraph(self.setup, test, self.classifier)
-        return self._discrete[test].graph(kept_ops_of(zero_op_left_out(self.alpha_values())))
+    def discretized_ops(self):
+        values = self.alpha_values()
+        return kept_ops_of(values if self.settings.beta_decay_none_op else zero_op_left_out(values))
 
     @staticmethod
     def derive(settings, values):

@@ -37,7 +37,7 @@ from models.genotype import EDGES, NODES, Architecture
 from models.search_network import ALPHA_NAMES, ARCH_SCOPE, BUILT_OPS
 from ops.operations import OP_NAMES, SEARCH_OPS
 from utils.run.command_line import NOT_NEGATIVE, UNIT
-from utils.search.variant import (DartsSettings, DiscreteGraph, SearchVariant, register_variant, setting,
+from utils.search.variant import (DartsSettings, SearchVariant, cell_ops, register_variant, setting,
                                   zero_op_left_out)
 
 # Our op ids in the order of the original's PRIMITIVES (fairdarts/genotypes.py), which has no 'none':
@@ -162,14 +162,9 @@ class Fairdarts(SearchVariant):
     def epoch_values(self):
         return {"Zero-one loss": zero_one_value(self.alpha_values(), self.settings.zero_one_loss)}
 
-    def discretized_graph(self, test):
-        """The network of the derived cell (the 'none' column, which FairDARTS never trains, plays no part)."""
-        if test not in self._discrete:
-            self._discrete[test] = DiscreteGraph(self.setup, test, self.classifier)
-        arch = self.cell()
-        kept = {name: {EDGES.index((j, node)): op_id for node, pairs in cell.items() for op_id, j in pairs}
-                for name, cell in zip(ALPHA_NAMES, (arch.normal, arch.reduction))}
-        return self._discrete[test].graph(kept)
+    def discretized_ops(self):
+        """The derived cell's ops (the 'none' column, which FairDARTS never trains, plays no part)."""
+        return cell_ops(self.cell())
 
     @staticmethod
     def derive(settings, values):

@@ -33,7 +33,7 @@ from models.search_network import ALPHA_NAMES, ARCH_SCOPE, create_alphas, mixed_
 from ops import cpu_sums
 from ops.operations import SEARCH_OPS
 from utils.run.command_line import AT_LEAST_ONE, NOT_NEGATIVE
-from utils.search.variant import DartsSettings, SearchVariant, register_variant, setting
+from utils.search.variant import DartsSettings, SearchVariant, cell_ops, register_variant, setting
 
 # The edge normalisation's array of each cell type.
 BETA_NAMES = {"alpha_normal": "beta_normal", "alpha_reduction": "beta_reduction"}
@@ -183,12 +183,10 @@ class Pcdarts(SearchVariant):
             graph = build_graph(lambda x: self.supernet(x, weights, test=test), self.setup.input_shape)
             self._discrete[test] = weights, graph
         weights, graph = self._discrete[test]
-        arch = self.cell()
-        for name, cell in zip(ALPHA_NAMES, (arch.normal, arch.reduction)):
+        for name, kept in cell_ops(self.cell()).items():
             one_hot = np.zeros(weights[name].shape, dtype=np.float32)
-            for node, pairs in cell.items():
-                for op_id, input_node in pairs:
-                    one_hot[EDGES.index((input_node, node)), SEARCH_OPS.index(op_id)] = 1.0
+            for edge, op_id in kept.items():
+                one_hot[edge, SEARCH_OPS.index(op_id)] = 1.0
             weights[name].d = one_hot
             weights[BETA_NAMES[name]].d = one_hot.max(axis=1)
         return graph
