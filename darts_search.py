@@ -112,7 +112,7 @@ def search(args, comm=ONE_PROCESS):
     all_reduce = comm.all_reduce if comm.size > 1 else None  # both steps see the global batch's gradients
     lr_factor = comm.size if args.scale_lr else 1  # the linear scaling rule, only when asked
     weight_opt = SGD(weights, args.lr * lr_factor, args.momentum, args.weight_decay, args.grad_clip,
-                     loss_scale=loss_scale_for(args.type_config), all_reduce=all_reduce)
+                     loss_scale=loss_scale_for(args.type_config), all_reduce=all_reduce, cpu_kernels=setup.cpu_kernels)
     alpha_opt = Adam(alpha_parameters(), args.arch_lr, args.arch_beta1, args.arch_beta2, args.arch_weight_decay,
                      loss_scale=loss_scale_for(args.type_config), all_reduce=all_reduce)
     loss_scales = {name: opt.loss_scale for name, opt in (("weights", weight_opt), ("alphas", alpha_opt))

@@ -201,7 +201,7 @@ def train(args, arch, comm=ONE_PROCESS):
     lr_factor = comm.size if args.scale_lr else 1  # the linear scaling rule, only when asked
     optimizer = SGD(nn.get_parameters(grad_only=True), args.lr * lr_factor, args.momentum, args.weight_decay,
                     args.grad_clip, loss_scale=loss_scale_for(args.type_config),
-                    all_reduce=comm.all_reduce if comm.size > 1 else None)
+                    all_reduce=comm.all_reduce if comm.size > 1 else None, cpu_kernels=fast)
     summary = network_summary(test_graph.logits, validated)
     print(describe_size(summary))
     if args.init_params is not None and not run.resumes:  # a resumed run's weights are its checkpoint's

@@ -70,7 +70,8 @@ def search_case(ntoken, nhid, batch, bptt, second_order, steps, cpu_kernels):
     weights = {k: v for k, v in nn.get_parameters().items() if k.startswith(WEIGHT_SCOPE + "/")}
     state = {k: v for k, v in nn.get_parameters(grad_only=False).items() if k.startswith(WEIGHT_SCOPE + "/")}
     alphas = {"arch/alpha": alpha}
-    stepper = RecurrentSearchStep(graphs, weights, state, alphas, SGD(weights, 20.0, 0.0, 5e-7, 0.25),
+    stepper = RecurrentSearchStep(graphs, weights, state, alphas,
+                                  SGD(weights, 20.0, 0.0, 5e-7, 0.25, cpu_kernels=cpu_kernels),
                                   Adam(alphas, 3e-3, 0.9, 0.999, 1e-3), DROPOUTS, second_order)
     stepper.reset_hidden(batch, nhid)
     seconds = time_steps(lambda i: stepper.step(random_batch(rng, i, bptt, batch, ntoken),
@@ -84,7 +85,7 @@ def train_case(ntoken, nhid, batch, bptt, steps, cpu_kernels):
     rng = np.random.default_rng(0)
     graph = GraphCache(lambda t: build_eval_model(NAMED_RECURRENT_GENOTYPES["DARTS_V2"], t, batch, ntoken, nhid,
                                                   training=True, cpu_kernels=cpu_kernels))[bptt]
-    optimizer = SGD(nn.get_parameters(), 20.0, 0.0, 8e-7, 0.25)
+    optimizer = SGD(nn.get_parameters(), 20.0, 0.0, 8e-7, 0.25, cpu_kernels=cpu_kernels)
     hidden = np.zeros((batch, nhid), dtype=np.float32)
 
     def step(i):

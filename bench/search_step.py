@@ -27,6 +27,7 @@ import numpy as np  # noqa: E402
 import utils.search.bilevel as bilevel  # noqa: E402
 from args import str2bool  # noqa: E402
 from models.search_network import all_weight_state, alpha_parameters, weight_parameters  # noqa: E402
+from ops import blas  # noqa: E402
 from utils.optim.array_graphs import ArrayGraph, GlobalNorm  # noqa: E402
 from utils.optim.solvers import SGD, Adam  # noqa: E402
 from utils.run.run import seed_everything  # noqa: E402
@@ -133,7 +134,8 @@ def main(argv=None):
     build_seconds = time.perf_counter() - built
     weights = weight_parameters()
     optimizer = BilevelOptimizer(graphs, weights, all_weight_state(), alpha_parameters(),
-                                 SGD(weights, 0.025, 0.9, 3e-4, 5.0), Adam(alpha_parameters(), 3e-4, 0.5, 0.999, 1e-3),
+                                 SGD(weights, 0.025, 0.9, 3e-4, 5.0, cpu_kernels=args.cpu_kernels),
+                                 Adam(alpha_parameters(), 3e-4, 0.5, 0.999, 1e-3),
                                  steps=variant)
 
     def batch():
@@ -153,7 +155,7 @@ def main(argv=None):
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     s_per_step = statistics.median(times)
     result = {"variant": args.variant, "batch_size": args.batch_size, "second_order": args.second_order,
-              "cpu_kernels": args.cpu_kernels,
+              "cpu_kernels": args.cpu_kernels, "blas_core": blas.core_name() if args.cpu_kernels else None,
               "weights": int(sum(w.size for w in weights.values())),
               "s_per_step": round(s_per_step, 3), "images_per_s": round(args.batch_size / s_per_step, 3),
               "host_s_per_step": round(host_s_per_step, 4),

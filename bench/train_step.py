@@ -31,6 +31,7 @@ from args import str2bool  # noqa: E402
 from models.eval_network import CIFAR, IMAGENET, DropPath, build_test_graph, build_train_graph  # noqa: E402
 from models.genotype import load_architecture  # noqa: E402
 from models.graph import forward_backward  # noqa: E402
+from ops import blas  # noqa: E402
 from search_step import profile_graphs  # noqa: E402  (bench/search_step.py)
 from utils.optim.solvers import SGD  # noqa: E402
 from utils.run.context import set_context  # noqa: E402
@@ -72,7 +73,7 @@ def train_step_seconds(arch, setting, rng, warmup, steps, cpu_kernels):
     graph = build_train_graph(arch, (setting.train_batch,) + setting.input, setting.classes, setting.channels,
                               setting.cells, auxiliary=True, aux_weight=0.4, drop_path=drop_path,
                               ends=setting.ends, label_smoothing=setting.label_smoothing, cpu_kernels=cpu_kernels)
-    optimizer = SGD(nn.get_parameters(grad_only=True), 0.025, 0.9, 3e-4, 5.0)
+    optimizer = SGD(nn.get_parameters(grad_only=True), 0.025, 0.9, 3e-4, 5.0, cpu_kernels=cpu_kernels)
     graph.x.d = rng.normal(size=graph.x.shape)
     graph.y.d = rng.integers(0, setting.classes, graph.y.shape)
 
@@ -140,6 +141,7 @@ def main(argv=None):
     print(json.dumps({"network": args.network, "train_images_per_s": round(train_batch / train_s, 2),
                       "inference_images_per_s": round(inference_batch / inference_s, 2),
                       "peak_rss_mb": round(rss, 1), "context": args.context, "cpu_kernels": cpu_kernels,
+                      "blas_core": blas.core_name() if cpu_kernels else None,
                       "warmup": args.warmup, "steps": args.steps}))
 
 

@@ -19,18 +19,16 @@ from typing import Callable
 
 import nnabla as nn
 import nnabla.functions as F
-import nnabla.parametric_functions as PF
 import numpy as np
 
 from models.graph import build_graph, cross_entropy, label_smoothing_cross_entropy, make_graph
 from models.network import cifar_stem, edge_stride, imagenet_stem, network
 from ops import cpu_sums
-from ops.operations import OP_NAMES, OPS, POOLING_OPS, OpMode, batch_norm, dense, operation, torch_uniform
+from ops.operations import OP_NAMES, OPS, POOLING_OPS, OpMode, batch_norm, conv, dense, operation, whole_map_conv
 
 AUX_SCOPE = "auxiliary_head"
 AUX_POOL_KERNEL = 5
 AUX_HIDDEN_CHANNELS = 128
-AUX_CONV_KERNEL = 2
 AUX_FEATURES = 768
 
 
@@ -194,19 +192,16 @@ def auxiliary_head(x, num_classes, mode, feature_bn=True):
     """quark0's auxiliary heads: ReLU, 5x5 average pooling to 2x2, 1x1 conv 128, BN, ReLU, 2x2 conv 768,
     BN (not on ImageNet: feature_bn=False), ReLU, affine.
 
-    The 2x2 conv is clipped to a smaller pooled map (1x1 for the 8x8 digits), so the head then has
-    fewer weights than on CIFAR.
+    The 2x2 conv covers the whole pooled map, which is 1x1 for the 8x8 digits: the head then has fewer
+    weights than on CIFAR.
     """
     kernel, stride = aux_pool_window(x.shape[2])
     with nn.parameter_scope(AUX_SCOPE):
         x = F.average_pooling(F.relu(x), (kernel, kernel), stride=(stride, stride),
                               ignore_border=True, pad=(0, 0), including_pad=False)
-        x = PF.convolution(x, AUX_HIDDEN_CHANNELS, (1, 1), w_init=torch_uniform(x.shape[1]), with_bias=False,
-                           name="conv1")
+        x = conv(x, AUX_HIDDEN_CHANNELS, 1, mode, name="conv1")
         x = F.relu(batch_norm(x, mode, name="bn1"))
-        kernel = (min(AUX_CONV_KERNEL, x.shape[2]), min(AUX_CONV_KERNEL, x.shape[3]))
-        x = PF.convolution(x, AUX_FEATURES, kernel, w_init=torch_uniform(x.shape[1] * kernel[0] * kernel[1]),
-                           with_bias=False, name="conv2")
+        x = whole_map_conv(x, AUX_FEATURES, mode, name="conv2")
         if feature_bn:
             x = batch_norm(x, mode, name="bn2")
         return dense(F.relu(x), num_classes, mode, name="classifier")

@@ -14,6 +14,7 @@ products (ops/blas.py). `available()` tells whether the library was built and Op
 import ctypes
 import os
 import sys
+import types
 
 import numpy as np
 import nnabla as nn
@@ -61,8 +62,8 @@ def library():
     if _library is None:
         if not available():
             raise KernelsMissing(f"{missing()}, or pass --cpu-kernels false")
-        _wait_passively_unless_told()
-        lib = ctypes.CDLL(LIBRARY_PATH)  # loads libgomp, which reads OMP_WAIT_POLICY once, now
+        _spin_briefly_unless_told()
+        lib = ctypes.CDLL(LIBRARY_PATH)  # loads libgomp, which reads its settings once, now
         pointer, integer, real = ctypes.c_void_p, ctypes.c_int, ctypes.c_float
         conv_sizes = [integer] * 9
         lib.dw_forward.argtypes = [pointer] * 3 + conv_sizes + [integer]
@@ -77,7 +78,7 @@ def library():
         lib.dwpw_backward.argtypes = [pointer] * 7 + conv_sizes + [integer] * 5
         lib.set_sgemm.argtypes = [pointer]
         lib.set_sgemm(blas.sgemm_address())
-        _skip_nnabla_s_failing_import()
+        _answer_nnabla_s_relative_import()
         _library = lib
     return _library
 
@@ -97,23 +98,43 @@ def library_declaring(declare):
     return declared_library
 
 
-# OpenMP's wait policy when the user sets none. libgomp's default spins a waiting thread for a while, and on a
-# shared machine (the other core busy) a spinning thread holds the core the late one needs: a B 16 search
-# step took 9.5 s there against 4.8 s passive, and 4.4 s against 4.9 s passive on a quiet machine
-# (README: The cpu kernels). OMP_WAIT_POLICY=active in the environment keeps the spinning.
-DEFAULT_WAIT_POLICY = "passive"
+# How long a waiting OpenMP thread spins before it sleeps, when the user sets neither OMP_WAIT_POLICY nor
+# GOMP_SPINCOUNT (libgomp's, which gcc's -fopenmp links). The kernels open a parallel region every 0.1-1 ms, and
+# a sleeping thread takes tens of µs to wake (a futex, on a virtual machine an interrupt to another cpu), which a
+# passive wait paid at every region; libgomp's default spin (300,000 rounds) holds the core that the late thread
+# needs when another process keeps the other core busy. DARTS_V2 training at B 32 (bench/train_step.py), img/s
+# quiet / other core busy: passive 31.4 / 22.8, 300,000 rounds 39.5 / 13.2, 3,000 38.5 / 18.8, 300 37.6 / 22.9
+# (README: The cpu kernels). OMP_WAIT_POLICY or GOMP_SPINCOUNT in the environment wins.
+SPIN_ROUNDS = "300"
 
 
-def _wait_passively_unless_told():
-    os.environ.setdefault("OMP_WAIT_POLICY", DEFAULT_WAIT_POLICY)
+def _spin_briefly_unless_told():
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["GOMP_SPINCOUNT"] = SPIN_ROUNDS
 
 
-def _skip_nnabla_s_failing_import():
-    """nnabla 1.39's PythonFunction wrapper (Cython, implicit relative imports) runs `import nnabla` a dozen
-    times per forward call, each first looking for a module nnabla.nnabla, which does not exist, through the
-    file system: about 0.12 of the 0.2 ms a forward call costs. None in sys.modules makes that lookup fail
-    at once, as Python documents for a name known to be absent; the import then goes on to nnabla itself."""
-    sys.modules.setdefault("nnabla.nnabla", None)
+class _NnablaItself(types.ModuleType):
+    """The module nnabla's Cython code finds first when it imports nnabla (see _answer_nnabla_s_relative_import):
+    it reads nnabla's own attributes, each kept in its own dictionary once read (the next read of context_scope
+    costs a dictionary lookup, not this method). It has no __path__, so it is no package: nothing is ever
+    imported under its name, and a relative import of a submodule fails at once and goes on to nnabla's own."""
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        value = getattr(nn, name)
+        setattr(self, name, value)
+        return value
+
+
+def _answer_nnabla_s_relative_import():
+    """nnabla 1.39's PythonFunction wrapper (Cython, implicit relative imports) runs `from nnabla import
+    context_scope` in every call it makes to a Python function: forward, backward, and the graph engine's
+    questions of which data a gradient reads, about 10,000 calls in a DARTS_V2 training step at B 32. Each first
+    looks for a module nnabla.nnabla: through the file system when there is none, and through the import lock
+    and a ModuleNotFoundError (about 4 µs on Python 3.10) when sys.modules marks it absent. A module under that
+    name answers at once, with nnabla's own context_scope: 40 ms less in that 1.0 s step."""
+    sys.modules.setdefault("nnabla.nnabla", _NnablaItself("nnabla.nnabla"))
 
 
 # The host context of the arrays the kernels read and write; NdArray.data_ptr in it costs about 2 µs
@@ -183,6 +204,7 @@ class DepthwiseConvolution(_Convolution):
         n, c, h, w = inputs[0].shape
         k = inputs[1].shape[-1]
         assert inputs[1].shape == (c, k, k), "one kernel per channel"
+        assert self.pad <= self.dilation * (k - 1), "no wider padding than the kernel's reach (dw_backward_data)"
         outputs[0].reset_shape((n, c, output_size(h, k, self.stride, self.pad, self.dilation),
                                 output_size(w, k, self.stride, self.pad, self.dilation)), True)
 
@@ -259,6 +281,7 @@ class DepthwisePointwise(_KernelFunction):
         n, c, h, w = inputs[0].shape
         k = inputs[1].shape[-1]
         assert inputs[1].shape == (c, k, k) and inputs[2].shape[1:] == (c, 1, 1), "a depthwise, then a 1x1 kernel"
+        assert self.pad <= self.dilation * (k - 1), "no wider padding than the kernel's reach (dw_backward_data)"
         outputs[0].reset_shape((n, inputs[2].shape[0], output_size(h, k, self.stride, self.pad, self.dilation),
                                 output_size(w, k, self.stride, self.pad, self.dilation)), True)
 

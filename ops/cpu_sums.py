@@ -9,6 +9,8 @@ the mixed op's weights).
 On nnabla's cpu backend the mixed op took a Stack, a Reshape and a one-threaded Affine or BatchMatmul (15 % of a
 first-order search step at B 64), drop path a BatchMatmul and three Reshapes per edge and the node an Add2
 (about 19 % of a DARTS_V2 training step at B 32). Like ops.cpu_kernels, for the cpu context in float only.
+
+SumOfSquares, the squared global norm of many arrays in one call, serves the optimisers' gradient clipping.
 """
 import ctypes
 
@@ -35,6 +37,8 @@ def _declare(lib):
     pointer, integer = ctypes.c_void_p, ctypes.c_int
     lib.wsum_forward.argtypes = [pointer] * 4 + [integer] * 3
     lib.wsum_backward.argtypes = [pointer] * 8 + [integer] * 3
+    lib.sum_of_squares.argtypes = [pointer, pointer, integer]
+    lib.sum_of_squares.restype = ctypes.c_double
 
 
 library = cpu_kernels.library_declaring(_declare)
@@ -139,3 +143,17 @@ class WeightedSum(_KernelFunction):
         library().wsum_backward(_read(outputs[0].grad), _pointers(x), _pointers(c), _integers(strides),
                                 _pointers(dx), _integers([int(a) for a in accum[:count]]), _pointers(dc),
                                 _integers(dc_accum), *self._sizes(inputs))
+
+
+class SumOfSquares:
+    """The sum of the squares of every element of a list of float32 NdArrays, in double, in one kernel call: the
+    squared global norm of a network's gradients, which nnabla's graph took about 1,800 functions for (17 ms over
+    DARTS_V2's 927 gradient arrays; 1.3 ms here). The arrays must keep their identity, as in
+    utils.optim.array_graphs."""
+
+    def __init__(self, arrays):
+        self.arrays = list(arrays)
+        self.sizes = (ctypes.c_long * len(self.arrays))(*[a.size for a in self.arrays])
+
+    def __call__(self):
+        return library().sum_of_squares(_pointers([_read(a) for a in self.arrays]), self.sizes, len(self.arrays))

@@ -29,7 +29,7 @@ class OpMode:
     needs the gradient of the alphas (DARTS' first-order alpha step, the two Hessian-vector passes
     of the second-order one) skips a third of its backward work this way.
     cpu_kernels: the depthwise and 1x1 convolutions (ops/cpu_kernels; at stride 1 a conv op's ReLU, depthwise and
-    1x1 convolution as one function), the pooling ops (ops/cpu_pooling; max pooling at stride 1 only) and
+    1x1 convolution as one function), the pooling ops (ops/cpu_pooling) and
     FactorizedReduce (ops/cpu_reduce) run on the multi-threaded kernels where their input is large enough to
     gain, the batch-statistics batch norms at every size (float on the cpu context only; nnabla's own cpu
     kernels are single-threaded). The parameters are the same either way.
@@ -105,6 +105,21 @@ def conv(x, c_out, kernel, mode, stride=1, pad=0, name="conv", relu_input=False)
     return PF.convolution(x, c_out, (kernel, kernel), pad=(pad, pad), stride=(stride, stride),
                           w_init=torch_uniform(x.shape[1] * kernel * kernel),
                           with_bias=False, fix_parameters=mode.frozen, name=name)
+
+
+def whole_map_conv(x, c_out, mode, name):
+    """Convolution without bias or padding whose kernel covers x's whole map (the auxiliary head's 2x2 conv of
+    its pooled 2x2 map), so one pixel out: a matrix product of the flattened map, which the cpu kernels run as a
+    1x1 convolution of the map's values taken as channels (nnabla's took 9 ms a pass at DARTS_V2's B 32). The
+    weight is PF.convolution's either way."""
+    c_in, h, w = x.shape[1:]
+    init = torch_uniform(c_in * h * w)
+    if mode.cpu_kernels and cpu_kernels.worthwhile(x):
+        weight = parameter((name, "conv"), "W", (c_out, c_in, h, w), init, mode)
+        flat = (c_in * h * w, 1, 1)
+        return cpu_kernels.PointwiseConvolution()(F.reshape(x, (x.shape[0],) + flat),
+                                                  F.reshape(weight, (c_out,) + flat))
+    return PF.convolution(x, c_out, (h, w), w_init=init, with_bias=False, fix_parameters=mode.frozen, name=name)
 
 
 def relu_depthwise_conv(x, kernel, stride, pad, dilation, mode, name):
@@ -202,8 +217,7 @@ def conv_7x1_1x7(x, c_out, stride, mode):
 
 
 def max_pool(x, c_out, stride, mode):
-    # Stride 1 only: at stride 2 nnabla's single thread stayed faster than the kernel (README: The cpu kernels).
-    if mode.cpu_kernels and cpu_kernels.worthwhile(x) and stride == 1:
+    if mode.cpu_kernels and cpu_pooling.worthwhile_max_pool(x, stride):
         return cpu_pooling.MaxPooling(stride)(x)
     return F.max_pooling(x, (3, 3), stride=(stride, stride), pad=(1, 1), ignore_border=True)
 

@@ -94,3 +94,26 @@ void wsum_backward(const float *dy, const float *const *x, const float *const *c
     }
     free(partial);
 }
+
+/* The sum of the squares of all the elements of `count` float32 arrays (array a has sizes[a] elements), in double:
+ * the squared global norm of a network's gradients that clipping reads each step. One array per task, each its own
+ * double total, added in array order afterwards, so the result does not depend on the threads' timing. */
+double sum_of_squares(const float *const *arrays, const long *sizes, int count) {
+    double *totals = malloc(sizeof(double) * (count > 0 ? count : 1)), total = 0.0;
+    #pragma omp parallel for schedule(dynamic, 8)
+    for (int a = 0; a < count; ++a) {
+        const float *x = arrays[a];
+        double sum = 0.0;
+        for (long lo = 0; lo < sizes[a]; lo += BLOCK) {
+            const long hi = lo + BLOCK < sizes[a] ? lo + BLOCK : sizes[a];
+            float part = 0.0f;
+            #pragma omp simd reduction(+:part)
+            for (long i = lo; i < hi; ++i) part += x[i] * x[i];
+            sum += part;
+        }
+        totals[a] = sum;
+    }
+    for (int a = 0; a < count; ++a) total += totals[a];
+    free(totals);
+    return total;
+}

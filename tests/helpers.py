@@ -2,8 +2,14 @@
 import dataclasses
 
 import numpy as np
+import pytest
 
+from ops import cpu_kernels
 from utils.data.datasets import load_dataset
+
+# A parameter for a test run both on nnabla's functions and on ops/cpu_kernels (where they are built).
+KERNELS_OFF_AND_ON = [False, pytest.param(True, marks=pytest.mark.skipif(not cpu_kernels.available(),
+                                                                        reason="the cpu kernels are not built"))]
 
 
 def digits_head(n):

@@ -6,6 +6,8 @@ import nnabla.functions as F
 import numpy as np
 import pytest
 
+from helpers import KERNELS_OFF_AND_ON
+from ops.cpu_sums import SumOfSquares
 from utils.optim.array_graphs import ArrayGraph, GlobalNorm, copy_graph, float_context
 
 SHAPES = [(3, 4), (5,), (2, 1, 3, 3)]
@@ -60,16 +62,18 @@ def test_copies_are_independent_of_their_source():
         np.testing.assert_array_equal(x.data, o)
 
 
-def test_global_norm_is_the_norm_of_all_arrays_as_one_vector_and_follows_zeroing():
+@pytest.mark.parametrize("on_the_kernel", KERNELS_OFF_AND_ON)
+def test_global_norm_is_the_norm_of_all_arrays_as_one_vector_and_follows_zeroing(on_the_kernel):
     rng = np.random.RandomState(3)
-    arrays = ndarrays(rng)
-    norm = GlobalNorm(arrays)
+    arrays = ndarrays(rng, SHAPES + [(3, 5000)])  # the kernel sums an array in blocks of 4,096
+    norm = GlobalNorm(arrays, on_the_kernel)
     assert norm() == pytest.approx(math.sqrt(sum(float((x.data.astype(np.float64) ** 2).sum()) for x in arrays)),
                                    rel=1e-6)
     arrays[1].zero()
     assert norm() == pytest.approx(math.sqrt(sum(float((x.data.astype(np.float64) ** 2).sum())
-                                                 for x in (arrays[0], arrays[2]))), rel=1e-6)
-    assert GlobalNorm([])() == 0.0
+                                                 for x in arrays if x is not arrays[1])), rel=1e-6)
+    assert GlobalNorm([], on_the_kernel)() == 0.0
+    assert isinstance(norm._sum_of_squares, SumOfSquares) == on_the_kernel
 
 
 def test_a_parameter_gradient_read_through_a_graph_survives_its_own_graphs_backward():

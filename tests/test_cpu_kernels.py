@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ops import blas, cpu_kernels
-from ops.operations import OpMode, batch_norm
+from ops.operations import OpMode, batch_norm, whole_map_conv
 from utils.run.context import uses_cpu_kernels
 from utils.training.model_stats import count_macs
 
@@ -220,23 +220,32 @@ def test_the_batch_norm_keeps_for_its_backward_only_what_it_reads(affine):
 
 
 @needs_library
-def test_a_kernel_call_looks_for_no_missing_module(monkeypatch):
-    """nnabla's PythonFunction wrapper imports nnabla.nnabla, which does not exist, a dozen times per forward
-    call, through the file system unless loading the library marked that name absent."""
+def test_a_kernel_call_imports_nothing(monkeypatch):
+    """nnabla's PythonFunction wrapper imports nnabla.nnabla before nnabla in every call it makes to a kernel
+    function; loading the library registers a module under that name, so that no call looks for one (through
+    the file system, or through the import lock when the name is marked absent) or loads any module under it."""
+    import importlib._bootstrap as bootstrap
     looked_up = []
+    find_and_load = bootstrap._find_and_load
 
-    class Recorder:
-        def find_spec(self, name, path=None, target=None):
-            looked_up.append(name)
-            return None
+    def recording(name, import_):
+        looked_up.append(name)
+        return find_and_load(name, import_)
     monkeypatch.delitem(sys.modules, "nnabla.nnabla", raising=False)
     monkeypatch.setattr(cpu_kernels, "_library", None)
     cpu_kernels.library()
     x, _, _, _, ours, _ = batch_norm_pair(np.random.default_rng(7), False, (2, 3, 4, 4))
-    monkeypatch.setattr(sys, "meta_path", [Recorder()] + sys.meta_path)
+    monkeypatch.setattr(bootstrap, "_find_and_load", recording)
     ours.forward()
     ours.backward(clear_buffer=False)
     assert looked_up == []
+    assert [name for name in sys.modules if name.startswith("nnabla.nnabla.")] == []
+
+
+def test_the_module_nnabla_finds_first_reads_nnabla_and_is_no_package():
+    itself = cpu_kernels._NnablaItself("nnabla.nnabla")
+    assert itself.context_scope is nn.context_scope and itself.Variable is nn.Variable
+    assert not hasattr(itself, "__path__")
 
 
 @pytest.fixture
@@ -309,11 +318,36 @@ def test_the_evaluation_network_on_the_cpu_kernels_equals_it_on_nnabla_s(every_l
     labels = rng.integers(0, 10, (4, 1))
 
     def loss(cpu_kernels):
-        graph = build_train_graph(load_architecture("DARTS_V2"), (4, 3, 8, 8), 10, 6, 3, auxiliary=False,
-                                  aux_weight=0.0, cpu_kernels=cpu_kernels)
+        graph = build_train_graph(load_architecture("DARTS_V2"), (4, 3, 8, 8), 10, 6, 3, auxiliary=True,
+                                  aux_weight=0.4, cpu_kernels=cpu_kernels)
         graph.x.d, graph.y.d = x, labels
         return graph.loss
     assert_same_graph_results(loss, rng)
+    nn.clear_parameters()
+
+
+@needs_library
+@pytest.mark.parametrize("size", [1, 2])
+def test_a_convolution_over_the_whole_map_on_the_kernels_equals_nnabla_s(size, every_layer_on_the_kernels):
+    """The auxiliary head's conv of its pooled map (2x2 on CIFAR and ImageNet, 1x1 on the digits)."""
+    rng = np.random.default_rng(size)
+    x = nn.Variable.from_numpy_array(rng.standard_normal((3, 5, size, size)).astype(np.float32), need_grad=True)
+    upstream = nn.Variable.from_numpy_array(rng.standard_normal((3, 4, 1, 1)).astype(np.float32))
+    results = []
+    for on_the_kernels in (False, True):
+        nn.clear_parameters()
+        nn.random.seed(3)
+        y = whole_map_conv(x, 4, OpMode(affine=True, test=False, cpu_kernels=on_the_kernels), "conv2")
+        assert kernel_calls(y) == int(on_the_kernels)
+        (w,) = nn.get_parameters().values()
+        assert w.shape == (4, 5, size, size)
+        x.grad.zero()
+        loss = F.sum(F.reshape(y, (3, 4, 1, 1)) * upstream)
+        loss.forward()
+        loss.backward()
+        results.append((y.d.reshape(3, 4).copy(), x.g.copy(), w.g.copy()))
+    for theirs, ours in zip(*results):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
     nn.clear_parameters()
 
 
@@ -386,18 +420,19 @@ def test_convolutions_below_the_size_threshold_keep_nnabla_s_kernels(monkeypatch
     assert 0 < some < calls((8, 3, 32, 32), 16)
 
 
-@pytest.mark.parametrize("told", [None, "active"])
-def test_the_kernels_load_libgomp_with_a_passive_wait_unless_the_environment_says_otherwise(told):
-    # libgomp reads OMP_WAIT_POLICY once, when the library loads it: a fresh process shows what it reads.
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if told:
-        env["OMP_WAIT_POLICY"] = told
+@pytest.mark.parametrize("told", [{}, {"OMP_WAIT_POLICY": "passive"}, {"GOMP_SPINCOUNT": "1000"}])
+def test_the_kernels_load_libgomp_spinning_briefly_unless_the_environment_says_otherwise(told):
+    # libgomp reads its settings once, when the library loads it: a fresh process shows what it reads.
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(told)
     code = ("import os, ops.cpu_kernels as k; "
             "before = 'libgomp' in open('/proc/self/maps').read(); k.library(); "
-            "print(before, 'libgomp' in open('/proc/self/maps').read(), os.environ['OMP_WAIT_POLICY'])")
+            "print(before, 'libgomp' in open('/proc/self/maps').read(), os.environ.get('OMP_WAIT_POLICY'), "
+            "os.environ.get('GOMP_SPINCOUNT'))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                          check=True).stdout.split()
-    assert out == ["False", "True", told or "passive"]
+    expected = told if told else {"GOMP_SPINCOUNT": cpu_kernels.SPIN_ROUNDS}
+    assert out == ["False", "True", str(expected.get("OMP_WAIT_POLICY")), str(expected.get("GOMP_SPINCOUNT"))]
 
 
 @needs_library

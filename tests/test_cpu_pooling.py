@@ -134,10 +134,17 @@ def test_the_networks_pool_and_reduce_on_the_kernels_when_they_are_on(monkeypatc
     # The conv ops at stride 1 as one function each: no depthwise convolution of nnabla's or ours apart from it
     # outside the reduction cells' strided edges.
     assert "CpuDepthwisePointwise" in evaluation and "DepthwiseConvolution" not in search + evaluation
-    # Max pooling at stride 1 only (nnabla's stays faster at 2); average pooling at both.
+    # Max pooling at stride 2 on so small maps stays nnabla's (cpu_pooling.MAX_POOL_STRIDE_2_MIN_ELEMENTS);
+    # average pooling runs here at both strides.
     assert "MaxPooling" in search and "AveragePooling" not in search
     assert "Pad" not in search
     assert "CpuFactorizedReduce" in evaluation and "Pad" not in evaluation
+    monkeypatch.setattr(cpu_pooling, "MAX_POOL_STRIDE_2_MIN_ELEMENTS", 0)
+    nn.clear_parameters()
+    evaluation = function_names(build_train_graph(load_architecture("DARTS_V2"), (2, 3, 8, 8), 10, 6, 3,
+                                                  auxiliary=False, aux_weight=0.0, cpu_kernels=True).loss)
+    nn.clear_parameters()
+    assert "CpuMaxPooling" in evaluation and "MaxPooling" not in evaluation  # DARTS_V2 pools only at stride 2
 
 
 # (kernel, pad, dilation) of sep_conv 3/5/7 and dil_conv 3/5, whose first layer is strided on reduction edges.

@@ -4,6 +4,8 @@ import nnabla as nn
 import numpy as np
 import pytest
 
+from helpers import KERNELS_OFF_AND_ON
+from ops.cpu_sums import SumOfSquares
 from utils.optim.solvers import SGD, Adam, cosine_lr, global_norm
 from utils.search.bilevel import BilevelOptimizer
 
@@ -81,10 +83,12 @@ def test_clipping_scales_all_gradients_together_to_the_global_norm():
     np.testing.assert_allclose(params["p1"].g, [0.0, 0.8], rtol=1e-5)
 
 
-def test_the_gradient_norm_graph_reads_the_gradients_of_every_step():
+@pytest.mark.parametrize("cpu_kernels", KERNELS_OFF_AND_ON)
+def test_the_gradient_norm_reads_the_gradients_of_every_step(cpu_kernels):
     """Built once: it must see new values written into the gradient arrays and the solver's zeroing."""
     params = variables(np.zeros((3, 4)), np.zeros(5), np.zeros((2, 1, 3, 3)))
-    opt = SGD(params, 0.1, 0.9, 0.0, grad_clip=1.0)
+    opt = SGD(params, 0.1, 0.9, 0.0, grad_clip=1.0, cpu_kernels=cpu_kernels)
+    assert isinstance(opt.grad_norm._sum_of_squares, SumOfSquares) == cpu_kernels
     rng = np.random.RandomState(4)
     for _ in range(2):
         grads = [rng.randn(*p.shape) for p in params.values()]

@@ -13,6 +13,8 @@ import math
 import nnabla as nn
 import nnabla.functions as F
 
+from ops.cpu_sums import SumOfSquares
+
 
 def float_context():
     """The current context computing in float: under --type-config half, norms of ~10^6 squares and
@@ -74,15 +76,24 @@ def copy_graph(sources, targets):
 
 
 class GlobalNorm:
-    """The L2 norm of a list of arrays taken together as one vector, from one graph built once."""
+    """The L2 norm of a list of arrays taken together as one vector: from one graph built once, or with
+    cpu_kernels (float arrays on the host, ops/cpu_kernels built) from one kernel call, which spares the graph's
+    two functions per array."""
 
-    def __init__(self, arrays):
+    def __init__(self, arrays, cpu_kernels=False):
+        if cpu_kernels:
+            self._sum_of_squares = SumOfSquares(arrays)
+            return
         with nn.context_scope(float_context()):
             squares = [F.sum(F.pow_scalar(bound_variable(a), 2.0)) for a in arrays]
-            self.total = F.sum(F.stack(*squares)) if squares else None
+            total = F.sum(F.stack(*squares)) if squares else None
+
+        def graph_sum_of_squares():
+            if total is None:
+                return 0.0
+            total.forward(clear_buffer=True)
+            return float(total.d)
+        self._sum_of_squares = graph_sum_of_squares
 
     def __call__(self):
-        if self.total is None:
-            return 0.0
-        self.total.forward(clear_buffer=True)
-        return math.sqrt(float(self.total.d))
+        return math.sqrt(self._sum_of_squares())

@@ -38,9 +38,11 @@ class SGD:
     them, or skips the step when they overflowed. With all_reduce (a data-parallel run's
     utils.run.communicator all_reduce, one call over a list of arrays) step() first averages the gradients over
     the ranks, so that the clipping, the overflow check and the update see the global batch's gradient.
+    cpu_kernels: the gradient norm is one call of ops/cpu_sums (float arrays on the host) instead of the graph.
     """
 
-    def __init__(self, params, lr, momentum, weight_decay, grad_clip, loss_scale=None, all_reduce=None):
+    def __init__(self, params, lr, momentum, weight_decay, grad_clip, loss_scale=None, all_reduce=None,
+                 cpu_kernels=False):
         self.params = params
         self.momentum = momentum
         self.weight_decay = weight_decay
@@ -52,7 +54,7 @@ class SGD:
         self.solver.set_parameters(params)
         self._grads = [p.grad for p in params.values()]
         self._all_reduce = all_reduce
-        self.grad_norm = GlobalNorm(self._grads)
+        self.grad_norm = GlobalNorm(self._grads, cpu_kernels)
         self._rescale = None  # built when the learning rate first changes: a run at a fixed rate never needs it
 
     def set_learning_rate(self, lr):

@@ -78,7 +78,7 @@ def search_recurrent(args):
     weights = scope_parameters(WEIGHT_SCOPE, grad_only=True)
     network_state = scope_parameters(WEIGHT_SCOPE, grad_only=False)
     alphas = {f"{ARCH_SCOPE}/{ALPHA_NAME}": alpha}
-    weight_opt = SGD(weights, args.lr, 0.0, args.weight_decay, args.grad_clip)
+    weight_opt = SGD(weights, args.lr, 0.0, args.weight_decay, args.grad_clip, cpu_kernels=fast)
     alpha_opt = Adam(alphas, args.arch_lr, args.arch_beta1, args.arch_beta2, args.arch_weight_decay)
     stepper = RecurrentSearchStep(graphs, weights, network_state, alphas, weight_opt, alpha_opt,
                                   dropouts_of(args), args.second_order, args.original_unrolled_step)

@@ -160,7 +160,8 @@ def train_recurrent(args, genotype):
         load_parameter_file(args.init_params, nn.get_parameters(grad_only=False))
         print(f"fine-tuning: starting from the parameters of {args.init_params}")
     params = nn.get_parameters(grad_only=True)
-    optimizer = SGD(params, args.lr, 0.0, args.weight_decay, args.grad_clip)
+    optimizer = SGD(params, args.lr, 0.0, args.weight_decay, args.grad_clip,
+                    cpu_kernels=uses_cpu_kernels(args.context, args.type_config, args.cpu_kernels))
     solvers = {"weights": optimizer.solver}
     polyak = PolyakAverage(params)
     summary = {"params": int(sum(v.size for v in params.values())), "valid_ppl": None, "test_ppl": None}

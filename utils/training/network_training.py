@@ -86,7 +86,7 @@ def brief_training(arch, train_set, held_out_set, settings, desc):
                                                          cpu_kernels=s["cpu_kernels"]), s["batch_size"])
     test_graph = build_test_graph(arch, shape, num_classes, s["channels"], s["num_cells"], cpu_kernels=s["cpu_kernels"])
     optimizer = SGD(nn.get_parameters(grad_only=True), s["lr"], s["momentum"], s["weight_decay"], s["grad_clip"],
-                    loss_scale=loss_scale_for(s["type_config"]))
+                    loss_scale=loss_scale_for(s["type_config"]), cpu_kernels=s["cpu_kernels"])
     loader = BatchLoader(images, labels, s["batch_size"], mean, std, augment="darts", hflip=s["hflip"],
                          cutout_length=s["cutout_length"], seed=s["seed"])
     try:
